@@ -1,0 +1,85 @@
+"""What every stage shares: the resolved config, the data module, the backbone, the optimiser."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytorch_lightning as L
+import torch
+
+from wsss.data.datamodule import WSSSDataModule
+from wsss.models.backbone import Backbone
+from wsss.optim import param_groups, sgd_poly
+
+log = logging.getLogger(__name__)
+
+
+class Stage(L.LightningModule):
+    """A LightningModule built from the whole resolved config (a plain dict).
+
+    Only plain values are saved as hyperparameters so checkpoints load with
+    `torch.load(weights_only=True)`.
+    """
+
+    #: tasks this stage knows, in the order `run.py` runs them by default
+    default_tasks: tuple[str, ...] = ("fit",)
+
+    def __init__(self, cfg: dict):
+        super().__init__()
+        self.save_hyperparameters({"cfg": cfg})
+        self.cfg = cfg
+        self.scfg = cfg["stage"]
+        self.run_dir = Path(cfg["paths"]["run_dir"])
+
+    # -- data ---------------------------------------------------------------------------------
+    @property
+    def num_classes(self) -> int:
+        return int(self.cfg["dataset"]["num_classes"])
+
+    def datamodule(self) -> WSSSDataModule:
+        s = self.scfg
+        return WSSSDataModule(self.cfg["dataset"], batch_size=s["batch_size"], mean=self.norm_mean,
+                              std=self.norm_std, augment=s.get("augment"), num_workers=self.cfg["num_workers"])
+
+    norm_mean: tuple = (0.485, 0.456, 0.406)
+    norm_std: tuple = (0.229, 0.224, 0.225)
+
+    def make_backbone(self, output_stride: int | None = None, in_chans: int | None = None) -> Backbone:
+        b = self.cfg["backbone"]
+        os_ = b.get("output_stride") if output_stride is None else output_stride
+        backbone = Backbone(b["name"], pretrained=b["pretrained"], weights_path=b.get("weights_path"),
+                            output_stride=os_, in_chans=in_chans or self.cfg["dataset"].get("in_chans", 3))
+        self.norm_mean, self.norm_std = backbone.mean, backbone.std
+        return backbone
+
+    # -- optimisation -------------------------------------------------------------------------
+    def pretrained_modules(self) -> list[torch.nn.Module]:
+        raise NotImplementedError
+
+    def new_modules(self) -> list[torch.nn.Module]:
+        raise NotImplementedError
+
+    def total_steps(self) -> int:
+        return int(self.trainer.estimated_stepping_batches)
+
+    def configure_optimizers(self):
+        s = self.scfg
+        groups = param_groups(self.pretrained_modules(), self.new_modules(), s["lr"], s["weight_decay"],
+                              s.get("lr_alpha_bias", 2.0), s.get("lr_alpha_new", 10.0))
+        opt, sched = sgd_poly(groups, self.total_steps(), s.get("momentum", 0.0), s.get("nesterov", False),
+                              s.get("poly_power", 0.9))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # -- checkpoints --------------------------------------------------------------------------
+    def load_weights(self, path: str | Path) -> None:
+        """Load the state dict of a trained stage checkpoint (weights only, no pickle)."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        state = ckpt.get("state_dict", ckpt)
+        self.check_class_count(state, path)
+        self.load_state_dict(state)
+
+    def check_class_count(self, state: dict, path: Path) -> None:
+        pass
