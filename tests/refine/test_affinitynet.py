@@ -1,0 +1,70 @@
+"""AffinityNet (IRN boundary branch): shapes on resnet18, frozen backbone, gradients, flip TTA."""
+import pytest
+import torch
+from torch import nn
+
+from wsss.losses.affinity import affinity_loss
+from wsss.models.affinitynet import AffinityNet
+from wsss.models.backbone import Backbone
+from wsss.refine.pairs import PairIndex, pair_labels
+
+
+@pytest.fixture(scope="module")
+def backbone():
+    torch.manual_seed(0)
+    return Backbone("resnet18", pretrained=False)
+
+
+def test_shapes_and_affinity_range(backbone):
+    net = AffinityNet(backbone)
+    x = torch.randn(2, 3, 64, 64)
+    edge = net(x)
+    assert edge.shape == (2, 1, 16, 16)
+    assert len(net.projections) == len(backbone.channels)
+    index = PairIndex(16, 16, 5)
+    aff = net.pair_affinities(x, index)
+    assert aff.shape == (2, 34, index.source_shape[0] * index.source_shape[1])
+    assert (aff >= 0).all() and (aff <= 1).all()
+    b = net.boundary_with_flip(torch.randn(1, 3, 70, 66), size=(18, 17))
+    assert b.shape == (1, 18, 17)
+
+
+def test_frozen_backbone_gets_no_gradient_and_stays_in_eval(backbone):
+    net = AffinityNet(backbone).train()
+    assert net.training and not net.backbone.training
+    x = torch.randn(2, 3, 64, 64)
+    index = PairIndex(16, 16, 5)
+    labels = torch.randint(0, 3, (2, 16, 16))
+    loss = affinity_loss(net.pair_affinities(x, index), *pair_labels(labels, index)).total
+    loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.head_parameters())
+    assert all(p.grad is None for p in net.backbone.parameters())
+
+
+def test_unfrozen_backbone_gets_gradients():
+    net = AffinityNet(Backbone("resnet18", pretrained=False), freeze_backbone=False).train()
+    assert net.backbone.training
+    net.boundary(torch.randn(2, 3, 32, 32)).mean().backward()
+    assert sum(float(p.grad.abs().sum()) for p in net.backbone.parameters() if p.grad is not None) > 0
+
+
+class StubBackbone(nn.Module):
+    """Stages at strides 2, 4, 8 (like a stem exposed at stride 2) to exercise pooling and upsampling."""
+
+    name = "stub"
+    channels = [8, 16, 24]
+    reductions = [2, 4, 8]
+
+    def forward(self, x):
+        h, w = x.shape[-2:]
+        return [torch.ones(x.shape[0], c, -(-h // r), -(-w // r)) * x.mean() for c, r in zip(self.channels,
+                                                                                              self.reductions)]
+
+
+def test_finer_and_coarser_stages_are_resized_to_stride_4():
+    net = AffinityNet(StubBackbone(), branch_channels=8, gn_groups=2)
+    assert net(torch.randn(1, 3, 36, 44)).shape == (1, 1, 9, 11)
+    bad = StubBackbone()
+    bad.reductions = [8, 16, 32]
+    with pytest.raises(ValueError, match="stride-4"):
+        AffinityNet(bad)
