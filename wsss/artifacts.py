@@ -86,6 +86,7 @@ class ArtifactDir:
     def __init__(self, root: str | Path, suffix: str):
         self.root = Path(root)
         self.suffix = suffix
+        self.written: list[str] = []  # ids written by this process, for the manifest's per-rank counts
 
     def path(self, image_id: str) -> Path:
         return self.root / f"{image_id}{self.suffix}"
@@ -110,9 +111,11 @@ class ArtifactDir:
         buf = io.BytesIO()
         np.savez(buf, **arrays)
         atomic_write_bytes(self.path(image_id), buf.getvalue())
+        self.written.append(image_id)
 
     def write_png(self, image_id: str, array: np.ndarray, palette: bool = False) -> None:
         atomic_write_bytes(self.path(image_id), encode_png(array, palette))
+        self.written.append(image_id)
 
     # readers
     def read_npz(self, image_id: str) -> dict[str, np.ndarray]:

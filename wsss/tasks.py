@@ -1,6 +1,7 @@
 """Runs a stage's tasks (fit, predict, evaluate) on one Lightning Trainer."""
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
@@ -21,6 +22,8 @@ from wsss.stages.base import Stage
 log = logging.getLogger(__name__)
 
 TASKS: dict[str, Callable] = {}
+# Modules defining tasks usable by any stage (imported before the task list is checked).
+TASK_MODULES = ("wsss.segmentation.tasks",)
 
 
 def task(name: str):
@@ -38,7 +41,9 @@ RESUMABLE_KEYS = ("trainer", "logger", "paths", "num_workers", "tasks", "ckpt_pa
 def training_identity(cfg: dict) -> str:
     ident = {k: v for k, v in cfg.items() if k not in RESUMABLE_KEYS}
     stage = dict(ident.get("stage", {}))
-    for k in ("tasks", "inference", "evaluation"):
+    # Extending a schedule or changing how results are produced resumes the same training run.
+    for k in ("tasks", "inference", "evaluation", "max_epochs", "checkpoint", "predict_splits", "eval_splits",
+              "export"):
         stage.pop(k, None)
     ident["stage"] = stage
     return config_hash(ident)
@@ -119,7 +124,7 @@ def ensure_weights(ctx: "Context") -> None:
 
 
 def artifact_dir(ctx: "Context", split: str) -> ArtifactDir:
-    return ArtifactDir(ctx.run_dir / ctx.module.artifact / split, ".npz")
+    return ArtifactDir(ctx.run_dir / ctx.module.artifact / split, getattr(ctx.module, "artifact_suffix", ".npz"))
 
 
 @task("predict")
@@ -138,7 +143,9 @@ def predict(ctx: "Context") -> dict:
         if missing:
             ctx.module.cam_writer = writer
             ctx.dm.predict_split, ctx.dm.predict_ids = split, missing
+            writer.written = []
             ctx.trainer.predict(ctx.module, datamodule=ctx.dm, return_predictions=False)
+            record_shard(writer, ctx.trainer.global_rank)
         ctx.trainer.strategy.barrier()
         if ctx.trainer.is_global_zero:
             left = writer.missing(ids)
@@ -147,15 +154,36 @@ def predict(ctx: "Context") -> dict:
             writer.write_manifest(stage=ctx.plain["stage"]["name"], kind=ctx.module.artifact,
                                   dataset=ctx.plain["dataset"]["name"], split=split,
                                   config_hash=training_identity(ctx.plain), checkpoint=ctx.weights,
-                                  num_classes=ctx.module.num_classes)
+                                  num_classes=ctx.module.num_classes, written_by_rank=collect_shards(writer))
         out[f"{ctx.module.artifact}/{split}/count"] = len(ids)
     return out
+
+
+def record_shard(writer: ArtifactDir, rank: int) -> None:
+    """Each rank lists what it wrote, so the manifest can show every image was written exactly once."""
+    atomic_write_json(writer.root / f".written.rank{rank}.json", sorted(getattr(writer, "written", [])))
+
+
+def collect_shards(writer: ArtifactDir) -> dict[str, int]:
+    counts, seen = {}, set()
+    for p in sorted(writer.root.glob(".written.rank*.json")):
+        ids = json.loads(p.read_text())
+        twice = seen.intersection(ids)
+        if twice:
+            raise RuntimeError(f"{writer.root}: images written by more than one rank: {sorted(twice)[:3]}")
+        seen.update(ids)
+        counts[p.name.split(".rank")[1].split(".")[0]] = len(ids)
+        p.unlink()
+    return counts
 
 
 @task("evaluate")
 def evaluate(ctx: "Context") -> dict:
     from wsss.cams.evaluate import plot_curve, sweep
 
+    custom = getattr(type(ctx.module), "evaluate_task", None)
+    if custom is not None:  # a stage whose artifacts are not CAMs evaluates them itself
+        return custom(ctx)
     if not ctx.trainer.is_global_zero:
         return {}
     ev = ctx.plain["stage"].get("evaluation", {})
@@ -195,7 +223,10 @@ class Context:
         self.weights: str | None = None
 
     def tasks(self) -> list[str]:
+        for module in TASK_MODULES:
+            importlib.import_module(module)  # registers their @task functions
         tasks = self.plain.get("tasks") or self.plain["stage"].get("tasks") or list(self.module.default_tasks)
+        tasks = [getattr(self.module, "task_aliases", {}).get(t, t) for t in tasks]  # e.g. evaluate -> its own
         unknown = [t for t in tasks if t not in TASKS]
         if unknown:
             raise ValueError(f"tasks={tasks}: unknown task(s) {unknown}; expected some of {sorted(TASKS)}")
