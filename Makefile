@@ -1,0 +1,41 @@
+# Two commands do all set-up on a fresh machine:
+#   make run    create .venv if missing, install, run the main job on the synthetic data set
+#   make test   same install, then the whole test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+RUN_ARGS ?=
+
+.PHONY: install run test test-fast test-slurm slurm-up bench clean help
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install wsss with its test extra
+
+run: install  ## the main job on the built-in synthetic data set; prints its metrics
+	$(PY) run.py experiment=synthetic $(RUN_ARGS)
+
+test: install  ## the whole suite (SLURM tests skip unless slurm/local-cluster.sh is up)
+	$(PY) -m pytest
+
+test-fast: install  ## everything but the slow end-to-end runs
+	$(PY) -m pytest -m "not slow and not slurm"
+
+slurm-up:  ## start the local one-node SLURM cluster (root; installs slurm-wlm and munge)
+	bash slurm/local-cluster.sh up
+
+bench: install  ## CPU benchmarks, each printing ratios against a reference measured in the same run
+	for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:  ## remove run folders and caches (not the data cache)
+	rm -rf runs outputs multirun .pytest_cache
