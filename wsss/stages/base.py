@@ -49,7 +49,13 @@ class Stage(L.LightningModule):
         os_ = b.get("output_stride") if output_stride is None else output_stride
         backbone = Backbone(b["name"], pretrained=b["pretrained"], weights_path=b.get("weights_path"),
                             output_stride=os_, in_chans=in_chans or self.cfg["dataset"].get("in_chans", 3))
-        self.norm_mean, self.norm_std = backbone.mean, backbone.std
+        d, n = self.cfg["dataset"], in_chans or self.cfg["dataset"].get("in_chans", 3)
+        mean, std = tuple(d.get("mean") or backbone.mean), tuple(d.get("std") or backbone.std)
+        if len(mean) < n:  # extra channels reuse the first channel's statistics (pnoc-spec §2.6: HPA yellow = red)
+            mean, std = mean + (mean[0],) * (n - len(mean)), std + (std[0],) * (n - len(std))
+        if len(mean) != n or len(std) != n:
+            raise ValueError(f"dataset.mean/std have {len(mean)}/{len(std)} values but the input has {n} channels")
+        self.norm_mean, self.norm_std = mean, std
         return backbone
 
     # -- optimisation -------------------------------------------------------------------------
