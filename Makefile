@@ -22,14 +22,17 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create .venv and install wsss with its test extra
 
-run: install  ## the main job on the built-in synthetic data set; prints its metrics
-	$(PY) run.py experiment=synthetic $(RUN_ARGS)
+run: install  ## the whole pipeline on the built-in synthetic data set; prints the mIoU after every step
+	$(PY) run.py pipeline=wsss experiment=synthetic $(RUN_ARGS)
 
 test: install  ## the whole suite (SLURM tests skip unless slurm/local-cluster.sh is up)
 	$(PY) -m pytest
 
 test-fast: install  ## everything but the slow end-to-end runs
 	$(PY) -m pytest -m "not slow and not slurm"
+
+test-slurm: install  ## only the tests that submit to the local SLURM cluster
+	$(PY) -m pytest -m slurm tests/slurm
 
 slurm-up:  ## start the local one-node SLURM cluster (root; installs slurm-wlm and munge)
 	bash slurm/local-cluster.sh up
