@@ -68,6 +68,26 @@ class Stage(L.LightningModule):
     def total_steps(self) -> int:
         return int(self.trainer.estimated_stepping_batches)
 
+    def batch_position(self) -> tuple[int, int]:
+        """(0-based index of the current training batch over the whole run, batches in the run).
+
+        The counter of the loss-weight ramps (pnoc-spec §4.3: micro-batches, not optimiser steps). It is
+        derived from the epoch and the batch index, which Lightning restores on resume and which are the
+        same on every DDP rank; `global_step` is not used because every `opt.step()` of a manual
+        optimisation counts in it.
+        """
+        t = self.trainer
+        if t.num_training_batches == float("inf"):
+            t.estimated_stepping_batches  # sets the train loader up (configure_optimizers runs before it)
+        per_epoch = int(t.num_training_batches) if t.num_training_batches != float("inf") else 0
+        if per_epoch <= 0 or t.max_epochs is None or t.max_epochs < 0:
+            per_epoch = per_epoch or 1
+            total = int(t.estimated_stepping_batches) * t.accumulate_grad_batches
+        else:
+            total = per_epoch * max(1, t.max_epochs)
+        step = t.current_epoch * per_epoch + max(0, t.fit_loop.epoch_loop.batch_idx)
+        return step, max(1, total)
+
     def configure_optimizers(self):
         s = self.scfg
         groups = param_groups(self.pretrained_modules(), self.new_modules(), s["lr"], s["weight_decay"],
