@@ -37,8 +37,8 @@ def threshold_predictions(cams: torch.Tensor, keys: torch.Tensor, thresholds: to
 
 
 class _CAMPairs(Dataset):
-    def __init__(self, dataset, cams: ArtifactDir, with_image: bool):
-        self.dataset, self.cams, self.with_image = dataset, cams, with_image
+    def __init__(self, dataset, cams: ArtifactDir, with_image: bool, key: str = "cams"):
+        self.dataset, self.cams, self.with_image, self.key = dataset, cams, with_image, key
 
     def __len__(self):
         return len(self.dataset.ids)
@@ -50,7 +50,9 @@ class _CAMPairs(Dataset):
             raise FileNotFoundError(f"{self.dataset.mask_path(image_id)}: ground-truth mask needed to evaluate "
                                     f"{image_id!r}")
         z = self.cams.read_npz(image_id)
-        cams = z["cams"]
+        if self.key not in z:
+            raise KeyError(f"{self.cams.path(image_id)}: no array {self.key!r} (has {sorted(z)})")
+        cams = z[self.key]
         if cams.shape[1:] != mask.shape:
             raise ValueError(f"{self.cams.path(image_id)}: CAMs are {cams.shape[1:]} but the mask of {image_id!r} is "
                              f"{mask.shape}")
@@ -75,12 +77,13 @@ class SweepResult:
 
 
 def sweep(dataset, cam_dir: str | Path, thresholds: Sequence[float] | None = None, crf: dict | None = None,
-          device: str = "cpu", num_workers: int = 0) -> SweepResult:
+          device: str = "cpu", num_workers: int = 0, key: str = "cams") -> SweepResult:
+    """`key` names the (n, H, W) maps in each npz: `cams`, or `rw` for random-walk maps."""
     thresholds = list(thresholds or default_thresholds())
     num_labels = dataset.num_classes + 1
     ts = torch.tensor(thresholds, device=device)
     cams = ArtifactDir(cam_dir, ".npz")
-    loader = DataLoader(_CAMPairs(dataset, cams, with_image=bool(crf)), batch_size=None, num_workers=num_workers)
+    loader = DataLoader(_CAMPairs(dataset, cams, with_image=bool(crf), key=key), batch_size=None, num_workers=num_workers)
     confusion = torch.zeros(len(ts), num_labels, num_labels, dtype=torch.long, device=device)
     refine = _crf_refiner(crf) if crf else None
     for image_id, maps, keys, mask, image in loader:
@@ -98,10 +101,14 @@ def sweep(dataset, cam_dir: str | Path, thresholds: Sequence[float] | None = Non
 
 
 def _crf_refiner(crf: dict):
-    from wsss.refine.crf import refine_label_maps  # heavy optional dependency, imported on demand
+    """Label-unary dense CRF of every thresholded map (pnoc-spec §7.2: `t` iterations, `gt_prob`)."""
+    from wsss.refine.crf import crf_labels  # heavy optional dependency, imported on demand
+
+    iterations, gt_prob = int(crf.get("t", 10)), float(crf.get("gt_prob", 0.7))
 
     def refine(image, preds, num_labels):
-        return refine_label_maps(np.asarray(image), preds, num_labels, **crf)
+        image = np.ascontiguousarray(np.asarray(image))
+        return np.stack([crf_labels(image, p, num_labels, iterations=iterations, gt_prob=gt_prob) for p in preds])
 
     return refine
 

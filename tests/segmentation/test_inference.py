@@ -1,0 +1,75 @@
+"""Multi-scale + flip TTA of a segmentation network."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from wsss.segmentation.inference import multiscale_probabilities
+
+K = 4
+
+
+def asymmetric_net() -> nn.Module:
+    """A small conv net that is not flip-equivariant (random 3×3 kernels)."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, K, 3, padding=1)).eval()
+
+
+def mirror_symmetric_image() -> torch.Tensor:
+    torch.manual_seed(1)
+    left = torch.randn(1, 3, 20, 12)
+    return torch.cat([left, left.flip(-1)], dim=-1)  # 20 × 24, x == flip(x)
+
+
+@pytest.mark.parametrize("fuse", ["softmax", "logits"])
+def test_flip_tta_of_a_symmetric_image_is_symmetric(fuse):
+    net, x = asymmetric_net(), mirror_symmetric_image()
+    assert torch.equal(x, x.flip(-1))
+    probs = multiscale_probabilities(net, x, scales=(0.5, 1.0, 1.5), flip=True, fuse=fuse)
+    assert probs.shape == (1, K, 20, 24)
+    torch.testing.assert_close(probs, probs.flip(-1), atol=1e-6, rtol=0)
+    # without the flip views the same network is not symmetric (so the check above can fail)
+    plain = multiscale_probabilities(net, x, scales=(0.5, 1.0, 1.5), flip=False, fuse=fuse)
+    assert (plain - plain.flip(-1)).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("fuse", ["softmax", "logits"])
+def test_probabilities_sum_to_one(fuse):
+    probs = multiscale_probabilities(asymmetric_net(), torch.randn(2, 3, 17, 23), scales=(0.75, 1.25), fuse=fuse)
+    assert probs.shape == (2, K, 17, 23)
+    torch.testing.assert_close(probs.sum(1), torch.ones(2, 17, 23))
+    assert probs.min() >= 0
+
+
+def test_single_view_is_the_softmax_of_the_network():
+    net, x = asymmetric_net(), torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        expected = net(x).softmax(1)
+    for fuse in ("softmax", "logits"):
+        torch.testing.assert_close(multiscale_probabilities(net, x, scales=(1.0,), flip=False, fuse=fuse), expected)
+
+
+def test_fusions_against_a_hand_loop():
+    net, x = asymmetric_net(), torch.randn(1, 3, 16, 20)
+    views = []
+    with torch.no_grad():
+        for s in (0.5, 1.5):
+            xs = F.interpolate(x, size=(round(16 * s), round(20 * s)), mode="bilinear", align_corners=False)
+            for flipped in (False, True):
+                out = net(xs.flip(-1)) if flipped else net(xs)
+                out = out.flip(-1) if flipped else out
+                views.append(F.interpolate(out, size=(16, 20), mode="bilinear", align_corners=False))
+    mean_softmax = torch.stack([v.softmax(1) for v in views]).mean(0)
+    softmax_mean = torch.stack(views).mean(0).softmax(1)
+    torch.testing.assert_close(multiscale_probabilities(net, x, (0.5, 1.5), True, "softmax"), mean_softmax)
+    torch.testing.assert_close(multiscale_probabilities(net, x, (0.5, 1.5), True, "logits"), softmax_mean)
+    assert not torch.allclose(mean_softmax, softmax_mean)
+
+
+def test_bad_options_are_named():
+    with pytest.raises(ValueError, match="fuse='max'"):
+        multiscale_probabilities(asymmetric_net(), torch.randn(1, 3, 8, 8), fuse="max")
+    with pytest.raises(ValueError, match="scales is empty"):
+        multiscale_probabilities(asymmetric_net(), torch.randn(1, 3, 8, 8), scales=())
