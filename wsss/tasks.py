@@ -85,7 +85,7 @@ def build_trainer(cfg: dict, module: Stage, run_dir: Path) -> L.Trainer:
     loggers = [instantiate(spec) for spec in (cfg.get("logger") or {}).values() if spec and "_target_" in spec]
     callbacks = [ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0,
                                  every_n_train_steps=cfg.get("checkpoint_every_n_steps") or None)]
-    if os.environ.get("SLURM_JOB_ID"):
+    if os.environ.get("SLURM_JOB_ID") and t.get("enable_progress_bar", True):
         callbacks.append(TQDMProgressBar(refresh_rate=50))  # readable in cluster log files
     t.setdefault("max_epochs", module.scfg.get("max_epochs"))
     return L.Trainer(default_root_dir=run_dir, strategy=strategy, logger=loggers or False, callbacks=callbacks, **t)
@@ -204,8 +204,10 @@ def evaluate(ctx: "Context") -> dict:
             metrics.update({f"{ctx.module.artifact}/{name}/{k}": v for k, v in r.as_dict().items()})
     if curves:
         plot_curve(curves, ctx.run_dir / f"{ctx.module.artifact}_miou_curve.png")
-        for lg in ctx.trainer.loggers:
-            lg.log_metrics({k: v for k, v in metrics.items() if isinstance(v, float)})
+        from wsss.logging_utils import log_evaluation
+
+        log_evaluation(ctx.trainer.loggers, metrics, ctx.run_dir, ctx.module.artifact, dataset=ctx.dm.split(split),
+                       artifact_dir=artifact_dir(ctx, split).root)
     return metrics
 
 

@@ -93,7 +93,11 @@ def test_multirun_names_run_dirs_from_overrides_resumes_and_summarises(tmp_path,
     first = run_py(*args)
     assert first.returncode == 0, first.stderr[-3000:]
     sweep = tmp_path / "multirun" / "classifier" / "synthetic" / "resnet18" / "default"
-    jobs = {lr: [d for d in sweep.iterdir() if f"stage.lr={lr}" in d.name.split(",")] for lr in ("0.05", "0.1")}
+    def overrides(d):
+        f = d / ".hydra" / "overrides.yaml"
+        return f.read_text() if f.is_file() else ""
+
+    jobs = {lr: [d for d in sweep.iterdir() if f"stage.lr={lr}\n" in overrides(d)] for lr in ("0.05", "0.1")}
     assert all(len(found) == 1 for found in jobs.values()), jobs  # one folder per member, named from the overrides
     jobs = {lr: found[0] for lr, found in jobs.items()}
     for job in jobs.values():
