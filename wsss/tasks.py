@@ -43,7 +43,7 @@ def training_identity(cfg: dict) -> str:
     stage = dict(ident.get("stage", {}))
     # Extending a schedule or changing how results are produced resumes the same training run.
     for k in ("tasks", "inference", "evaluation", "max_epochs", "checkpoint", "predict_splits", "eval_splits",
-              "export"):
+              "export", "pseudo_masks", "crf_processes"):
         stage.pop(k, None)
     ident["stage"] = stage
     return config_hash(ident)
