@@ -17,6 +17,8 @@ from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.strategies import DDPStrategy
 
 from wsss.artifacts import ArtifactDir, atomic_write_json, atomic_write_text, config_hash
+from wsss.data.scan import scan_for_run
+from wsss.reliability import AtomicCheckpointIO, check_disk_for_predict, reliability_callbacks
 from wsss.stages.base import Stage
 
 log = logging.getLogger(__name__)
@@ -35,7 +37,7 @@ def task(name: str):
 
 # -- identity of a run ----------------------------------------------------------------------------
 # Keys that may change between a run and its resumption (how it runs, not what it computes).
-RESUMABLE_KEYS = ("trainer", "logger", "paths", "num_workers", "tasks", "ckpt_path")
+RESUMABLE_KEYS = ("trainer", "logger", "paths", "num_workers", "tasks", "ckpt_path", "on_nonfinite_loss")
 
 
 def training_identity(cfg: dict) -> str:
@@ -46,6 +48,7 @@ def training_identity(cfg: dict) -> str:
               "export", "pseudo_masks", "crf_processes"):
         stage.pop(k, None)
     ident["stage"] = stage
+    ident["dataset"] = {k: v for k, v in ident.get("dataset", {}).items() if k != "scan"}
     return config_hash(ident)
 
 
@@ -88,7 +91,9 @@ def build_trainer(cfg: dict, module: Stage, run_dir: Path) -> L.Trainer:
     if os.environ.get("SLURM_JOB_ID") and t.get("enable_progress_bar", True):
         callbacks.append(TQDMProgressBar(refresh_rate=50))  # readable in cluster log files
     t.setdefault("max_epochs", module.scfg.get("max_epochs"))
-    return L.Trainer(default_root_dir=run_dir, strategy=strategy, logger=loggers or False, callbacks=callbacks, **t)
+    callbacks += reliability_callbacks(cfg, run_dir)  # signals, RNG states, NaN guard (wsss/reliability)
+    return L.Trainer(default_root_dir=run_dir, strategy=strategy, logger=loggers or False, callbacks=callbacks,
+                     plugins=[AtomicCheckpointIO()], **t)
 
 
 def last_checkpoint(run_dir: Path) -> Path | None:
@@ -139,6 +144,7 @@ def predict(ctx: "Context") -> dict:
         missing = writer.missing(ids)
         if missing:
             writer.invalidate()
+            check_disk_for_predict(writer, ctx.dm.split(split), missing)  # fail early when it cannot fit
         log.info("predict %s/%s: %d of %d images to write", ctx.module.artifact, split, len(missing), len(ids))
         if missing:
             ctx.module.cam_writer = writer
@@ -247,6 +253,7 @@ def run(cfg: DictConfig) -> dict:
     if cfg.get("matmul_precision"):
         torch.set_float32_matmul_precision(cfg.matmul_precision)
     ctx = Context(cfg)
+    scan_for_run(ctx)  # bad data fails here, before any task (wsss/data/scan.py)
     if ctx.trainer.is_global_zero:
         record_run(cfg, ctx.plain, ctx.run_dir)
     metrics: dict = {}

@@ -122,7 +122,7 @@ def _compose_launcher(tmp_path: Path, launcher: str, overrides: list[str]):
     return OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
 
 
-def test_slurm_launcher_follows_trainer_and_lets_lightning_requeue(tmp_path, monkeypatch):
+def test_slurm_launcher_follows_trainer_and_asks_for_the_requeue_signal(tmp_path, monkeypatch):
     monkeypatch.setenv("WSSS_ROOT", "/site/wsss")
     launcher = _compose_launcher(tmp_path, "slurm", ["trainer.devices=4", "trainer.num_nodes=2"])
     assert launcher["_target_"].endswith("SlurmLauncher")

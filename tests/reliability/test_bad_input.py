@@ -1,0 +1,170 @@
+"""Bad input fails up front with a message naming the file, key or value and what was expected."""
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+from PIL import Image
+
+from tests.helpers import compose_config
+from tests.reliability.common import SMALL
+from wsss.artifacts import PALETTE, ArtifactDir
+from wsss.data.datamodule import WSSSDataModule
+from wsss.data.scan import DataScanError, scan
+
+TRAIN_EVAL = ["fit", "predict", "evaluate"]
+
+
+@pytest.fixture
+def data(tmp_path, data_dir):
+    """A private copy of the small synthetic set (the session's copy must stay intact)."""
+    cfg = compose_config(tmp_path / "run", data_dir, SMALL, tiny=False)
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    root = Path(WSSSDataModule(plain["dataset"], 4, (0,) * 3, (1,) * 3).split("train").root)
+    copy = tmp_path / "data" / root.name
+    shutil.copytree(root, copy)
+    cfg = compose_config(tmp_path / "run", tmp_path / "data", SMALL, tiny=False)
+    return OmegaConf.to_container(cfg, resolve=True), copy
+
+
+def check(plain, tasks=TRAIN_EVAL, cache=None):
+    dm = WSSSDataModule(plain["dataset"], 4, (0,) * 3, (1,) * 3)
+    return scan(dm, plain, tasks, cache)
+
+
+def write_mask(path: Path, mask: np.ndarray) -> None:
+    img = Image.fromarray(mask.astype(np.uint8), mode="P")
+    img.putpalette(PALETTE)
+    img.save(path)
+
+
+def test_clean_data_passes_and_is_cached(data, tmp_path):
+    plain, root = data
+    assert check(plain, cache=tmp_path / "scan") == {"train": 16, "val": 4}
+    assert len(list((tmp_path / "scan").glob("*.json"))) == 2
+    # a cached pass is not repeated; a changed file invalidates the cache
+    image = root / "JPEGImages" / "val_00017.png"
+    image.write_bytes(image.read_bytes()[:100])
+    with pytest.raises(DataScanError, match="val_00017.png: corrupt or truncated image"):
+        check(plain, cache=tmp_path / "scan")
+
+
+def test_truncated_png_and_jpeg(data):
+    plain, root = data
+    png = root / "JPEGImages" / "train_00002.png"
+    png.write_bytes(png.read_bytes()[: png.stat().st_size // 2])
+    jpg = root / "JPEGImages" / "train_00005.jpg"
+    Image.open(root / "JPEGImages" / "train_00005.png").convert("RGB").save(jpg, quality=90)
+    (root / "JPEGImages" / "train_00005.png").unlink()
+    jpg.write_bytes(jpg.read_bytes()[:-300])
+    with pytest.raises(DataScanError) as e:
+        check(plain, ["fit"])
+    msg = str(e.value)
+    assert "split 'train': 2 of 16 images" in msg
+    assert f"{png}: corrupt or truncated image" in msg and f"{jpg}: truncated JPEG" in msg
+
+
+def test_missing_image(data):
+    plain, root = data
+    (root / "JPEGImages" / "val_00018.png").unlink()
+    with pytest.raises(DataScanError, match=r"val_00018.jpg: image file is missing"):
+        check(plain, ["predict"])
+
+
+def test_missing_mask_where_evaluate_needs_it(data):
+    plain, root = data
+    (root / "SegmentationClass" / "val_00016.png").unlink()
+    check(plain, ["fit"])  # training does not read masks
+    with pytest.raises(DataScanError, match=r"val_00016.png: mask of 'val_00016' is missing \(needed to evaluate"):
+        check(plain, ["evaluate"])
+
+
+def test_mask_values_outside_the_class_range(data):
+    plain, root = data
+    path = root / "SegmentationClass" / "val_00019.png"
+    mask = np.asarray(Image.open(path)).copy()
+    mask[0, :3] = [6, 9, 255]  # 5 classes: 0..5 and 255 are valid
+    write_mask(path, mask)
+    with pytest.raises(DataScanError, match=r"val_00019.png: mask values \[6, 9\] are outside 0..5"):
+        check(plain, ["evaluate"])
+
+
+def test_mask_of_another_size(data):
+    plain, root = data
+    path = root / "SegmentationClass" / "val_00016.png"
+    write_mask(path, np.zeros((30, 32), np.uint8))
+    with pytest.raises(DataScanError, match=r"val_00016.png: mask is 30x32 but its image is 32x32"):
+        check(plain, ["evaluate"])
+
+
+def test_empty_label_set_in_training(data):
+    plain, root = data
+    (root / "Annotations" / "train_00001.xml").write_text("<annotation></annotation>\n")
+    check(plain, ["predict"])  # predicting an unlabelled image is fine
+    with pytest.raises(DataScanError, match=r"image 'train_00001' has an empty label set"):
+        check(plain, ["fit"])
+
+
+def test_the_run_fails_before_training_and_scan_false_skips(data, tmp_path):
+    from wsss.tasks import run
+
+    plain, root = data
+    (root / "Annotations" / "train_00001.xml").write_text("<annotation></annotation>\n")
+    cfg = compose_config(tmp_path / "run", tmp_path / "data", [*SMALL, "tasks=[fit]"], tiny=False)
+    with pytest.raises(DataScanError, match="train_00001"):
+        run(cfg)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+    cfg = compose_config(tmp_path / "run", tmp_path / "data", [*SMALL, "tasks=[fit]", "dataset.scan=false",
+                                                               "stage.max_epochs=0"], tiny=False)
+    run(cfg)  # skipped: the data module then leaves that image out of training with a warning
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("stage=clasifier", r"Could not find 'stage/clasifier'"),
+    ("backbone=resnet5", r"Could not find 'backbone/resnet5'"),
+    ("stage.lrr=0.1", r"Could not override 'stage.lrr'"),
+    ("trainer.max_epoch=3", r"Could not override 'trainer.max_epoch'"),
+])
+def test_config_typos_name_the_key(tmp_path, data_dir, override, expected):
+    with pytest.raises(ConfigCompositionException, match=expected) as e:
+        compose_config(tmp_path / "run", data_dir, [override])
+    if "Could not find" in expected:
+        assert "Available options" in str(e.value) or "Available options" in str(e.value.__cause__)
+
+
+def test_unknown_backbone_name_value(tmp_path, data_dir):
+    from wsss.tasks import run
+
+    with pytest.raises((ValueError, KeyError, RuntimeError), match="resnet5"):
+        run(compose_config(tmp_path / "run", data_dir, [*SMALL, "backbone.name=resnet5"], tiny=False))
+
+
+def test_artifacts_of_another_dataset_or_split(tmp_path):
+    cams = ArtifactDir(tmp_path / "cams" / "val", ".npz")
+    with pytest.raises(FileNotFoundError, match=r"no manifest.json.*\(run stage=classifier first\)"):
+        cams.check({"dataset": "voc12", "split": "val"}, producer_hint="stage=classifier")
+    cams.write_npz("a", keys=np.zeros(1, np.int64), cams=np.zeros((1, 2, 2), np.float16))
+    cams.write_manifest(stage="classifier", dataset="synthetic", split="val")
+    with pytest.raises(ValueError, match=r"made for dataset='synthetic', but this stage expects dataset='voc12'"):
+        cams.check({"dataset": "voc12", "split": "val"})
+    with pytest.raises(ValueError, match=r"made for split='val', but this stage expects split='train'"):
+        cams.check({"dataset": "synthetic", "split": "train"})
+    assert cams.check({"dataset": "synthetic", "split": "val"})["count"] == 1
+
+
+def test_checkpoint_of_another_class_count(tmp_path, data_dir):
+    from hydra.utils import get_class
+
+    def stage(n):
+        cfg = compose_config(tmp_path / "run", data_dir, [*SMALL, f"dataset.args.num_classes={n}"], tiny=False)
+        plain = OmegaConf.to_container(cfg, resolve=True)
+        return get_class(plain["stage"]["_target_"])(plain)
+
+    ckpt = tmp_path / "five.ckpt"
+    torch.save({"state_dict": stage(5).state_dict()}, ckpt)
+    with pytest.raises(ValueError, match=r"five.ckpt: checkpoint classifies 5 classes but dataset 'synthetic' has 3"):
+        stage(3).load_weights(ckpt)

@@ -1,0 +1,72 @@
+"""SignalCheckpoint on a tiny Lightning model, in-process: the signal is sent from inside a training step."""
+import os
+import signal
+
+import pytest
+import pytorch_lightning as L
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from wsss.reliability import AtomicCheckpointIO, RNGState, SignalCheckpoint, StoppedBySignal
+
+
+class Tiny(L.LightningModule):
+    def __init__(self, send_at: int | None = None, sig: int = signal.SIGTERM):
+        super().__init__()
+        self.layer = torch.nn.Linear(4, 1)
+        self.send_at, self.sig = send_at, sig
+
+    def training_step(self, batch, batch_idx):
+        if self.trainer.global_step == self.send_at:
+            os.kill(os.getpid(), self.sig)
+        x, y = batch
+        return torch.nn.functional.mse_loss(self.layer(x), y)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def loader():
+    g = torch.Generator().manual_seed(0)
+    return DataLoader(TensorDataset(torch.randn(32, 4, generator=g), torch.randn(32, 1, generator=g)), batch_size=4)
+
+
+def trainer(tmp_path, callbacks, **kw):
+    return L.Trainer(default_root_dir=tmp_path, max_epochs=2, logger=False, enable_progress_bar=False,
+                     enable_checkpointing=False, enable_model_summary=False, callbacks=callbacks,
+                     plugins=[AtomicCheckpointIO()], accelerator="cpu", **kw)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1])
+def test_signal_saves_after_the_current_step_and_stops(tmp_path, sig, caplog, monkeypatch):
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    monkeypatch.delenv("SLURM_ARRAY_JOB_ID", raising=False)
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGUSR1)}
+    ckpt = tmp_path / "checkpoints" / "last.ckpt"
+    t = trainer(tmp_path, [SignalCheckpoint(ckpt), RNGState()])
+    with pytest.raises(StoppedBySignal) as stop:
+        t.fit(Tiny(send_at=5, sig=sig), loader())
+    assert stop.value.code == 128 + int(sig)
+    saved = torch.load(ckpt, weights_only=True)
+    assert saved["global_step"] == 6  # the step during which the signal came finished, then the save
+    assert f"received {sig.name}: saved {ckpt}" in caplog.text
+    assert {s: signal.getsignal(s) for s in before} == before  # handlers given back
+
+    # the same training resumed from it runs the remaining 10 steps
+    t2 = trainer(tmp_path, [SignalCheckpoint(ckpt), RNGState()])
+    t2.fit(Tiny(), loader(), ckpt_path=ckpt)
+    assert t2.global_step == 16
+
+
+def test_sigusr1_under_slurm_requeues_the_job(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setenv("SLURM_JOB_ID", "1234")
+    monkeypatch.delenv("SLURM_ARRAY_JOB_ID", raising=False)
+    monkeypatch.setattr("wsss.reliability.signals.subprocess.run",
+                        lambda cmd, **kw: calls.append(cmd) or type("R", (), {"returncode": 0, "stderr": ""})())
+    monkeypatch.setattr("pytorch_lightning.trainer.connectors.accelerator_connector.SLURMEnvironment.detect",
+                        staticmethod(lambda: False))
+    ckpt = tmp_path / "last.ckpt"
+    with pytest.raises(StoppedBySignal):
+        trainer(tmp_path, [SignalCheckpoint(ckpt)]).fit(Tiny(send_at=2, sig=signal.SIGUSR1), loader())
+    assert calls == [["scontrol", "requeue", "1234"]] and ckpt.is_file()
