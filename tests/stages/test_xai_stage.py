@@ -256,3 +256,22 @@ def test_explains_with_the_trained_batchnorm_statistics(tmp_path, data_dir, clas
     probs, _, _ = module.explain_batch(x, y[None])
     assert torch.allclose(probs, expected, atol=1e-6)
     assert all(torch.equal(v, module.net.state_dict()[k]) for k, v in stats.items())
+
+
+
+def test_channels_last_gives_the_same_maps_from_one_body_pass(tmp_path, data_dir, classifier_ckpt):
+    """Same maps; and the methods still share the stage's single body pass (no perturbation method listed)."""
+    methods = "stage.methods=[cam,gradcam,gradcampp,layercam,minmax_cam,d_minmax_cam]"
+    default = build_stage(xai_cfg(tmp_path / "a", data_dir, classifier_ckpt, methods))
+    fast = build_stage(xai_cfg(tmp_path / "b", data_dir, classifier_ckpt, methods, "stage.channels_last=true"))
+    conv = next(m for m in fast.net.backbone.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    _, x, y = explained_inputs(default)[0]
+    probs, targets, maps = default.explain_batch(x, y[None])
+    calls = []
+    fast.net.backbone.register_forward_hook(lambda *_: calls.append(1))
+    probs_cl, targets_cl, maps_cl = fast.explain_batch(x, y[None])
+    assert len(calls) == 1
+    assert torch.allclose(probs, probs_cl, atol=1e-5) and torch.equal(targets, targets_cl)
+    for name in maps:
+        assert torch.allclose(maps[name], maps_cl[name], atol=1e-4), name

@@ -174,6 +174,8 @@ class XAIStage(Stage):
         self.net = self.rebuild_net(trained)
         self.net.load_state_dict(state)
         self.net.requires_grad_(False)
+        if s.get("channels_last"):
+            self.use_channels_last()
         threshold, source = float(s.get("threshold", 0.5)), s.get("label_source", "detected")
         self.metrics = nn.ModuleDict({name: MultiLabelCamMetrics(self.num_classes, threshold, source)
                                       for name in self.method_names})
@@ -182,6 +184,13 @@ class XAIStage(Stage):
         self.eval()
         log.info("explaining %s (backbone %s, KUR %s)", s.get("checkpoint"), self.net.backbone.name,
                  f"on, α={self.net.head.kur_alpha:g}" if self.net.head.kur else "off")
+
+    def use_channels_last(self) -> None:
+        """Weights and inputs in channels-last layout: same maps, faster convolutions for ResNets on CPU
+        (bench/bench_xai.py), slower for some nets (ResNeSt), hence a switch."""
+        self.net.to(memory_format=torch.channels_last)
+        for method in self.methods.values():
+            method.channels_last = True
 
     def rebuild_net(self, trained: dict) -> CAMNet:
         """The CAMNet as trained: backbone, output stride, input channels and KUR from the checkpoint."""
@@ -250,6 +259,8 @@ class XAIStage(Stage):
 
     def _explain_batch(self, images: torch.Tensor, labels: torch.Tensor
                        ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        if self.scfg.get("channels_last"):  # once here, so that the methods' cached body pass matches
+            images = images.contiguous(memory_format=torch.channels_last)
         with torch.no_grad():
             features = self.net.features(images)
         model = self.split_model(CachedBody(self.net.backbone, images, features))  # one body pass for all
