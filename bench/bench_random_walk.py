@@ -10,7 +10,7 @@ memory is its own:
 * CUDA: torch.cuda.max_memory_allocated() − memory_allocated() before the call (after a warm-up run).
 
 Time: best of --repeats wall-clock runs (CUDA synchronised). The dense reference costs 8·2·N³ flops
-(N = (size/4)²): a 512×512 image (N = 16 384) takes ~10 min on a 2-core CPU, so the default sizes are
+(N = (size/4)²): a 512×512 image (N = 16 384) takes ~40 min on this 2-core CPU (~30 GFLOP/s), so the default sizes are
 smaller and a dense time for 512 is extrapolated by N³ (printed as such); pass `--sizes 512` to measure it
 (seconds on a GPU).
 
