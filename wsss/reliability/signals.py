@@ -119,7 +119,7 @@ class SignalCheckpoint(Callback):
         if signum is None:
             return
         name = signal.Signals(signum).name
-        trainer.save_checkpoint(self.checkpoint)  # collective: every rank calls it
+        trainer.save_checkpoint(self.checkpoint, weights_only=False)  # collective: every rank calls it
         requeued = self._requeue(trainer, signum)
         if trainer.is_global_zero:
             log.warning("received %s: saved %s at epoch %d, global step %d (%s); %s", name, self.checkpoint,
