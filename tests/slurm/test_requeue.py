@@ -1,0 +1,64 @@
+"""Pre-emption on the real local SLURM: SIGUSR1 (what `--signal=USR1@90` sends before the time limit)
+during training saves last.ckpt, requeues the job, and the requeued job resumes and finishes."""
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.helpers import TINY
+from tests.slurm.test_local_cluster import REPO, _cluster_answer, _final_state, _job_env
+
+_reason = _cluster_answer()
+pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.skipif(_reason is not None, reason=_reason or "")]
+
+EPOCHS = 40  # 3 steps an epoch: long enough to be signalled mid-training
+
+
+def wait_for(predicate, what: str, timeout: float = 300.0) -> None:
+    stop = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < stop, f"timed out waiting for {what}"
+        time.sleep(0.5)
+
+
+def show(job: str) -> str:
+    return subprocess.run(["scontrol", "-o", "show", "job", job], capture_output=True, text=True, timeout=30).stdout
+
+
+def test_sigusr1_checkpoints_requeues_and_the_job_resumes_to_the_end(tmp_path: Path):
+    settings = [o for o in TINY if not o.startswith("stage.max_epochs")]
+    line = ["stage=classifier", "run_name=preempted", f"stage.max_epochs={EPOCHS}", "tasks=[fit]", *settings,
+            f"paths.runs_dir={tmp_path / 'runs'}", f"paths.data_dir={tmp_path / 'data'}"]
+    (tmp_path / "experiments.txt").write_text(shlex.join(line) + "\n")
+    log = tmp_path / "job.out"
+    submitted = subprocess.run(
+        ["sbatch", "--parsable", "--array=0", "--gpus-per-node=0", "--cpus-per-task=1", "--mem=2G", "--time=20",
+         f"--output={log}", "slurm/array.sbatch", str(tmp_path / "experiments.txt")],
+        cwd=REPO, env=_job_env(), capture_output=True, text=True, timeout=60)
+    assert submitted.returncode == 0, submitted.stderr
+    job = f"{submitted.stdout.strip().split(';')[0]}_0"
+    run_dir = tmp_path / "runs" / "classifier" / "synthetic" / "resnet18" / "preempted"
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    try:
+        wait_for(ckpt.is_file, "the first epoch's last.ckpt")
+        assert subprocess.run(["scancel", "--signal=USR1", job], timeout=30).returncode == 0
+        wait_for(lambda: "was requeued" in log.read_text(), "the requeue")
+        # SLURM holds a requeued job for a while (BeginTime); start it now so the test does not wait
+        wait_for(lambda: "JobState=PENDING" in show(job), "the requeued job to be pending", timeout=120)
+        subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], timeout=30)
+        state = _final_state(job, deadline_s=600)
+    finally:
+        subprocess.run(["scancel", job], timeout=30)
+    text = log.read_text()
+    assert state == "COMPLETED", text[-3000:]
+    assert "received SIGUSR1" in text and "restart 1" in text, text[-3000:]  # the job ran twice
+    assert "resuming from" in text and text.count("exit status 0") == 1, text[-3000:]
+    final = torch.load(ckpt, map_location="cpu", weights_only=True)
+    assert final["epoch"] == EPOCHS - 1 or final["global_step"] == EPOCHS * 3
+    assert "val/map" in json.loads((run_dir / "metrics.json").read_text())
