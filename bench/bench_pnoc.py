@@ -231,6 +231,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     args = parser.parse_args()
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print("bench_pnoc: no CUDA device here; this benchmark is for a GPU (CPU smoke check: see --help)")
+        return
     torch.backends.cudnn.benchmark = args.device.startswith("cuda")
     name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
     print(f"P-NOC step, {args.backbone} {args.size}x{args.size}, batch {args.batch}, "
