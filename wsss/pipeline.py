@@ -322,10 +322,14 @@ def print_table(rows: list[dict], columns: list[str], title: str) -> None:
 
     table = Table(title=title)
     for c in columns:
-        table.add_column(c, justify="right" if c in ("value", "seconds") else "left")
-    for r in rows:
-        table.add_row(*(cell(r[c], c == "value") for c in columns))
-    Console().print(table)
+        table.add_column(c, justify="right" if c in ("value", "seconds") else "left", no_wrap=True)
+    cells = [[cell(r[c], c == "value") for c in columns] for r in rows]
+    for row in cells:
+        table.add_row(*row)
+    # wide enough for the longest metric names: a non-terminal (log file, CI) console is 80 columns wide
+    needed = sum(max([len(c), *(len(row[i]) for row in cells)]) + 3 for i, c in enumerate(columns)) + 1
+    console = Console()
+    Console(width=max(console.width, needed)).print(table)
 
 
 def execute(steps: list[Step], out_dir: Path, cwd: Path, name: str, title: str) -> dict:
