@@ -31,7 +31,7 @@ class Blows(L.LightningModule):
 def fit(tmp_path, module, mode, every=None):
     ckpt = tmp_path / "last.ckpt"
     t = L.Trainer(default_root_dir=tmp_path, max_epochs=2, logger=False, enable_progress_bar=False,
-                  enable_checkpointing=False, enable_model_summary=False, accelerator="cpu",
+                  enable_checkpointing=True, enable_model_summary=False, accelerator="cpu",  # LastCheckpoint is one
                   plugins=[AtomicCheckpointIO()],
                   callbacks=[NonFiniteLossGuard(mode, ckpt), LastCheckpoint(ckpt, every)])
     t.fit(module, loader())

@@ -6,7 +6,8 @@ top-k checkpoint was written at the same step, i.e. never before `on_train_end` 
 in this step"). A killed run then lost all its training. This callback writes `last.ckpt` itself,
 through the Trainer (so Lightning's resume state and every callback's state are in it), at:
 
-- the end of every training epoch (`on_train_epoch_end`, after that epoch's validation): a
+- the end of every training epoch (`on_train_epoch_end`, after that epoch's validation and after the
+  LightningModule's own `on_train_epoch_end`): a
   resume from it replays the following epochs exactly (see RNGState);
 - every `every_n_steps` training batches (counted over the whole run, so manual optimisation with
   several optimiser steps per batch counts batches, not `global_step`): a SIGKILL loses at most
@@ -18,10 +19,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytorch_lightning as L
-from pytorch_lightning import Callback
+from pytorch_lightning.callbacks import Checkpoint
 
 
-class LastCheckpoint(Callback):
+class LastCheckpoint(Checkpoint):
+    """A `Checkpoint` (not a plain Callback) so that Lightning runs its `on_train_epoch_end` after the
+    LightningModule's, as it does for ModelCheckpoint: state a stage sets there (C²AM's polarity decision
+    after its last epoch) is in the saved file."""
+
     def __init__(self, path: str | Path, every_n_steps: int | None = None):
         if every_n_steps is not None and int(every_n_steps) < 1:
             raise ValueError(f"checkpoint_every_n_steps={every_n_steps}: expected a positive integer or null")
