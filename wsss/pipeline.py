@@ -43,7 +43,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from wsss.artifacts import atomic_write_json, atomic_write_text, config_hash
+from wsss.artifacts import RESUMABLE_KEYS, atomic_write_json, atomic_write_text, config_hash
 
 log = logging.getLogger("wsss.pipeline")
 
@@ -52,7 +52,7 @@ RUN_PY = ROOT / "run.py"
 CONF_DIR = ROOT / "conf"
 DEFAULT_REPORT = ("*miou",)
 # Keys that do not change what a finished run computed (how it ran, where, with which logger).
-VOLATILE_KEYS = ("trainer", "logger", "paths", "num_workers", "ckpt_path")
+VOLATILE_KEYS = tuple(k for k in RESUMABLE_KEYS if k != "tasks")  # a step's tasks say what it produced
 
 
 class PipelineError(RuntimeError):

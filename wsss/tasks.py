@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.strategies import DDPStrategy
 
-from wsss.artifacts import ArtifactDir, atomic_write_json, atomic_write_text, config_hash
+from wsss.artifacts import RESUMABLE_KEYS, ArtifactDir, atomic_write_json, atomic_write_text, config_hash
 from wsss.data.scan import scan_for_run
 from wsss.reliability import AtomicCheckpointIO, check_disk_for_predict, reliability_callbacks
 from wsss.stages.base import Stage
@@ -36,8 +36,6 @@ def task(name: str):
 
 
 # -- identity of a run ----------------------------------------------------------------------------
-# Keys that may change between a run and its resumption (how it runs, not what it computes).
-RESUMABLE_KEYS = ("trainer", "logger", "paths", "num_workers", "tasks", "ckpt_path", "on_nonfinite_loss")
 
 
 def training_identity(cfg: dict) -> str:

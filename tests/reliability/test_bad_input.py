@@ -168,3 +168,15 @@ def test_checkpoint_of_another_class_count(tmp_path, data_dir):
     torch.save({"state_dict": stage(5).state_dict()}, ckpt)
     with pytest.raises(ValueError, match=r"five.ckpt: checkpoint classifies 5 classes but dataset 'synthetic' has 3"):
         stage(3).load_weights(ckpt)
+
+
+def test_run_identity_ignores_how_it_runs_but_not_what_it_computes():
+    """Resuming after a pre-emption with more frequent checkpoints or another NaN policy is the same run."""
+    from wsss.tasks import training_identity
+
+    base = {"stage": {"name": "classifier", "lr": 0.1}, "dataset": {"name": "synthetic"}, "seed": 0,
+            "checkpoint_every_n_steps": None, "on_nonfinite_loss": "error", "trainer": {"devices": 1}}
+    same = {**base, "checkpoint_every_n_steps": 100, "on_nonfinite_loss": "skip", "trainer": {"devices": 4}}
+    assert training_identity(same) == training_identity(base)
+    assert training_identity({**base, "seed": 1}) != training_identity(base)
+    assert training_identity({**base, "stage": {"name": "classifier", "lr": 0.2}}) != training_identity(base)
