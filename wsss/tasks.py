@@ -135,32 +135,46 @@ def predict(ctx: "Context") -> dict:
     ensure_weights(ctx)
     out = {}
     for split in ctx.predict_splits():
-        writer = artifact_dir(ctx, split)
-        ids = ctx.dm.split(split).ids
-        if ctx.trainer.is_global_zero:
-            writer.clean_temporaries()
-        missing = writer.missing(ids)
-        if missing:
-            writer.invalidate()
-            check_disk_for_predict(writer, ctx.dm.split(split), missing)  # fail early when it cannot fit
-        log.info("predict %s/%s: %d of %d images to write", ctx.module.artifact, split, len(missing), len(ids))
-        if missing:
-            ctx.module.cam_writer = writer
-            ctx.dm.predict_split, ctx.dm.predict_ids = split, missing
-            writer.written = []
-            ctx.trainer.predict(ctx.module, datamodule=ctx.dm, return_predictions=False)
-            record_shard(writer, ctx.trainer.global_rank)
-        ctx.trainer.strategy.barrier()
-        if ctx.trainer.is_global_zero:
-            left = writer.missing(ids)
-            if left:
-                raise RuntimeError(f"{writer.root}: {len(left)} images were not written, e.g. {left[:3]}")
-            writer.write_manifest(stage=ctx.plain["stage"]["name"], kind=ctx.module.artifact,
-                                  dataset=ctx.plain["dataset"]["name"], split=split,
-                                  config_hash=training_identity(ctx.plain), checkpoint=ctx.weights,
-                                  num_classes=ctx.module.num_classes, written_by_rank=collect_shards(writer))
-        out[f"{ctx.module.artifact}/{split}/count"] = len(ids)
+        count = predict_missing(ctx, artifact_dir(ctx, split), split, ctx.module.artifact, "cam_writer",
+                                num_classes=ctx.module.num_classes)
+        out[f"{ctx.module.artifact}/{split}/count"] = count
     return out
+
+
+def predict_missing(ctx: "Context", writer: ArtifactDir, split: str, kind: str, writer_attr: str,
+                    **manifest_extra) -> int:
+    """Write the artifacts of `split` that `writer` still lacks, on every rank; rank 0 writes the manifest last.
+
+    The module's `predict_step` writes through `module.<writer_attr>`; each rank records what it wrote so
+    that the manifest can show every image was written exactly once. Returns the split's image count.
+    """
+    ids = ctx.dm.split(split).ids
+    if ctx.trainer.is_global_zero:
+        writer.clean_temporaries()
+    missing = writer.missing(ids)
+    if missing:
+        writer.invalidate()
+        check_disk_for_predict(writer, ctx.dm.split(split), missing)  # fail early when it cannot fit
+    log.info("predict %s/%s: %d of %d images to write", kind, split, len(missing), len(ids))
+    if missing:
+        setattr(ctx.module, writer_attr, writer)
+        ctx.dm.predict_split, ctx.dm.predict_ids = split, missing
+        writer.written = []
+        ctx.trainer.predict(ctx.module, datamodule=ctx.dm, return_predictions=False)
+        record_shard(writer, ctx.trainer.global_rank)
+    ctx.trainer.strategy.barrier()
+    if ctx.trainer.is_global_zero:
+        left = writer.missing(ids)
+        if left:
+            raise RuntimeError(f"{writer.root}: {len(left)} images were not written, e.g. {left[:3]}")
+        write_artifact_manifest(ctx, writer, kind, split, **manifest_extra, written_by_rank=collect_shards(writer))
+    return len(ids)
+
+
+def write_artifact_manifest(ctx: "Context", writer: ArtifactDir, kind: str, split: str, **extra) -> None:
+    """The manifest every artifact folder carries: who wrote it, from which data and weights."""
+    writer.write_manifest(stage=ctx.plain["stage"]["name"], kind=kind, dataset=ctx.plain["dataset"]["name"],
+                          split=split, config_hash=training_identity(ctx.plain), checkpoint=ctx.weights, **extra)
 
 
 def record_shard(writer: ArtifactDir, rank: int) -> None:
@@ -181,6 +195,16 @@ def collect_shards(writer: ArtifactDir) -> dict[str, int]:
     return counts
 
 
+def evaluated_splits(ctx: "Context"):
+    """(split, dataset) of each `eval_splits` entry that has ground-truth masks; the others are named and skipped."""
+    for split in ctx.eval_splits():
+        ds = ctx.dm.split(split)
+        if not ds.has_masks:
+            log.warning("split %r has no ground-truth masks: not evaluated", split)
+            continue
+        yield split, ds
+
+
 @task("evaluate")
 def evaluate(ctx: "Context") -> dict:
     from wsss.cams.evaluate import plot_curve, sweep
@@ -193,11 +217,7 @@ def evaluate(ctx: "Context") -> dict:
     ev = ctx.plain["stage"].get("evaluation", {})
     metrics, curves = {}, {}
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    for split in ctx.eval_splits():
-        ds = ctx.dm.split(split)
-        if not ds.has_masks:
-            log.warning("split %r has no ground-truth masks: not evaluated", split)
-            continue
+    for split, ds in evaluated_splits(ctx):
         cams = artifact_dir(ctx, split)
         cams.check({"dataset": ctx.plain["dataset"]["name"], "split": split}, producer_hint="the predict task")
         crf_options = [None] + ([ev["crf"]] if ev.get("crf") else [])

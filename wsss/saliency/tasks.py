@@ -20,7 +20,7 @@ import torch
 from wsss.artifacts import ArtifactDir
 from wsss.saliency.evaluate import evaluate_saliency
 from wsss.saliency.pseudo import pseudo_saliency_many
-from wsss.tasks import collect_shards, ensure_weights, record_shard, task, training_identity
+from wsss.tasks import ensure_weights, evaluated_splits, predict_missing, task, write_artifact_manifest
 
 log = logging.getLogger(__name__)
 
@@ -31,39 +31,15 @@ def saliency_dir(ctx, kind: str, split: str) -> ArtifactDir:
     return ArtifactDir(ctx.run_dir / kind / split, ".png")
 
 
-def _manifest(ctx, writer: ArtifactDir, kind: str, split: str, **extra) -> None:
-    writer.write_manifest(stage=ctx.plain["stage"]["name"], kind=kind, dataset=ctx.plain["dataset"]["name"],
-                          split=split, config_hash=training_identity(ctx.plain), checkpoint=ctx.weights, **extra)
-
-
 @task("predict_saliency")
 def predict_saliency(ctx) -> dict:
     ensure_weights(ctx)
     out = {}
+    inference = ctx.plain["stage"].get("inference", {})
     for split in ctx.predict_splits():
-        writer = saliency_dir(ctx, SALIENCY, split)
-        ids = ctx.dm.split(split).ids
-        if ctx.trainer.is_global_zero:
-            writer.clean_temporaries()
-        missing = writer.missing(ids)
-        if missing:
-            writer.invalidate()
-        log.info("predict saliency/%s: %d of %d images to write", split, len(missing), len(ids))
-        if missing:
-            ctx.module.saliency_writer = writer
-            ctx.dm.predict_split, ctx.dm.predict_ids = split, missing
-            writer.written = []
-            ctx.trainer.predict(ctx.module, datamodule=ctx.dm, return_predictions=False)
-            record_shard(writer, ctx.trainer.global_rank)
-        ctx.trainer.strategy.barrier()
-        if ctx.trainer.is_global_zero:
-            left = writer.missing(ids)
-            if left:
-                raise RuntimeError(f"{writer.root}: {len(left)} images were not written, e.g. {left[:3]}")
-            inf = ctx.plain["stage"].get("inference", {})
-            _manifest(ctx, writer, SALIENCY, split, flipped=bool(getattr(ctx.module, "flipped", False)),
-                      inference=inf, written_by_rank=collect_shards(writer))
-        out[f"{SALIENCY}/{split}/count"] = len(ids)
+        count = predict_missing(ctx, saliency_dir(ctx, SALIENCY, split), split, SALIENCY, "saliency_writer",
+                                flipped=bool(getattr(ctx.module, "flipped", False)), inference=inference)
+        out[f"{SALIENCY}/{split}/count"] = count
     return out
 
 
@@ -95,7 +71,7 @@ def pseudo_saliency(ctx) -> dict:
                                             processes)
                 for image_id, m in zip(ids, maps):
                     writer.write_png(image_id, m)
-            _manifest(ctx, writer, PSEUDO, split, threshold=threshold, crf=crf, source=str(source.root))
+            write_artifact_manifest(ctx, writer, PSEUDO, split, threshold=threshold, crf=crf, source=str(source.root))
             out[f"{PSEUDO}/{split}/count"] = len(ds.ids)
         ctx.trainer.strategy.barrier()
     return out
@@ -109,11 +85,7 @@ def evaluate_saliency_task(ctx) -> dict:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     metrics: dict = {}
     dataset_name = ctx.plain["dataset"]["name"]
-    for split in ctx.eval_splits():
-        ds = ctx.dm.split(split)
-        if not ds.has_masks:
-            log.warning("split %r has no ground-truth masks: saliency not evaluated", split)
-            continue
+    for split, ds in evaluated_splits(ctx):
         cam_dir = None
         if ev.get("cams"):
             cams = ArtifactDir(f"{ev['cams']}/{split}", ".npz")
