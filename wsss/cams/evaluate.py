@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from wsss.artifacts import ArtifactDir
+from wsss.data.ground_truth import ground_truth_mask
 from wsss.metrics.segmentation import confusion_matrices, iou_per_class
 
 log = logging.getLogger(__name__)
@@ -45,10 +46,7 @@ class _CAMPairs(Dataset):
 
     def __getitem__(self, i):
         image_id = self.dataset.ids[i]
-        mask = self.dataset.load_mask(image_id)
-        if mask is None:
-            raise FileNotFoundError(f"{self.dataset.mask_path(image_id)}: ground-truth mask needed to evaluate "
-                                    f"{image_id!r}")
+        mask = ground_truth_mask(self.dataset, image_id)
         z = self.cams.read_npz(image_id)
         if self.key not in z:
             raise KeyError(f"{self.cams.path(image_id)}: no array {self.key!r} (has {sorted(z)})")

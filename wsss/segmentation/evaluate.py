@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from wsss.artifacts import ArtifactDir
+from wsss.data.ground_truth import ground_truth_mask
 from wsss.metrics.segmentation import confusion_matrix, iou_per_class
 
 
@@ -31,10 +32,7 @@ class _PredictionPairs(Dataset):
 
     def __getitem__(self, index: int):
         image_id = self.dataset.ids[index]
-        mask = self.dataset.load_mask(image_id)
-        if mask is None:
-            raise FileNotFoundError(f"{self.dataset.mask_path(image_id)}: ground-truth mask needed to evaluate "
-                                    f"{image_id!r}")
+        mask = ground_truth_mask(self.dataset, image_id)
         pred = self.predictions.read_png(image_id)
         if pred.shape != mask.shape:
             raise ValueError(f"{self.predictions.path(image_id)}: prediction is {pred.shape} but the mask of "

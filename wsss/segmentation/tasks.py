@@ -15,7 +15,7 @@ from wsss.segmentation.evaluate import (evaluate_predictions, iou_table_csv, iou
                                         scores_path)
 from wsss.segmentation.export import export_predictions
 from wsss.segmentation.pseudo_masks import pseudo_masks_from_cams
-from wsss.tasks import artifact_dir, task, training_identity
+from wsss.tasks import artifact_dir, evaluated_splits, task, training_identity
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +36,7 @@ def segmentation_evaluate(ctx) -> dict:
         return {}
     metrics, rows = {}, {}
     name = f"{ctx.plain['stage']['name']}/{ctx.plain['run_name']}"
-    for split in ctx.eval_splits():
-        ds = ctx.dm.split(split)
-        if not ds.has_masks:
-            log.warning("split %r has no ground-truth masks: not evaluated", split)
-            continue
+    for split, ds in evaluated_splits(ctx):
         preds = artifact_dir(ctx, split)
         preds.check({"dataset": ctx.plain["dataset"]["name"], "split": split}, producer_hint="tasks=[predict]")
         scores = evaluate_predictions(ds, preds.root, _device(), ctx.plain["num_workers"])

@@ -34,15 +34,17 @@ from wsss.artifacts import ArtifactDir, config_hash
 from wsss.data import transforms as T
 from wsss.data.datamodule import WSSSDataModule
 from wsss.data.datasets import TransformedSplit
+from wsss.data.ground_truth import ground_truth_mask
 from wsss.losses.affinity import affinity_loss
 from wsss.metrics.segmentation import confusion_matrix, iou_per_class
 from wsss.models.affinitynet import AffinityNet
+from wsss.models.checkpoints import load_checkpoint, state_dict_of
 from wsss.optim import sgd_poly
 from wsss.refine.affinity_labels import affinity_labels
 from wsss.refine.pairs import PairIndex, affinity_from_boundary, downsample_labels, grid_size, pair_labels
 from wsss.refine.random_walk import pseudo_mask, random_walk, upsample_and_normalise
 from wsss.stages.base import Stage
-from wsss.tasks import task, training_identity
+from wsss.tasks import evaluated_splits, task, training_identity
 
 log = logging.getLogger(__name__)
 
@@ -128,11 +130,7 @@ class AffinityDataModule(WSSSDataModule):
 
 def load_backbone_from(backbone: torch.nn.Module, path: str | Path, prefix: str = "net.backbone.") -> None:
     """Initialise the backbone from a stage checkpoint (e.g. the classifier's), tensors under `prefix`."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"stage.backbone_checkpoint={str(path)!r} does not exist")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    state = state.get("state_dict", state)
+    state = state_dict_of(load_checkpoint(path, "stage.backbone_checkpoint"))
     picked = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     if not picked:
         raise ValueError(f"{path}: no tensor under {prefix!r}; expected a checkpoint of a CAM stage")
@@ -369,9 +367,7 @@ def label_confusion(ds, labels: ArtifactDir, num_labels: int, confident_only: bo
     """(K, K) confusion of label PNGs against the ground truth; `confident_only` skips predicted 255 pixels."""
     total = torch.zeros(num_labels, num_labels, dtype=torch.long)
     for image_id in ds.ids:
-        gt = ds.load_mask(image_id)
-        if gt is None:
-            raise FileNotFoundError(f"{ds.mask_path(image_id)}: ground-truth mask needed to evaluate {image_id!r}")
+        gt = ground_truth_mask(ds, image_id)
         pred = labels.read_png(image_id)
         if pred.shape != gt.shape:
             raise ValueError(f"{labels.path(image_id)}: {pred.shape} but the mask of {image_id!r} is {gt.shape}")
@@ -399,11 +395,7 @@ def evaluate_affinity(ctx) -> dict:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     num_labels = module.num_classes + 1
     metrics, curves = {}, {}
-    for split in ctx.eval_splits():
-        ds = ctx.dm.split(split)
-        if not ds.has_masks:
-            log.warning("split %r has no ground-truth masks: not evaluated", split)
-            continue
+    for split, ds in evaluated_splits(ctx):
         classes = ["background", *ds.classes]
         expect = {"dataset": module.dataset_name, "split": split}
         sweeps = {"cams": (module.cam_input(split), ev.get("thresholds"), "cams"),
