@@ -13,6 +13,8 @@ import timm
 import torch
 from torch import nn
 
+from wsss.models.checkpoints import load_checkpoint, state_dict_of
+
 log = logging.getLogger(__name__)
 
 # Short names used in configs -> timm model ids.
@@ -92,11 +94,7 @@ class Backbone(nn.Module):
         return self.reductions[-1]
 
     def load_weights(self, path: str | Path) -> None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"backbone.weights_path={str(path)!r} does not exist")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        state = state.get("state_dict", state)
+        state = state_dict_of(load_checkpoint(path, "backbone.weights_path"))
         missing, unexpected = self.body.load_state_dict(state, strict=False)
         loaded = len(self.body.state_dict()) - len(missing)
         if loaded == 0:

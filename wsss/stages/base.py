@@ -9,6 +9,7 @@ import torch
 
 from wsss.data.datamodule import WSSSDataModule
 from wsss.models.backbone import Backbone
+from wsss.models.checkpoints import load_checkpoint, state_dict_of
 from wsss.optim import param_groups, sgd_poly
 
 log = logging.getLogger(__name__)
@@ -99,11 +100,7 @@ class Stage(L.LightningModule):
     # -- checkpoints --------------------------------------------------------------------------
     def load_weights(self, path: str | Path) -> None:
         """Load the state dict of a trained stage checkpoint (weights only, no pickle)."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        state = ckpt.get("state_dict", ckpt)
+        state = state_dict_of(load_checkpoint(path, "checkpoint"))
         self.check_class_count(state, path)
         self.load_state_dict(state)
 

@@ -21,6 +21,7 @@ from torch import nn
 
 from wsss.losses.occse import occse_loss, sample_erased_classes, soft_erase_classes
 from wsss.losses.pnoc import generator_loss
+from wsss.models.checkpoints import read_cam_network
 from wsss.models.cam_head import CAMNet
 from wsss.stages.generator import GeneratorStage, GeneratorStep, ramp
 
@@ -38,18 +39,8 @@ def read_classifier_state(path: str | Path, num_classes: int) -> tuple[dict, dic
         raise FileNotFoundError(f"stage.oc_checkpoint={str(path)!r} does not exist; train the ordinary "
                                 f"classifier first with `python run.py stage=classifier ...` or point "
                                 f"stage.oc_checkpoint at its checkpoints/last.ckpt")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    state = ckpt.get("state_dict", ckpt)
-    net = {k[len("net."):]: v for k, v in state.items() if k.startswith("net.")} or dict(state)
-    head = net.get("head.weight")
-    if head is None:
-        raise ValueError(f"{path}: no `net.head.weight` in the checkpoint; expected the checkpoint of a "
-                         f"classifier stage")
-    if head.shape[0] != num_classes:
-        raise ValueError(f"{path}: the ordinary classifier classifies {head.shape[0]} classes but the data "
-                         f"set has {num_classes}")
-    kur = (((ckpt.get("hyper_parameters") or {}).get("cfg") or {}).get("stage") or {}).get("kur") or {}
-    return net, kur
+    net, trained = read_cam_network(path, num_classes, "stage.oc_checkpoint")
+    return net, (trained.get("stage") or {}).get("kur") or {}
 
 
 def freeze(module: nn.Module) -> None:

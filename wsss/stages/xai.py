@@ -43,6 +43,7 @@ from wsss.data.datamodule import collate
 from wsss.data.datasets import TransformedSplit
 from wsss.data.transforms import normalize
 from wsss.models.backbone import Backbone
+from wsss.models.checkpoints import read_cam_network
 from wsss.models.cam_head import CAMNet
 from wsss.stages.base import Stage
 from wsss.tasks import task
@@ -85,18 +86,7 @@ def read_classifier_checkpoint(path: str | Path | None, num_classes: int, datase
         else:
             hint = f"; train one first: `python run.py stage=classifier dataset={dataset} backbone=...`"
         raise FileNotFoundError(f"stage.checkpoint={str(path)!r} does not exist{hint}")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    state = ckpt.get("state_dict", ckpt)
-    net = {k[len("net."):]: v for k, v in state.items() if k.startswith("net.")} or dict(state)
-    head = net.get("head.weight")
-    if head is None:
-        raise ValueError(f"{path}: no `net.head.weight` in the checkpoint; expected the checkpoint of a CAM "
-                         "classifier stage (classifier, puzzle, occse, poc, pnoc)")
-    if head.shape[0] != num_classes:
-        raise ValueError(f"{path}: the checkpoint classifies {head.shape[0]} classes but dataset {dataset!r} "
-                         f"has {num_classes}; explain it on the data set it was trained on")
-    trained = ((ckpt.get("hyper_parameters") or {}).get("cfg")) or {}
-    return net, trained
+    return read_cam_network(path, num_classes, "stage.checkpoint", f"dataset {dataset!r}")
 
 
 def kur_settings(trained: dict, override: dict | None, num_classes: int) -> tuple[bool, float]:
