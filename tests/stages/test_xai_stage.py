@@ -275,3 +275,23 @@ def test_channels_last_gives_the_same_maps_from_one_body_pass(tmp_path, data_dir
     assert torch.allclose(probs, probs_cl, atol=1e-5) and torch.equal(targets, targets_cl)
     for name in maps:
         assert torch.allclose(maps[name], maps_cl[name], atol=1e-4), name
+
+
+def test_bf16_true_runs_every_method_close_to_float32(tmp_path, data_dir, classifier_ckpt, detected_run):
+    """trainer.precision=bf16-true (the network and inputs in bf16, the metric sums in float64): the same
+    table within a point, the figure included (it runs outside the test loop)."""
+    from wsss.tasks import run
+
+    _, _, cfg32 = detected_run
+    cfg = xai_cfg(tmp_path, data_dir, classifier_ckpt, "stage.figure.num_images=1", f"stage.threshold={THRESHOLD}",
+                  "trainer.precision=bf16-true")
+    metrics = run(cfg)
+    assert (Path(cfg.paths.run_dir) / "xai" / "figure.png").is_file()
+    reference = json.loads((Path(cfg32.paths.run_dir) / "metrics.json").read_text())
+    for method in METHODS:
+        for key in KEYS:
+            name = f"xai/{method}/{key}"
+            if math.isnan(reference[name]):
+                continue
+            assert abs(metrics[name] - reference[name]) < 1.0, name
+

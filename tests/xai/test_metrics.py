@@ -91,6 +91,19 @@ def test_states_merge_like_ddp():
         torch.testing.assert_close(first.compute()[key], value, equal_nan=True)
 
 
+def test_states_stay_float64_when_the_module_goes_bf16():
+    """Lightning's bf16-true calls module.to(torch.bfloat16): per-class sums must not become bf16
+    (they would stop counting at 256 and index_add_ would refuse the float64 values)."""
+    probs, targets, masked, antimasked = random_batch(3)
+    reference = MultiLabelCamMetrics(num_classes=6)
+    reference.update(probs, targets, masked, antimasked)
+    metric = torch.nn.ModuleDict({"m": MultiLabelCamMetrics(num_classes=6)}).to(torch.bfloat16)["m"]
+    assert all(getattr(metric, name).dtype == torch.float64 for name in metric._defaults)
+    metric.update(probs.bfloat16(), targets, masked.bfloat16(), antimasked.bfloat16())
+    for key, value in reference.compute().items():
+        torch.testing.assert_close(metric.compute()[key], value, equal_nan=True, atol=2.0, rtol=0.0)  # bf16 inputs
+
+
 def toy_model() -> SplitModel:
     """Activations are the image itself; s = W · mean_hw(x) with W = 4·I (class 3 never fires)."""
     weight = torch.zeros(4, 3)

@@ -434,10 +434,11 @@ def sample_figure(module: XAIStage, num_images: int, alpha: float = 0.5) -> byte
         return None
     ds = TransformedSplit(module.datamodule_split(), module.transform(), ids)
     classes = list(module.datamodule_split().classes)
-    device = next(module.net.parameters()).device
+    weight = next(module.net.parameters())  # outside the test loop: inputs in the network's precision
+    device = weight.device
     images, titles, per_method = [], [], {m: [] for m in module.method_names}
     for item in ds:  # one at a time: images may differ in size when stage.image_size is null
-        x, y = item["image"][None].to(device), item["label"][None].to(device)
+        x, y = item["image"][None].to(device, weight.dtype), item["label"][None].to(device)
         with torch.inference_mode(False), torch.enable_grad():
             probs, targets, maps = module.explain_batch(x, y)
         label = int(targets[0, 0]) if targets.shape[1] and targets[0, 0] >= 0 else int(probs[0].argmax())

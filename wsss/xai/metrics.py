@@ -79,6 +79,15 @@ class MultiLabelCamMetrics(Metric):
         for name in ("count", "count_retention", *SUMMED):
             self.add_state(name, default=torch.zeros(num_classes, dtype=torch.float64), dist_reduce_fx="sum")
 
+    def _apply(self, fn, exclude_state=""):
+        # `module.to(torch.bfloat16)` (Lightning's bf16-true) reaches the states; sums over thousands of
+        # image-label pairs need float64 whatever the network's precision
+        this = super()._apply(fn, exclude_state)
+        for name in self._defaults:
+            this._defaults[name] = this._defaults[name].double()
+            setattr(this, name, getattr(this, name).double())
+        return this
+
     def select_targets(self, probs: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """The evaluated labels C_i of each image as (B, L) class ids (-1 padding).
 
