@@ -10,7 +10,7 @@ by about 3·L × (their forward time / ours): a forward + backward costs about t
 20 labels from one set of 512 masked forwards (channels-last inputs) vs pytorch-grad-cam for ONE
 label (same 512 forwards, same batch size; constant channels not skipped so both run the same forwards).
 
-    python bench/bench_xai.py [--repeats 5] [--scorecam-batch 64] [--skip-scorecam]
+    python bench/bench_xai.py [--repeats 5] [--scorecam-batch 64] [--skip-scorecam] [--arch resnet50 --size 448]
 """
 from __future__ import annotations
 
@@ -77,6 +77,8 @@ def main() -> None:
     parser.add_argument("--scorecam-batch", type=int, default=64)
     parser.add_argument("--skip-scorecam", action="store_true")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--arch", default="resnet18", help="timm ResNet name (target layer: layer4)")
+    parser.add_argument("--size", type=int, default=224, help="image side in pixels")
     args = parser.parse_args()
 
     from pytorch_grad_cam import GradCAM as PgcGradCAM
@@ -84,11 +86,11 @@ def main() -> None:
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     torch.manual_seed(0)
-    net = timm.create_model("resnet18", pretrained=False, num_classes=NUM_CLASSES).eval().to(args.device)
+    net = timm.create_model(args.arch, pretrained=False, num_classes=NUM_CLASSES).eval().to(args.device)
     model = SplitModel.from_gap_classifier(ForwardFeatures(net), net.fc.weight, net.fc.bias)
-    image = torch.randn(1, 3, 224, 224).to(args.device)
+    image = torch.randn(1, 3, args.size, args.size).to(args.device)
     present = torch.tensor([PRESENT])
-    print(f"resnet18 (random init), 1 image 224x224, {NUM_CLASSES} classes, present labels {PRESENT}, "
+    print(f"{args.arch} (random init), 1 image {args.size}x{args.size}, {NUM_CLASSES} classes, present labels {PRESENT}, "
           f"device {args.device}, torch threads {torch.get_num_threads()}")
 
     rows = []
