@@ -1,0 +1,107 @@
+"""One figure of what every step of `pipeline=wsss` made of a few images: CAMs, saliency, random walk,
+pseudo masks, DeepLab's prediction and the ground truth (read from the run folders, nothing recomputed).
+
+    python scripts/pipeline_figure.py                                  # runs/ of `make run`, 4 val images
+    python scripts/pipeline_figure.py --runs /tmp/clone/runs --images 3 --out docs/pipeline_synthetic.png
+"""
+from __future__ import annotations
+
+import argparse
+import io
+from pathlib import Path
+
+import numpy as np
+import yaml
+from PIL import Image
+
+from wsss.artifacts import PALETTE, ArtifactDir, atomic_write_bytes
+from wsss.data.datasets import build_split
+
+# (column title, stage, artifact folder, what it holds)
+COLUMNS = [
+    ("classifier CAM", "classifier", "cams", "cams"),
+    ("P-NOC CAM", "pnoc", "cams", "cams"),
+    ("C²AM-H saliency", "ccam", "saliency", "saliency"),
+    ("refined saliency", "saliency", "saliency", "saliency"),
+    ("random walk", "affinity", "rw", "rw"),
+    ("pseudo mask", "affinity", "pseudo_masks", "mask"),
+    ("DeepLabV3+", "deeplab", "predictions", "mask"),
+]
+
+
+def heat(values: np.ndarray) -> np.ndarray:
+    from matplotlib import colormaps
+
+    return colormaps["jet"](np.clip(values, 0, 1))[..., :3] * 255
+
+
+def colour(mask: np.ndarray) -> np.ndarray:
+    return np.asarray(PALETTE, dtype=np.uint8).reshape(-1, 3)[mask]
+
+
+def panel(kind: str, folder: ArtifactDir, image_id: str, image: np.ndarray) -> np.ndarray:
+    """An RGB panel: maps overlaid as a heat map (max over the image's classes), masks in the VOC palette."""
+    if kind in ("cams", "rw"):
+        planes = folder.read_npz(image_id)[kind].astype(np.float32)
+        top = planes.max(axis=0) if len(planes) else np.zeros(image.shape[:2], np.float32)
+        return (0.5 * image + 0.5 * heat(top)).astype(np.uint8)
+    if kind == "saliency":
+        return heat(folder.read_png(image_id) / 255.0).astype(np.uint8)
+    return colour(folder.read_png(image_id))
+
+
+def figure(runs: Path, dataset: str, backbone: str, run_name: str, split: str, count: int) -> bytes:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    def run_dir(stage: str) -> Path:
+        return runs / stage / dataset / backbone / run_name
+
+    cfg = yaml.safe_load((run_dir("deeplab") / "config.yaml").read_text())
+    ds = build_split(cfg["dataset"], split)
+    ids = ds.ids[:count]
+    titles = ["image", *(c[0] for c in COLUMNS), "ground truth"]
+    fig = Figure(figsize=(1.5 * len(titles), 1.5 * len(ids) + 0.3))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(ids), len(titles), squeeze=False)
+    for r, image_id in enumerate(ids):
+        image = ds.load_image(image_id).astype(np.float32)
+        panels = [image.astype(np.uint8)]
+        panels += [panel(kind, ArtifactDir(run_dir(stage) / folder / split, ".npz" if kind in ("cams", "rw")
+                                           else ".png"), image_id, image)
+                   for _, stage, folder, kind in COLUMNS]
+        panels.append(colour(ds.load_mask(image_id)))
+        for c, p in enumerate(panels):
+            axes[r][c].imshow(p)
+            axes[r][c].set_xticks([])
+            axes[r][c].set_yticks([])
+            if r == 0:
+                axes[r][c].set_title(titles[c], fontsize=8)
+        axes[r][0].set_ylabel(image_id, fontsize=7)
+    fig.tight_layout(pad=0.3)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    buf.seek(0)
+    small = io.BytesIO()  # 256 colours: a third of the size, no visible loss for heat maps and palettes
+    Image.open(buf).convert("RGB").quantize(256).save(small, format="png", optimize=True)
+    return small.getvalue()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=Path, default=Path("runs"))
+    parser.add_argument("--dataset", default="synthetic")
+    parser.add_argument("--backbone", default="resnet18")
+    parser.add_argument("--run-name", default="default")
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--images", type=int, default=4)
+    parser.add_argument("--out", type=Path, default=Path("docs/pipeline_synthetic.png"))
+    args = parser.parse_args()
+    png = figure(args.runs, args.dataset, args.backbone, args.run_name, args.split, args.images)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(args.out, png)
+    print(f"wrote {args.out} ({len(png) / 1024:.0f} KiB)")
+
+
+if __name__ == "__main__":
+    main()
