@@ -23,10 +23,28 @@ from PIL import Image
 MANIFEST = "manifest.json"
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp creates 0600 files; artifacts get the mode a plain open() would give, so that a group sharing
+# a runs/ folder can read them
+FILE_MODE = 0o666 & ~_umask()
+
+
+def temporary_sibling(path: Path) -> tuple[int, str]:
+    """(fd, name) of a new hidden file next to `path`, with the usual file mode, to be renamed onto it."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, FILE_MODE)
+    return fd, tmp
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = temporary_sibling(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

@@ -81,3 +81,15 @@ def test_predict_fails_early_when_the_disk_is_too_small(two_runs, tmp_path, monk
                                       r"are free"):
         run_in_process(tmp_path / "full", data_dir, "tasks=[predict]", "dataset.predict_splits=[val]")
     assert not list((tmp_path / "full").rglob("*.npz"))
+
+
+def test_outputs_get_the_mode_of_a_plain_open(two_runs, tmp_path):
+    """Atomic writes go through mkstemp (0600): checkpoints, artifacts and manifests must still get the
+    mode an ordinary file gets under the current umask, or a group sharing runs/ cannot read them."""
+    plain = tmp_path / "plain"
+    plain.write_bytes(b"x")
+    expected = plain.stat().st_mode & 0o777
+    _, (a, _) = two_runs
+    written = [a / "checkpoints" / "last.ckpt", a / "cams" / "val" / "manifest.json",
+               *sorted((a / "cams" / "val").glob("*.npz"))[:2]]
+    assert {p.name: p.stat().st_mode & 0o777 for p in written} == {p.name: expected for p in written}

@@ -9,12 +9,11 @@ from __future__ import annotations
 import os
 import shutil
 import tarfile
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Sequence
 
-from wsss.artifacts import ArtifactDir
+from wsss.artifacts import ArtifactDir, temporary_sibling
 
 ARCHIVES = ("tar.gz", "zip")
 
@@ -66,7 +65,7 @@ def export_predictions(predictions_dir: str | Path, ids: Sequence[str], out_dir:
 
 def _write_archive(out_dir: Path, rel: Path, path: Path, kind: str, ids: list[str]) -> None:
     """Archive `out_dir/rel/<id>.png` with member names `rel/<id>.png`; renamed into place when complete."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=out_dir)
+    fd, tmp = temporary_sibling(path)
     os.close(fd)
     try:
         if kind == "zip":
