@@ -14,8 +14,9 @@ import numpy as np
 import yaml
 from PIL import Image
 
-from wsss.artifacts import PALETTE, ArtifactDir, atomic_write_bytes
+from wsss.artifacts import ArtifactDir, atomic_write_bytes
 from wsss.data.datasets import build_split
+from wsss.logging_utils import blend, heat_colours, label_colours
 
 # (column title, stage, artifact folder, what it holds)
 COLUMNS = [
@@ -27,27 +28,18 @@ COLUMNS = [
     ("pseudo mask", "affinity", "pseudo_masks", "mask"),
     ("DeepLabV3+", "deeplab", "predictions", "mask"),
 ]
-
-
-def heat(values: np.ndarray) -> np.ndarray:
-    from matplotlib import colormaps
-
-    return colormaps["jet"](np.clip(values, 0, 1))[..., :3] * 255
-
-
-def colour(mask: np.ndarray) -> np.ndarray:
-    return np.asarray(PALETTE, dtype=np.uint8).reshape(-1, 3)[mask]
+MAPS = ("cams", "rw")  # .npz folders of per-class maps; the others hold PNGs
 
 
 def panel(kind: str, folder: ArtifactDir, image_id: str, image: np.ndarray) -> np.ndarray:
     """An RGB panel: maps overlaid as a heat map (max over the image's classes), masks in the VOC palette."""
-    if kind in ("cams", "rw"):
+    if kind in MAPS:
         planes = folder.read_npz(image_id)[kind].astype(np.float32)
         top = planes.max(axis=0) if len(planes) else np.zeros(image.shape[:2], np.float32)
-        return (0.5 * image + 0.5 * heat(top)).astype(np.uint8)
+        return blend(image, heat_colours(top))
     if kind == "saliency":
-        return heat(folder.read_png(image_id) / 255.0).astype(np.uint8)
-    return colour(folder.read_png(image_id))
+        return heat_colours(folder.read_png(image_id) / 255.0).astype(np.uint8)
+    return label_colours(folder.read_png(image_id)).astype(np.uint8)
 
 
 def figure(runs: Path, dataset: str, backbone: str, run_name: str, split: str, count: int) -> bytes:
@@ -65,12 +57,12 @@ def figure(runs: Path, dataset: str, backbone: str, run_name: str, split: str, c
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(ids), len(titles), squeeze=False)
     for r, image_id in enumerate(ids):
-        image = ds.load_image(image_id).astype(np.float32)
-        panels = [image.astype(np.uint8)]
-        panels += [panel(kind, ArtifactDir(run_dir(stage) / folder / split, ".npz" if kind in ("cams", "rw")
-                                           else ".png"), image_id, image)
+        image = ds.load_image(image_id)
+        panels = [image]
+        panels += [panel(kind, ArtifactDir(run_dir(stage) / folder / split, ".npz" if kind in MAPS else ".png"),
+                         image_id, image)
                    for _, stage, folder, kind in COLUMNS]
-        panels.append(colour(ds.load_mask(image_id)))
+        panels.append(label_colours(ds.load_mask(image_id)).astype(np.uint8))
         for c, p in enumerate(panels):
             axes[r][c].imshow(p)
             axes[r][c].set_xticks([])

@@ -67,22 +67,31 @@ def _as_array(image: np.ndarray | str | Path) -> np.ndarray:
     return np.asarray(image, dtype=np.uint8)
 
 
-def cam_overlay(image: np.ndarray, cams: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """Image | one jet-coloured CAM overlay per map, side by side. image (H, W, 3) uint8, cams (n, H, W) in [0, 1]."""
+def heat_colours(values: np.ndarray) -> np.ndarray:
+    """Maps in [0, 1] (..., H, W) -> jet colours (..., H, W, 3), float32 0..255."""
     from matplotlib import colormaps
 
-    jet = colormaps["jet"]
-    panels = [image]
-    for cam in np.asarray(cams, dtype=np.float32):
-        heat = (jet(np.clip(cam, 0, 1))[..., :3] * 255).astype(np.float32)
-        panels.append(((1 - alpha) * image + alpha * heat).astype(np.uint8))
+    return (colormaps["jet"](np.clip(values, 0, 1))[..., :3] * 255).astype(np.float32)
+
+
+def label_colours(mask: np.ndarray) -> np.ndarray:
+    """Label map (0..C, 255 ignore) -> VOC palette colours (H, W, 3), float32 0..255."""
+    return np.asarray(PALETTE, dtype=np.float32).reshape(-1, 3)[np.asarray(mask, dtype=np.uint8)]
+
+
+def blend(image: np.ndarray, colours: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    return ((1 - alpha) * np.asarray(image, dtype=np.float32) + alpha * colours).astype(np.uint8)
+
+
+def cam_overlay(image: np.ndarray, cams: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """Image | one jet-coloured CAM overlay per map, side by side. image (H, W, 3) uint8, cams (n, H, W) in [0, 1]."""
+    panels = [image, *(blend(image, heat_colours(cam), alpha) for cam in np.asarray(cams, dtype=np.float32))]
     return np.concatenate(panels, axis=1)
 
 
 def mask_overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.5) -> np.ndarray:
     """Image | a label map (0..C, 255 ignore) in the VOC colours blended over it."""
-    colours = np.asarray(PALETTE, dtype=np.float32).reshape(-1, 3)[np.asarray(mask, dtype=np.uint8)]
-    return np.concatenate([image, ((1 - alpha) * image + alpha * colours).astype(np.uint8)], axis=1)
+    return np.concatenate([image, blend(image, label_colours(mask), alpha)], axis=1)
 
 
 def cam_overlays(dataset, cam_dir: str | Path, ids: Sequence[str]) -> dict[str, np.ndarray]:

@@ -398,22 +398,21 @@ def figure_png(images: list[np.ndarray], row_titles: list[str], maps: dict[str, 
     """
     import io
 
-    from matplotlib import colormaps
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+
+    from wsss.logging_utils import blend, heat_colours
 
     names = list(maps)
     rows, cols = len(images), 1 + len(names)
     fig = Figure(figsize=(panel_inches * cols, panel_inches * rows + 0.4))
     FigureCanvasAgg(fig)
     axes = fig.subplots(rows, cols, squeeze=False)
-    jet = colormaps["jet"]
     for r, image in enumerate(images):
         axes[r][0].imshow(image)
         axes[r][0].set_ylabel(row_titles[r], fontsize=8)
         for c, name in enumerate(names, start=1):
-            heat = jet(np.clip(maps[name][r], 0, 1))[..., :3] * 255
-            axes[r][c].imshow(((1 - alpha) * image + alpha * heat).astype(np.uint8))
+            axes[r][c].imshow(blend(image, heat_colours(maps[name][r]), alpha))
             if r == 0:
                 axes[r][c].set_title(DISPLAY_NAMES.get(name, name), fontsize=9)
         for ax in axes[r]:
