@@ -82,14 +82,13 @@ def check_launch(cfg: DictConfig) -> None:
 def main(cfg: DictConfig) -> float | None:
     _quiet()
     from wsss.logging_utils import finish_wandb
+    from wsss.sweep import objective_value
 
     try:
         if cfg.get("pipeline"):
             from wsss.pipeline import run_pipeline
 
-            metrics = run_pipeline(cfg)
-            objective = cfg.get("objective")
-            return metrics.get(objective) if objective else None
+            return objective_value(cfg.get("objective"), run_pipeline(cfg))
         check_launch(cfg)
         from wsss.tasks import run
 
@@ -97,10 +96,10 @@ def main(cfg: DictConfig) -> float | None:
     finally:
         finish_wandb()  # a multirun's next job must not log into this job's W&B run
     rank = int(os.environ.get("LOCAL_RANK", os.environ.get("RANK", 0)) or 0)
-    if rank == 0:
-        print_metrics(metrics, f"{cfg.stage.name} · {cfg.dataset.name} · {cfg.backbone.name} · {cfg.run_name}")
-    objective = cfg.get("objective")
-    return metrics.get(objective) if objective else None
+    if rank != 0:
+        return None  # a sweeper reads rank 0's value (SLURM DDP jobs run main() in every rank)
+    print_metrics(metrics, f"{cfg.stage.name} · {cfg.dataset.name} · {cfg.backbone.name} · {cfg.run_name}")
+    return objective_value(cfg.get("objective"), metrics)
 
 
 if __name__ == "__main__":

@@ -183,7 +183,7 @@ def _records(path: Path) -> list[bytes]:
 
 
 def offline_history(run_folder: str | Path) -> dict[str, Any]:
-    """What an offline W&B run recorded: {"history": [rows], "config": {...}, "group", "tags"}.
+    """What an offline W&B run recorded: {"history": [rows], "config": {...}, "name", "group", "job_type", "tags"}.
 
     `run_folder` is a `wandb/offline-run-*` folder. Reads the run file with wandb's protobuf schema."""
     from wandb.proto import wandb_internal_pb2 as pb
@@ -191,7 +191,7 @@ def offline_history(run_folder: str | Path) -> dict[str, Any]:
     files = sorted(Path(run_folder).glob("run-*.wandb"))
     if not files:
         raise FileNotFoundError(f"{run_folder}: no run-*.wandb file (is this a wandb/offline-run-* folder?)")
-    out: dict[str, Any] = {"history": [], "config": {}, "group": None, "tags": []}
+    out: dict[str, Any] = {"history": [], "config": {}, "name": None, "group": None, "job_type": None, "tags": []}
     for data in _records(files[0]):
         rec = pb.Record()
         rec.ParseFromString(data)
@@ -201,6 +201,7 @@ def offline_history(run_folder: str | Path) -> dict[str, Any]:
                                    for i in rec.history.item})
         elif kind == "run":
             out["group"], out["tags"] = rec.run.run_group, list(rec.run.tags)
+            out["name"], out["job_type"] = rec.run.display_name, rec.run.job_type
             out["config"].update({i.key: json.loads(i.value_json) for i in rec.run.config.update})
         elif kind == "config":
             out["config"].update({i.key: json.loads(i.value_json) for i in rec.config.update})

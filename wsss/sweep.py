@@ -1,108 +1,199 @@
-"""Sweep summary: at the end of a multirun, one CSV + Markdown table of every job's final metrics.
+"""A sweep's identity and the Hydra callback that records it and summarises its jobs.
 
-Hydra callback (conf/hydra/default.yaml `hydra.callbacks.sweep_summary`). It runs in the launching process
-(also with the SLURM launcher, whose jobs write to the shared file system), reads each job folder's
-`.hydra/overrides.yaml` and `metrics.json`, and writes `sweep_summary.csv` and `sweep_summary.md` in the
-sweep folder. Run folders are named from the overrides, so a sweep run again into the same folder resumes
-its jobs; the summary lists the jobs started by this multirun (their `.hydra/` is rewritten at job start),
-and a job without metrics.json (failed or still running) appears with status `no metrics`.
+`python run.py -m ...` (any sweeper: the basic grid, `hydra/sweeper=optuna`; any launcher, SLURM included) runs
+the callback of conf/hydra/default.yaml (`hydra.callbacks.sweep_summary`):
+
+- at the start, in the launching process, it writes `<sweep dir>/sweep.json`: the command's overrides, the
+  swept keys (sweep syntax on the command line, `hydra.sweeper.params`), the objective and its direction, and
+  the sweep's W&B group (its folder under the multirun root + a hash of the command);
+- each job reads that record to name its W&B run `<stage> <key>=<value> ...` (`job_naming`);
+- when a job ends it leaves `error.txt` if it failed, and the summary (wsss/sweep_summary.py) is rewritten, so a
+  sweep stopped by a failed job still has one; when the multirun ends the summary is written once more.
 """
 from __future__ import annotations
 
-import csv
-import io
+import hashlib
 import json
 import logging
-import math
-import os
 import time
+import traceback
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from wsss.artifacts import atomic_write_text
 
 log = logging.getLogger("wsss.sweep")
-SLACK_S = 2.0  # file-system timestamps vs this process's clock
+RECORD = "sweep.json"
+ERROR = "error.txt"
 
 
-def job_dirs(sweep_dir: Path, since: float | None = None) -> list[Path]:
-    """Job folders under a sweep folder (holding .hydra/overrides.yaml), started at or after `since`."""
-    found = []
-    for folder, subdirs, _ in os.walk(sweep_dir):
-        overrides = Path(folder) / ".hydra" / "overrides.yaml"
-        if overrides.is_file():
-            subdirs[:] = []  # a job folder: its artifacts hold no other jobs
-            if since is None or overrides.stat().st_mtime >= since - SLACK_S:
-                found.append(Path(folder))
-        else:
-            subdirs[:] = [d for d in subdirs if not d.startswith(".")]
-    return sorted(found)
+@dataclass
+class SweepRecord:
+    id: str                     # hash of the command: the same command is the same sweep (its jobs resume)
+    group: str                  # the W&B group of every job
+    swept: list[str]            # keys given several values, in command-line order
+    command: list[str] = field(default_factory=list)
+    objective: str | None = None
+    direction: str = "maximize"
+    started: float = 0.0
+
+    def save(self, sweep_dir: Path) -> None:
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(sweep_dir / RECORD, json.dumps(asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, sweep_dir: Path) -> SweepRecord | None:
+        path = Path(sweep_dir) / RECORD
+        if not path.is_file():
+            return None
+        return cls(**json.loads(path.read_text()))
 
 
-def scalar_metrics(metrics: dict) -> dict[str, float]:
-    return {k: float(v) for k, v in metrics.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))}
+def override_key(override: str) -> str:
+    """`+stage.lr=0.1` -> `stage.lr`."""
+    return override.split("=", 1)[0].lstrip("+~")
 
 
-def collect(sweep_dir: Path, since: float | None = None) -> list[dict[str, Any]]:
-    """One row per job: job (folder relative to the sweep folder), overrides, status, then its metrics."""
-    rows = []
-    for job in job_dirs(sweep_dir, since):
-        overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()) or []
-        metrics_path = job / "metrics.json"
-        metrics = scalar_metrics(json.loads(metrics_path.read_text())) if metrics_path.is_file() else {}
-        rel = job.relative_to(sweep_dir).as_posix()
-        rows.append({"job": rel if rel != "." else "", "overrides": " ".join(overrides),
-                     "status": "done" if metrics_path.is_file() else "no metrics", **metrics})
-    return rows
+def swept_keys(command: list[str], sweeper_params: dict | None) -> list[str]:
+    """Keys of `command` written with sweep syntax (a,b / range() / choice() / interval() ...), then the keys of
+    `hydra.sweeper.params`, each once."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(list(command))
+    keys = [o.get_key_element().lstrip("+~") for o in parsed if o.is_sweep_override()]
+    keys += [str(k) for k in (sweeper_params or {})]
+    return list(dict.fromkeys(keys))
 
 
-def columns_of(rows: list[dict]) -> list[str]:
-    head = ["job", "overrides", "status"]
-    return head + sorted({k for r in rows for k in r} - set(head))
+def sweep_group(sweep_dir: Path, runs_dir: str | None, sweep_id: str) -> str:
+    """`classifier/synthetic/resnet18/default#1a2b3c4d`: the folder under `<runs_dir>/multirun`, and the sweep id."""
+    for root in ([Path(runs_dir) / "multirun", Path(runs_dir)] if runs_dir else []):
+        try:
+            return f"{sweep_dir.resolve().relative_to(root.resolve()).as_posix()}#{sweep_id}"
+        except ValueError:
+            continue
+    return f"{sweep_dir.name}#{sweep_id}"
 
 
-def to_csv(rows: list[dict], columns: list[str]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue()
+def make_record(config: DictConfig) -> SweepRecord:
+    """The record of the multirun composed as `config` (the launching process's config)."""
+    command = [str(o) for o in OmegaConf.to_container(config.hydra.overrides.task, resolve=False)]
+    sweeper = config.hydra.get("sweeper") or {}
+    params = OmegaConf.to_container(sweeper.params, resolve=False) if sweeper.get("params") else None
+    direction = sweeper.get("direction", "maximize")
+    direction = str(direction if isinstance(direction, str) else "maximize").lower()
+    sweep_dir = Path(str(config.hydra.sweep.dir))
+    ident = json.dumps({"command": command, "params": params, "sweeper": sweeper.get("_target_")}, sort_keys=True)
+    sweep_id = hashlib.sha1(ident.encode()).hexdigest()[:8]
+    return SweepRecord(id=sweep_id, group=sweep_group(sweep_dir, OmegaConf.select(config, "paths.runs_dir"), sweep_id),
+                       swept=swept_keys(command, params), command=command, objective=config.get("objective"),
+                       direction="minimize" if direction.endswith("minimize") else "maximize", started=time.time())
 
 
-def to_markdown(rows: list[dict], columns: list[str]) -> str:
-    def cell(v: Any) -> str:
-        return "" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v).replace("|", "\\|")
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(r.get(c)) for c in columns) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
+# -- a job's W&B name ------------------------------------------------------------------------------------
+def short_keys(keys: list[str]) -> dict[str, str]:
+    """Each dotted key by its shortest ending that no other key shares: stage.lr -> lr, stage.oc.lr -> oc.lr."""
+    out = {}
+    for key in keys:
+        parts = key.split(".")
+        for n in range(1, len(parts) + 1):
+            tail = ".".join(parts[-n:])
+            if not any(other != key and (other == tail or other.endswith("." + tail)) for other in keys):
+                break
+        out[key] = tail
+    return out
 
 
-def write_summary(sweep_dir: Path, since: float | None = None) -> list[dict]:
-    rows = collect(sweep_dir, since)
-    columns = columns_of(rows)
-    atomic_write_text(sweep_dir / "sweep_summary.csv", to_csv(rows, columns))
-    atomic_write_text(sweep_dir / "sweep_summary.md", f"# Sweep {sweep_dir}\n\n" + to_markdown(rows, columns))
-    return rows
+def short_value(value: str) -> str:
+    """Optuna's floats (0.012345678901) to 4 significant digits; everything else as written."""
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return f"{number:.4g}" if "." in value and len(value) > 7 else value
+
+
+def run_label(stage: str, swept: list[str], overrides: list[str]) -> str:
+    """`classifier lr=0.1 seed=1`: the stage, then each swept key's value in this job."""
+    values = {override_key(o): o.split("=", 1)[1] for o in overrides if "=" in o}
+    names = short_keys([k for k in swept if k in values])
+    return " ".join([stage, *(f"{names[k]}={short_value(values[k])}" for k in names)])
+
+
+def job_naming(stage: str) -> tuple[str, str] | None:
+    """(W&B name, W&B group) of this process's sweep job; None outside a multirun."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    hc = HydraConfig.get()
+    sweep_dir = Path(str(hc.sweep.dir))
+    overrides = [str(o) for o in hc.overrides.task]
+    record = SweepRecord.load(sweep_dir)
+    if record is None:  # the callback was left out of hydra.callbacks: every override names the run
+        log.warning("%s has no %s (hydra.callbacks.sweep_summary removed?): naming the W&B run by all overrides",
+                    sweep_dir, RECORD)
+        return run_label(stage, [override_key(o) for o in overrides], overrides), sweep_dir.name
+    return run_label(stage, record.swept, overrides), record.group
+
+
+# -- the objective -------------------------------------------------------------------------------------
+def objective_value(objective: str | None, metrics: dict) -> float | None:
+    """The value a sweeper optimises: `metrics[objective]`, or a clear error naming the metrics there are."""
+    if not objective:
+        return None
+    value = metrics.get(objective)
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        scalars = sorted(k for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool))
+        raise KeyError(f"objective={objective} is not a scalar metric of this run; it has: {', '.join(scalars)}. "
+                       "Set objective= to one of them (or add the task that computes it to tasks=[...]).")
+    return float(value)
+
+
+# -- the callback --------------------------------------------------------------------------------------
+def error_line(error: BaseException) -> str:
+    message = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {message[0]}" if message else type(error).__name__
 
 
 class SweepSummary(Callback):
-    """Writes sweep_summary.csv / .md into hydra.sweep.dir when a multirun ends."""
-
-    def __init__(self) -> None:
-        self.started: float | None = None
+    """Records the sweep (sweep.json) and writes sweep_summary.csv/.md into hydra.sweep.dir."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self.started = time.time()
+        record = make_record(config)
+        record.save(Path(str(config.hydra.sweep.dir)))
+        log.info("sweep %s: swept %s; W&B group %s", record.id, ", ".join(record.swept) or "nothing", record.group)
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        (Path(str(config.hydra.runtime.output_dir)) / ERROR).unlink(missing_ok=True)
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        from hydra.core.utils import JobStatus
+
+        job_dir = Path(str(config.hydra.runtime.output_dir))
+        if job_return.status == JobStatus.FAILED:
+            error = job_return._return_value
+            text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+            atomic_write_text(job_dir / ERROR, error_line(error) + "\n\n" + text)
+        self._summarise(Path(str(config.hydra.sweep.dir)))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        sweep_dir = Path(str(config.hydra.sweep.dir))
+        rows = self._summarise(Path(str(config.hydra.sweep.dir)))
+        if rows is not None:
+            done = sum(r.status == "done" for r in rows)
+            log.info("sweep summary of %d jobs (%d done): %s", len(rows), done,
+                     Path(str(config.hydra.sweep.dir)) / "sweep_summary.md")
+
+    @staticmethod
+    def _summarise(sweep_dir: Path):
+        from wsss.sweep_summary import write_summary
+
         if not sweep_dir.is_dir():
-            return
-        rows = write_summary(sweep_dir, self.started)
-        done = sum(r["status"] == "done" for r in rows)
-        log.info("sweep summary of %d jobs (%d with metrics): %s", len(rows), done, sweep_dir / "sweep_summary.md")
+            return None
+        record = SweepRecord.load(sweep_dir)
+        return write_summary(sweep_dir, record)
