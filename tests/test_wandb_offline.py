@@ -33,9 +33,13 @@ def test_classifier_run_logs_metrics_and_hyperparameters_offline(run_stage):
     logged = {k: v for row in run["history"] for k, v in row.items()}
     assert any(k == "train/loss" for k in logged) and "val/map" in logged
     assert logged["cams/val/miou"] == pytest.approx(metrics["cams/val/miou"])
+    # A single run keeps its name and its stage's group; sweeps: tests/pipeline/test_sweep.py
+    assert run["name"] == "classifier-synthetic-resnet18-default" and run["job_type"] == "classifier"
     assert run["group"] == "classifier" and {"classifier", "synthetic", "resnet18"} <= set(run["tags"])
-    cfg = run["config"]["cfg"]
-    assert cfg["stage"]["name"] == "classifier" and cfg["stage"]["lr"] == pytest.approx(0.1)
+    # The config as flat dotted keys, the ones the dashboard groups and plots by
+    cfg = run["config"]
+    assert "cfg" not in cfg and cfg["stage.name"] == "classifier" and cfg["stage.lr"] == pytest.approx(0.1)
+    assert cfg["dataset.args.splits.train"] == 24 and cfg["stage.inference.scales"] == [1.0]
     # The CSV logger of logger=wandb still writes its metrics next to it.
     assert (run_dir / "logs" / "metrics.csv").is_file()
 

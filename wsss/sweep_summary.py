@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from wsss.artifacts import atomic_write_text
-from wsss.sweep import ERROR, SweepRecord, override_key
+from wsss.sweep import ERROR, SweepRecord, override_key, short_value
 
 SLACK_S = 2.0  # file-system timestamps vs the launching process's clock
 RATES = {"miou", "map", "f1", "f2", "iou", "accuracy", "acc", "precision", "recall", "coverage"}
@@ -170,7 +170,8 @@ def to_markdown(table: Table, sweep_dir: Path, record: SweepRecord | None) -> st
               + "Rates (mIoU, mAP, F1) in %, counts as integers.", ""]
     columns = [*table.keys, *table.metrics, "best"]
     lines += [md_row(columns), "|" + "---|" * len(columns)]
-    lines += [md_row([*(j.overrides.get(k, "") for k in table.keys), *(cell(m, j.metrics.get(m)) for m in table.metrics),
+    lines += [md_row([*(short_value(j.overrides.get(k, "")) for k in table.keys),
+                      *(cell(m, j.metrics.get(m)) for m in table.metrics),
                       BEST if j is table.best else ""]) for j in done]
     for title, jobs in (("Failed", failed), ("Not finished (running, or killed)", waiting)):
         if jobs:
