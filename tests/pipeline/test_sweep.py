@@ -113,7 +113,10 @@ def test_callback_records_a_failed_job_and_summarises_only_this_multirun(tmp_pat
     callback.on_multirun_start(OmegaConf.create(master))
     assert SweepRecord.load(tmp_path).swept == ["seed"]
     done, failed = (fake_job(tmp_path, f"seed={i}", [f"seed={i}"], {"m": 0.5}) for i in range(2))
-    job = lambda d: OmegaConf.create({"hydra": {**master["hydra"], "runtime": {"output_dir": str(d)}}})  # noqa: E731
+
+    def job(folder):
+        return OmegaConf.create({"hydra": {**master["hydra"], "runtime": {"output_dir": str(folder)}}})
+
     ret = JobReturn(status=JobStatus.FAILED, _return_value=ValueError("bad batch\nsecond line"))
     callback.on_job_end(job(failed), job_return=ret)
     assert (failed / "error.txt").read_text().startswith("ValueError: bad batch\n")
