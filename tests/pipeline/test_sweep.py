@@ -249,3 +249,13 @@ def test_a_pipelines_steps_share_one_wandb_group(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     groups = [w.split("=", 1)[1] for w in out.stdout.split() if w.startswith("logger.wandb.group=")]
     assert len(groups) == 5 and set(groups) == {"cam_generators-synthetic-resnet18-default"}
+
+
+def test_optuna_search_space_composes_with_the_objective_it_maximises():
+    out = run_py("hparams_search=classifier_optuna", "--cfg", "all", timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    cfg = yaml.safe_load(out.stdout)
+    sweeper = cfg["hydra"]["sweeper"]
+    assert sweeper["_target_"].endswith("OptunaSweeper") and sweeper["direction"] == "maximize"
+    assert set(sweeper["params"]) == {"stage.lr", "stage.weight_decay", "stage.label_smoothing"}
+    assert cfg["objective"] == "val/map" and cfg["hydra"]["mode"] == "MULTIRUN"
