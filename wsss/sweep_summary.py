@@ -126,8 +126,8 @@ class Table:
 
     @property
     def best(self) -> Job | None:
-        first = self.rows[0] if self.rows else None
-        return first if first and first.status == "done" and (self.by is None or self.by in first.metrics) else None
+        first = self.rows[0] if self.rows and self.by else None
+        return first if first and first.status == "done" and self.by in first.metrics else None
 
 
 def build_table(jobs: list[Job], record: SweepRecord | None) -> Table:
@@ -166,7 +166,8 @@ def to_markdown(table: Table, sweep_dir: Path, record: SweepRecord | None) -> st
     if record:
         lines += [f"`python run.py -m {' '.join(record.command)}` (W&B group `{record.group}`)", ""]
     lines += [f"{len(table.rows)} jobs: {len(done)} done, {len(failed)} failed, {len(waiting)} not finished. "
-              + (f"Sorted by `{table.by}`, {order} first; {BEST} marks the best. " if table.by else "")
+              + (f"Sorted by `{table.by}`, {order} first; {BEST} marks the best. " if table.by
+                 else "Not ranked: no objective= set and no mIoU metric. ")
               + "Rates (mIoU, mAP, F1) in %, counts as integers.", ""]
     columns = [*table.keys, *table.metrics, "best"]
     lines += [md_row(columns), "|" + "---|" * len(columns)]

@@ -78,6 +78,15 @@ def test_summary_sorts_by_the_objective_in_its_direction(tmp_path):
     assert "Sorted by `val/loss`, lowest first" in md and "## Not finished" in md
 
 
+def test_summary_without_objective_or_miou_ranks_nothing(tmp_path):
+    fake_job(tmp_path, "a", ["seed=0"], {"val/map": 0.2})
+    fake_job(tmp_path, "b", ["seed=1"], {"val/map": 0.7})
+    write_summary(tmp_path)
+    table = list(csv.DictReader((tmp_path / "sweep_summary.csv").open()))
+    assert [(r["seed"], r["val/map"], r["best"]) for r in table] == [("0", "20.0000", ""), ("1", "70.0000", "")]
+    assert "Not ranked: no objective= set" in (tmp_path / "sweep_summary.md").read_text()
+
+
 def test_record_names_the_swept_keys_and_one_group_per_command(tmp_path):
     from omegaconf import OmegaConf
 
