@@ -118,9 +118,10 @@ def short_value(value: str) -> str:
 
 
 def run_label(stage: str, swept: list[str], overrides: list[str]) -> str:
-    """`classifier lr=0.1 seed=1`: the stage, then each swept key's value in this job."""
+    """`classifier lr=0.1 seed=1`: the stage, then each swept key's value in this job (a swept `stage` is the
+    first word already)."""
     values = {override_key(o): o.split("=", 1)[1] for o in overrides if "=" in o}
-    names = short_keys([k for k in swept if k in values])
+    names = short_keys([k for k in swept if k in values and k != "stage"])
     return " ".join([stage, *(f"{names[k]}={short_value(values[k])}" for k in names)])
 
 

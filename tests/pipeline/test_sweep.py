@@ -108,6 +108,7 @@ def test_run_label_is_the_stage_and_the_swept_values():
     overrides = ["experiment=synthetic", "stage.lr=0.1", "seed=1", "stage.oc.lr=0.0646642271741456"]
     assert run_label("classifier", ["stage.lr", "seed"], overrides) == "classifier lr=0.1 seed=1"
     assert run_label("pnoc", ["stage.lr", "stage.oc.lr"], overrides) == "pnoc stage.lr=0.1 oc.lr=0.06466"
+    assert run_label("poc", ["stage", "seed"], ["stage=poc", "seed=1"]) == "poc seed=1"
 
 
 def test_callback_records_a_failed_job_and_summarises_only_this_multirun(tmp_path):
