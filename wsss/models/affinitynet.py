@@ -1,14 +1,19 @@
 """AffinityNet as the IRN boundary branch (the variant P-NOC and Puzzle-CAM use; pnoc-spec §9.3, wsss-spec §6.4).
 
-Every backbone stage feature map goes through `1×1 conv (→32, no bias) → GroupNorm(4) → resize to the
-stride-4 grid → ReLU`; the projections are concatenated and a `1×1 conv (→1, bias)` gives the boundary
-logit at stride 4. The affinity of a pixel pair is `1 − max σ(edge)` along the path between them
+Five feature maps — the stem after its max-pool (stride 4; 64 channels for ResNet, 128 for ResNeSt-269's
+deep stem) and the four backbone stages — each go through `1×1 conv (→32, no bias) → GroupNorm(4) →
+resize to the stride-4 grid → ReLU`; the projections are concatenated (5 × 32 = 160 channels) and a
+`1×1 conv (160→1, bias)` gives the boundary logit at stride 4, as IRN and the thesis code
+(lucasdavid/PNOC core/networks.py `AffinityNet`: fc_edge1..5, fc_edge6 160→1). The affinity of a pixel pair is `1 − max σ(edge)` along the path between them
 (`wsss.refine.pairs.affinity_from_boundary`), so AffinityNet has no affinity head of its own.
 
-Deviation from IRN: IRN's first branch reads the stem after max-pooling (stride 4, 64/128 ch); the shared
-`Backbone` exposes the stages timm reports (for ResNets: layer1..layer4, plus the stride-2 stem on some
-timm versions). Stages finer than stride 4 are max-pooled (3×3, stride 2, like the ResNet stem) to
+The shared `Backbone` returns the stages timm reports (for ResNets: layer1..layer4); the stem branch
+reads the output of the backbone's `maxpool` through a forward hook (`stem_branch=False` drops it: four
+branches, 128→1). Stages finer than stride 4 are max-pooled (3×3, stride 2, like the ResNet stem) to
 stride 4; coarser ones are bilinearly upsampled and cropped to the stride-4 grid, as IRN does.
+The boundary probabilities σ(edge) are computed in float32 even under bf16/fp16 autocast: the affinity
+1 − max σ is close to 1 for every negative pair the loss pushes down, where bf16 cannot resolve it
+(0.999 rounds to 1.0 and −log(1 + ε − a) saturates).
 """
 from __future__ import annotations
 
@@ -42,6 +47,12 @@ class StageProjection(nn.Module):
         return torch.relu(x[..., :size[0], :size[1]])
 
 
+def _keep_output(module: nn.Module, _inputs, output: torch.Tensor) -> None:
+    """Forward hook: keep a module's output for the stem branch (a plain function: deep copies and pickles
+    of the network keep working)."""
+    module.kept_output = output
+
+
 def pool_to_stride4(x: torch.Tensor, reduction: int) -> torch.Tensor:
     while reduction < EDGE_STRIDE:
         x = F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
@@ -57,10 +68,12 @@ class AffinityNet(nn.Module):
         branch_channels: channels of each stage projection (32 in IRN).
         gn_groups: GroupNorm groups of the projections (4 in IRN).
         freeze_backbone: detach the features and keep the backbone in eval mode (IRN / P-NOC `mode=fix`).
+        stem_branch: also project the stem after its max-pool (IRN / P-NOC: 5 branches); needs a backbone
+            with a ResNet-style `maxpool` module.
     """
 
     def __init__(self, backbone: Backbone, branch_channels: int = 32, gn_groups: int = 4,
-                 freeze_backbone: bool = True):
+                 freeze_backbone: bool = True, stem_branch: bool = True):
         super().__init__()
         if EDGE_STRIDE not in backbone.reductions:
             raise ValueError(f"backbone {backbone.name!r} has stage reductions {backbone.reductions}; AffinityNet "
@@ -68,12 +81,27 @@ class AffinityNet(nn.Module):
         self.backbone = backbone
         self.freeze_backbone = freeze_backbone
         self.reference_stage = backbone.reductions.index(EDGE_STRIDE)
+        channels, reductions = list(backbone.channels), list(backbone.reductions)
+        self.stem_branch = stem_branch
+        if stem_branch:
+            channels.insert(0, self._hook_stem(backbone))
+            reductions.insert(0, EDGE_STRIDE)
         self.projections = nn.ModuleList(
-            StageProjection(c, branch_channels, gn_groups, r) for c, r in zip(backbone.channels, backbone.reductions))
+            StageProjection(c, branch_channels, gn_groups, r) for c, r in zip(channels, reductions))
         self.edge = nn.Conv2d(branch_channels * len(self.projections), 1, 1, bias=True)
         if freeze_backbone:
             self.backbone.requires_grad_(False)
             self.backbone.eval()
+
+    def _hook_stem(self, backbone: Backbone) -> int:
+        """Capture the stem's max-pool output at every forward; returns its channel count."""
+        body = getattr(backbone, "body", None)
+        pool, norm = getattr(body, "maxpool", None), getattr(body, "bn1", None)
+        if not isinstance(pool, nn.MaxPool2d) or norm is None:
+            raise ValueError(f"backbone {backbone.name!r} has no ResNet-style stem (bn1 + maxpool) for the "
+                             f"IRN stem branch; set stage.stem_branch=false")
+        pool.register_forward_hook(_keep_output)
+        return int(norm.num_features)
 
     def train(self, mode: bool = True) -> "AffinityNet":
         super().train(mode)
@@ -87,16 +115,20 @@ class AffinityNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Boundary logits (B, 1, h, w) on the stride-4 grid of the input (h = ⌈H/4⌉ for ResNets)."""
-        features = self.backbone(x)
+        features = list(self.backbone(x))
+        if self.stem_branch:
+            pool = self.backbone.body.maxpool
+            features.insert(0, pool.kept_output)
+            pool.kept_output = None  # do not hold the activation until the next forward
         if self.freeze_backbone:
             features = [f.detach() for f in features]
-        size = tuple(features[self.reference_stage].shape[-2:])
+        size = tuple(features[self.reference_stage + int(self.stem_branch)].shape[-2:])
         branches = [proj(f, size) for proj, f in zip(self.projections, features)]
         return self.edge(torch.cat(branches, dim=1))
 
     def boundary(self, x: torch.Tensor) -> torch.Tensor:
-        """Boundary probabilities σ(edge), (B, h, w)."""
-        return torch.sigmoid(self.forward(x)).squeeze(1)
+        """Boundary probabilities σ(edge), (B, h, w), float32 under autocast too."""
+        return torch.sigmoid(self.forward(x).float()).squeeze(1)
 
     def pair_affinities(self, x: torch.Tensor, index: PairIndex) -> torch.Tensor:
         """Affinities (B, P, S) of the pairs of `index` (built for the stride-4 grid of x)."""
@@ -108,7 +140,7 @@ class AffinityNet(nn.Module):
 
         Averages logits, not probabilities, as IRN / P-NOC do before the random walk.
         """
-        logits = self.forward(torch.cat([x, x.flip(-1)], dim=0)).squeeze(1)
+        logits = self.forward(torch.cat([x, x.flip(-1)], dim=0)).float().squeeze(1)
         plain, flipped = logits.chunk(2, dim=0)
         b = torch.sigmoid(plain / 2 + flipped.flip(-1) / 2)
         if size is not None:

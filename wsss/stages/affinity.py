@@ -147,7 +147,7 @@ class AffinityStage(Stage):
         super().__init__(cfg)
         s = self.scfg
         self.net = AffinityNet(self.make_backbone(), s.get("branch_channels", 32), s.get("gn_groups", 4),
-                               s.get("freeze_backbone", True))
+                               s.get("freeze_backbone", True), s.get("stem_branch", True))
         if s.get("backbone_checkpoint"):
             load_backbone_from(self.net.backbone, s["backbone_checkpoint"])
         self.radius = int(s.get("radius", 10))
