@@ -14,7 +14,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MultilabelAveragePrecision, MultilabelF1Score, MultilabelFBetaScore
 
 from wsss.artifacts import ArtifactDir
-from wsss.cams.inference import multiscale_cams, normalize_present
+from wsss.cams.inference import inference_precision, multiscale_cams, normalize_present
 from wsss.losses.classification import multilabel_soft_margin
 from wsss.models.cam_head import CAMNet
 from wsss.stages.base import Stage
@@ -80,8 +80,12 @@ class CAMStage(Stage):
 
     def predict_step(self, batch: dict, batch_idx: int) -> None:
         inf = self.cfg["stage"].get("inference", {})
-        cams = multiscale_cams(self.raw_cams, batch["image"], inf.get("scales", (0.5, 1.0, 1.5, 2.0)),
-                               inf.get("flip", True))
+        data = self.trainer.datamodule
+        with inference_precision(self.device.type, bool(inf.get("fp32", True))):
+            images = batch["image"] if self.dtype == torch.bfloat16 else batch["image"].float()
+            cams = multiscale_cams(self.raw_cams, images, inf.get("scales", (0.5, 1.0, 1.5, 2.0)),
+                                   inf.get("flip", True), inf.get("image_resize", "pil_bicubic"),
+                                   int(inf.get("upsample_stride", 16)), data.mean, data.std)
         for i, image_id in enumerate(batch["id"]):
             maps, keys = normalize_present(cams[i], batch["label"][i])
             self.cam_writer.write_npz(image_id, keys=keys.cpu().numpy().astype("int64"),
