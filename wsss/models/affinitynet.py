@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from wsss.models.backbone import Backbone
+from wsss.models.stem_tap import StemTap
 from wsss.refine.pairs import PairIndex, affinity_from_boundary
 
 EDGE_STRIDE = 4
@@ -45,12 +46,6 @@ class StageProjection(nn.Module):
         if x.shape[-2] < size[0] or x.shape[-1] < size[1]:
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
         return torch.relu(x[..., :size[0], :size[1]])
-
-
-def _keep_output(module: nn.Module, _inputs, output: torch.Tensor) -> None:
-    """Forward hook: keep a module's output for the stem branch (a plain function: deep copies and pickles
-    of the network keep working)."""
-    module.kept_output = output
 
 
 def pool_to_stride4(x: torch.Tensor, reduction: int) -> torch.Tensor:
@@ -82,9 +77,9 @@ class AffinityNet(nn.Module):
         self.freeze_backbone = freeze_backbone
         self.reference_stage = backbone.reductions.index(EDGE_STRIDE)
         channels, reductions = list(backbone.channels), list(backbone.reductions)
-        self.stem_branch = stem_branch
+        self.stem = StemTap(backbone, "maxpool", "stage.stem_branch") if stem_branch else None
         if stem_branch:
-            channels.insert(0, self._hook_stem(backbone))
+            channels.insert(0, self.stem.channels)
             reductions.insert(0, EDGE_STRIDE)
         self.projections = nn.ModuleList(
             StageProjection(c, branch_channels, gn_groups, r) for c, r in zip(channels, reductions))
@@ -92,16 +87,6 @@ class AffinityNet(nn.Module):
         if freeze_backbone:
             self.backbone.requires_grad_(False)
             self.backbone.eval()
-
-    def _hook_stem(self, backbone: Backbone) -> int:
-        """Capture the stem's max-pool output at every forward; returns its channel count."""
-        body = getattr(backbone, "body", None)
-        pool, norm = getattr(body, "maxpool", None), getattr(body, "bn1", None)
-        if not isinstance(pool, nn.MaxPool2d) or norm is None:
-            raise ValueError(f"backbone {backbone.name!r} has no ResNet-style stem (bn1 + maxpool) for the "
-                             f"IRN stem branch; set stage.stem_branch=false")
-        pool.register_forward_hook(_keep_output)
-        return int(norm.num_features)
 
     def train(self, mode: bool = True) -> "AffinityNet":
         super().train(mode)
@@ -116,13 +101,11 @@ class AffinityNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Boundary logits (B, 1, h, w) on the stride-4 grid of the input (h = ⌈H/4⌉ for ResNets)."""
         features = list(self.backbone(x))
-        if self.stem_branch:
-            pool = self.backbone.body.maxpool
-            features.insert(0, pool.kept_output)
-            pool.kept_output = None  # do not hold the activation until the next forward
+        if self.stem is not None:
+            features.insert(0, self.stem.take(self.backbone))
         if self.freeze_backbone:
             features = [f.detach() for f in features]
-        size = tuple(features[self.reference_stage + int(self.stem_branch)].shape[-2:])
+        size = tuple(features[self.reference_stage + int(self.stem is not None)].shape[-2:])
         branches = [proj(f, size) for proj, f in zip(self.projections, features)]
         return self.edge(torch.cat(branches, dim=1))
 
