@@ -152,9 +152,10 @@ def test_thesis_code_structure_on_resnet50():
     assert tuple(seen[0]) == (32, 32)  # stride 2
     assert not any(p.requires_grad for m in backbone.modules() if isinstance(m, nn.BatchNorm2d)
                    for p in m.parameters())
-    weights = torch.cat([m.weight.flatten() for h in model.new_modules() for m in h.modules()
-                         if isinstance(m, nn.Conv2d)])
-    assert weights.std().item() == pytest.approx(0.01, rel=0.05)
+    convs = [m for h in model.new_modules() for m in h.modules() if isinstance(m, nn.Conv2d)]
+    for conv in convs:  # PyTorch's default would give the 128-input score conv std 0.051 and a bias
+        assert conv.weight.std().item() == pytest.approx(0.01, rel=0.25)
+    assert model.score.bias.abs().max() == 0
 
 
 def test_default_structure_is_unchanged_by_the_switches():
