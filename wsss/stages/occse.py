@@ -71,7 +71,7 @@ class OCCSEStage(GeneratorStage):
 
     def train(self, mode: bool = True):
         super().train(mode)
-        self.oc.eval()  # BN statistics of `oc` are never updated (fixed in OC-CSE, "mode fix" in P-NOC)
+        self.oc.eval()  # oc is in eval mode whenever the generator uses it (P-NOC switches it for its own step)
         return self
 
     def setup(self, stage: str) -> None:
