@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from wsss.cams.inference import inference_precision, multiscale_cams, pil_bicubic_resize
+from wsss.cams.inference import inference_precision, multiscale_cams, multiscale_cams_and_seeds, pil_bicubic_resize
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -62,3 +62,13 @@ def test_fp32_switch_turns_autocast_off():
             assert layer(x).dtype == torch.float32
         with inference_precision("cpu", fp32=False):
             assert layer(x).dtype == torch.bfloat16
+
+
+def test_stride4_seeds_are_every_scales_maps_on_the_stride4_grid():
+    # thesis code: cams_st = sum over scales of resize(flip-summed maps, ceil(H/4) x ceil(W/4))
+    raw = torch.tensor([[[[1.0, 2.0], [3.0, 5.0]]]])
+    fn = lambda x: raw.expand(x.shape[0], -1, -1, -1)  # noqa: E731
+    _, seeds = multiscale_cams_and_seeds(fn, torch.zeros(1, 3, 18, 24), scales=(0.5, 1.0), flip=True)
+    one = F.interpolate(raw + raw.flip(-1), size=(5, 6), mode="bilinear", align_corners=False)  # image + mirror
+    torch.testing.assert_close(seeds, 2 * one)
+    assert multiscale_cams_and_seeds(fn, torch.zeros(1, 3, 18, 24), seeds=False)[1] is None

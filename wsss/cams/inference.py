@@ -27,6 +27,7 @@ from PIL import Image
 
 EPS = 1e-5
 IMAGE_RESIZES = ("bilinear", "pil_bicubic")
+SEED_STRIDE = 4
 
 
 def pil_bicubic_resize(images: torch.Tensor, size: tuple[int, int], mean: Sequence[float],
@@ -56,13 +57,26 @@ def multiscale_cams(cam_fn: Callable[[torch.Tensor], torch.Tensor], images: torc
     image_resize: "bilinear" (normalised tensor) or "pil_bicubic" (uint8 image, needs `mean` and `std`).
     upsample_stride: maps are upsampled to the image size rounded up to this multiple, then cropped.
     """
+    return multiscale_cams_and_seeds(cam_fn, images, scales, flip, image_resize, upsample_stride, mean, std,
+                                     seeds=False)[0]
+
+
+def multiscale_cams_and_seeds(cam_fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
+                              scales: Sequence[float] = (0.5, 1.0, 1.5, 2.0), flip: bool = True,
+                              image_resize: str = "bilinear", upsample_stride: int = 1,
+                              mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                              seeds: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:func:`multiscale_cams` and, with `seeds`, the stride-4 maps (B, C, ⌈H/4⌉, ⌈W/4⌉): every scale's maps
+    resized bilinearly to the stride-4 grid and summed, the random walk's seeds in the thesis code
+    (scripts/cam/inference.py `cams_st`)."""
     if image_resize not in IMAGE_RESIZES:
         raise ValueError(f"inference.image_resize={image_resize!r}; expected one of {IMAGE_RESIZES}")
     if image_resize == "pil_bicubic" and (mean is None or std is None):
         raise ValueError("inference.image_resize=pil_bicubic needs the data set's mean and std")
     b, _, h, w = images.shape
     up = strided_up_size(h, w, int(upsample_stride))
-    total = None
+    grid = (math.ceil(h / SEED_STRIDE), math.ceil(w / SEED_STRIDE))
+    total = strided = None
     for s in scales:
         size = (max(1, round(h * s)), max(1, round(w * s)))
         if size == (h, w):
@@ -75,9 +89,12 @@ def multiscale_cams(cam_fn: Callable[[torch.Tensor], torch.Tensor], images: torc
         cams = F.relu(cam_fn(views).float())
         if flip:
             cams = cams[:b] + cams[b:].flip(-1)
-        cams = F.interpolate(cams, size=up, mode="bilinear", align_corners=False)[..., :h, :w]
-        total = cams if total is None else total + cams
-    return total
+        full = F.interpolate(cams, size=up, mode="bilinear", align_corners=False)[..., :h, :w]
+        total = full if total is None else total + full
+        if seeds:
+            st = F.interpolate(cams, size=grid, mode="bilinear", align_corners=False)
+            strided = st if strided is None else strided + st
+    return total, strided
 
 
 def inference_precision(device_type: str, fp32: bool):
