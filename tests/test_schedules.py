@@ -1,8 +1,7 @@
-import math
 
 import pytest
 
-from wsss.schedules import linear_ramp, poly_lr_factor
+from wsss.schedules import linear_ramp
 
 
 def test_linear_ramp_matches_puzzle_alpha_reference_values():
@@ -29,19 +28,3 @@ def test_linear_ramp_decreasing_and_constant():
 def test_linear_ramp_rejects_bad_arguments(step, total, fraction):
     with pytest.raises(ValueError):
         linear_ramp(step, total, 0.0, 1.0, fraction)
-
-
-def test_poly_lr_matches_reference_sequence():
-    # wsss-spec §12 P8: T=10, lr0=0.1, power 0.9, then frozen at the last value.
-    expected = [0.1, 0.090953, 0.081805, 0.072542, 0.063145, 0.053589, 0.043838, 0.033838, 0.023492,
-                0.012589, 0.012589, 0.012589]
-    got = [0.1 * poly_lr_factor(t, 10) for t in range(12)]
-    assert got == pytest.approx(expected, abs=1e-6)
-
-
-def test_poly_lr_power_and_middle():
-    assert poly_lr_factor(0, 8, power=2.0) == 1.0
-    assert poly_lr_factor(4, 8, power=2.0) == pytest.approx(0.25)
-    assert poly_lr_factor(50, 100) == pytest.approx(math.pow(0.5, 0.9))
-    with pytest.raises(ValueError):
-        poly_lr_factor(-1, 10)

@@ -27,8 +27,13 @@ def param_groups(pretrained: Iterable[nn.Module], new: Iterable[nn.Module], lr: 
 
 
 def poly_factor(step: int, total: int, power: float = 0.9) -> float:
-    """`(1 − step/total)^power`, held at 0 after `total` steps."""
-    return max(0.0, 1.0 - step / max(1, total)) ** power
+    """`(1 − t/T)^power` for optimiser step `t` (0-based) of `T`. Steps past the end keep the last value
+    `(1/T)^power` instead of reaching 0, as the thesis code's PolyOptimizer (it stops updating the lr once
+    `t >= T`): T=10, lr 0.1 -> 0.1, 0.090953, ..., 0.012589, 0.012589."""
+    if step < 0:
+        raise ValueError(f"poly schedule: step must be >= 0 (0-based optimiser step), got {step}")
+    total = max(1, total)
+    return (1.0 - min(step, total - 1) / total) ** power
 
 
 def sgd_poly(groups: list[dict], total_steps: int, momentum: float = 0.0, nesterov: bool = False,

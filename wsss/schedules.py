@@ -1,6 +1,6 @@
-"""Step-indexed schedules: linear loss-weight ramps and the poly learning-rate decay.
+"""Step-indexed loss-weight ramps (the poly learning-rate decay is `wsss.optim.poly_factor`).
 
-Step convention (both functions): ``step`` is the 0-based index of the training step being taken, i.e.
+Step convention: ``step`` is the 0-based index of the training step being taken, i.e.
 the number of steps completed before it. ``total`` is the number of steps of the whole run.
 For loss-weight ramps the reference counts *micro-batches* (``step`` = micro-batch index, ``total`` =
 epochs x batches per epoch); for the learning rate it counts *optimiser* steps (``total`` =
@@ -36,15 +36,3 @@ def linear_ramp(step: int, total: int, start: float, end: float, fraction: float
         return float(end)
     progress = min(1.0, step / (fraction * total))
     return float(start + (end - start) * progress)
-
-
-def poly_lr_factor(step: int, total: int, power: float = 0.9) -> float:
-    """Poly learning-rate multiplier ``(1 - t / T) ** power`` for optimiser step ``t`` of ``T``.
-
-    Steps past the end (``t >= T``) keep the last value ``(1 / T) ** power`` rather than reaching 0, as the
-    reference poly optimiser does (wsss-spec §0.2 and §12 P8: T=10, lr0=0.1 -> 0.1, 0.090953, ...,
-    0.012589, then 0.012589). Multiply each parameter group's base lr by it (e.g. through
-    ``torch.optim.lr_scheduler.LambdaLR(opt, lambda t: poly_lr_factor(t, T))``).
-    """
-    _check_step_total(step, total)
-    return float((1.0 - min(step, total - 1) / total) ** power)

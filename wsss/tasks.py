@@ -208,6 +208,7 @@ def evaluated_splits(ctx: "Context"):
 @task("evaluate")
 def evaluate(ctx: "Context") -> dict:
     from wsss.cams.evaluate import plot_curve, sweep
+    from wsss.thesis import beside_cam_miou
 
     custom = getattr(type(ctx.module), "evaluate_task", None)
     if custom is not None:  # a stage whose artifacts are not CAMs evaluates them itself
@@ -226,6 +227,8 @@ def evaluate(ctx: "Context") -> dict:
             r = sweep(ds, cams.root, ev.get("thresholds"), crf=crf, device=device, num_workers=ctx.plain["num_workers"])
             curves[name] = r
             metrics.update({f"{ctx.module.artifact}/{name}/{k}": v for k, v in r.as_dict().items()})
+            if crf is None:  # the thesis's Table 7 value beside ours when this is one of its runs
+                metrics.update(beside_cam_miou(ctx.plain, split, f"{ctx.module.artifact}/{name}", r.best_miou))
     if curves:
         plot_curve(curves, ctx.run_dir / f"{ctx.module.artifact}_miou_curve.png")
         from wsss.logging_utils import log_evaluation

@@ -74,16 +74,19 @@ def test_mask_normalisation_batch_and_image():
 
 def test_mask_resize_and_relu_order():
     # 1x2 map [-2, 2] -> width 4 (bilinear, align_corners=False samples at -0.25, 0.25, 0.75, 1.25):
-    # resize first: [-2, -1, 1, 2] -> relu -> [0, 0, 1, 2]; relu first: [0, 2] -> [0, 0.5, 1.5, 2].
+    # relu first: [0, 2] -> [0, 0.5, 1.5, 2]; resize first: [-2, -1, 1, 2] -> relu -> [0, 0, 1, 2].
     cams = torch.tensor([[-2.0, 2.0]]).view(1, 1, 1, 2)
     r = torch.tensor([0])
-    resize_first = class_activation_mask(cams, r, (1, 4), eps=0.0)
-    relu_first = class_activation_mask(cams, r, (1, 4), relu_before_resize=True, eps=0.0)
-    torch.testing.assert_close(resize_first.flatten(), torch.tensor([0.0, 0.0, 0.5, 1.0]))
+    relu_first = class_activation_mask(cams, r, (1, 4), eps=0.0)
+    resize_first = class_activation_mask(cams, r, (1, 4), relu_before_resize=False, eps=0.0)
     torch.testing.assert_close(relu_first.flatten(), torch.tensor([0.0, 0.25, 0.75, 1.0]))
-    # The soft erase of OC-CSE resizes first (reference order), with the batch maximum.
+    torch.testing.assert_close(resize_first.flatten(), torch.tensor([0.0, 0.0, 0.5, 1.0]))
+    # The thesis code's soft erase (lucasdavid/PNOC@f250e0d core/occse.py `_class_specific_mask`) applies
+    # ReLU on the CAM grid, then resizes; the KAIST OC-CSE order (resize, then ReLU) is the switch.
     erased = soft_erase_classes(torch.ones(1, 1, 1, 4), cams, r, eps=0.0)
-    torch.testing.assert_close(erased.flatten(), torch.tensor([1.0, 1.0, 0.5, 0.0]))
+    torch.testing.assert_close(erased.flatten(), torch.tensor([1.0, 0.75, 0.25, 0.0]))
+    kaist = soft_erase_classes(torch.ones(1, 1, 1, 4), cams, r, relu_before_resize=False, eps=0.0)
+    torch.testing.assert_close(kaist.flatten(), torch.tensor([1.0, 1.0, 0.5, 0.0]))
 
 
 def test_soft_erase_values_and_mean_colour():

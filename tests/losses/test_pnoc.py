@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from wsss.losses.occse import NO_CLASS
-from wsss.losses.pnoc import PNOCWeights, generator_loss, hard_erase, hard_mask, noc_loss, pnoc_weights
+from wsss.losses.pnoc import generator_loss, hard_erase, hard_mask, noc_loss
 
 from .by_hand import mlsm_by_hand
 
@@ -93,10 +93,3 @@ def test_generator_loss_gradients_follow_weights():
     generator_loss(c, puzzle_classification=p, reconstruction=re, reconstruction_weight=4.0,
                    cse=cse, cse_weight=0.3).backward()
     assert [t.grad.item() for t in (c, p, re, cse)] == pytest.approx([1.0, 1.0, 4.0, 0.3])
-
-
-def test_pnoc_weights_start_middle_end():
-    assert pnoc_weights(0, 100) == PNOCWeights(0.0, 0.3, 0.0)
-    assert pnoc_weights(25, 100) == pytest.approx(PNOCWeights(2.0, 0.475, 0.25))
-    assert pnoc_weights(50, 100) == pytest.approx(PNOCWeights(4.0, 0.65, 0.5))
-    assert pnoc_weights(100, 100) == pytest.approx(PNOCWeights(4.0, 1.0, 1.0))

@@ -59,7 +59,7 @@ def test_feature_aggregation_adds_pooled_context_and_handles_tiny_maps():
 
 def test_level_channels_must_match_stages():
     backbone = Backbone("resnet18", pretrained=False, output_stride=16)
-    with pytest.raises(ValueError, match="one entry per backbone stage"):
+    with pytest.raises(ValueError, match="one entry per level"):
         PoolNet(backbone, level_channels=(64, 64))
     model = PoolNet(backbone, level_channels=(32, 32, 64, 64)).eval()
     with torch.no_grad():
@@ -130,3 +130,38 @@ def test_loss_rejects_bad_targets():
         saliency_loss(torch.zeros(1, 1, 2, 2), torch.tensor([[[0, 128], [1, 255]]]))
     with pytest.raises(ValueError, match="does not match"):
         saliency_loss(torch.zeros(1, 1, 2, 2), torch.zeros(1, 3, 3))
+
+
+# --- switches toward the thesis code's PoolNet (poolnet/networks @ f250e0d) ------------------------
+
+def test_thesis_code_structure_on_resnet50():
+    # ResNet-50 + stem: convert 64/256/512/1024/2048 -> 128/256/256/512/512; PPM from a ReLU-free 1x1
+    # projection of layer4 with 1x1 branches; FAMs 512->512->256->256->128, last one at stride 2.
+    backbone = Backbone("resnet50", pretrained=False, output_stride=16)
+    model = PoolNet(backbone, level_channels=(128, 256, 256, 512, 512), stem_level=True, ppm="poolnet",
+                    bn_affine_trainable=False, init="normal").eval()
+    assert [lat[0].in_channels for lat in model.laterals] == [64, 256, 512, 1024, 2048]
+    assert model.ppm_projection.in_channels == 2048 and not isinstance(model.ppm_projection, nn.Sequential)
+    assert all(b[0].kernel_size == (1, 1) for b in model.ppm.branches)
+    assert [(f.convs[0].in_channels, f.out.out_channels) for f in model.fams] == [
+        (256, 128), (256, 256), (512, 256), (512, 512)]
+    seen = []
+    model.last_fam.register_forward_pre_hook(lambda m, args: seen.append(args[0].shape[-2:]))
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 64, 64)).shape == (1, 1, 64, 64)
+    assert tuple(seen[0]) == (32, 32)  # stride 2
+    assert not any(p.requires_grad for m in backbone.modules() if isinstance(m, nn.BatchNorm2d)
+                   for p in m.parameters())
+    convs = [m for h in model.new_modules() for m in h.modules() if isinstance(m, nn.Conv2d)]
+    for conv in convs:  # PyTorch's default would give the 128-input score conv std 0.051 and a bias
+        assert conv.weight.std().item() == pytest.approx(0.01, rel=0.25)
+    assert model.score.bias.abs().max() == 0
+
+
+def test_default_structure_is_unchanged_by_the_switches():
+    model = build()
+    assert model.ppm_projection is None and model.stem is None
+    assert all(b[0].kernel_size == (3, 3) for b in model.ppm.branches)
+    assert all(p.requires_grad for p in model.backbone.body.bn1.parameters())
+    with pytest.raises(ValueError, match="ppm='psp'"):
+        build(ppm="psp")

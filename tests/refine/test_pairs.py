@@ -122,3 +122,16 @@ def test_downsample_labels_and_grid_size():
     assert small.dtype == torch.uint8
     np.testing.assert_array_equal(small[0].numpy(), np.arange(16).reshape(4, 4))
     assert grid_size(375, 500) == (94, 125)
+
+
+@pytest.mark.parametrize("shape,size", [((512, 512), (128, 128)), ((37, 50), (10, 13)), ((9, 7), (3, 2))])
+def test_downsample_labels_samples_like_pil_nearest(shape, size):
+    # The thesis code resizes the affinity labels with PIL NEAREST (ResizeMask(crop // 4)): 4i + 2.
+    from PIL import Image
+
+    labels = np.random.default_rng(0).integers(0, 22, shape, dtype=np.uint8)
+    pil = np.asarray(Image.fromarray(labels).resize(size[::-1], Image.NEAREST))
+    ours = downsample_labels(torch.from_numpy(labels)[None], size)[0].numpy()
+    np.testing.assert_array_equal(ours, pil)
+    if shape == (512, 512):
+        np.testing.assert_array_equal(ours, labels[2::4, 2::4])

@@ -62,10 +62,27 @@ def test_fusions_against_a_hand_loop():
                 out = out.flip(-1) if flipped else out
                 views.append(F.interpolate(out, size=(16, 20), mode="bilinear", align_corners=False))
     mean_softmax = torch.stack([v.softmax(1) for v in views]).mean(0)
-    softmax_mean = torch.stack(views).mean(0).softmax(1)
+    # thesis code: per scale logits(x) + flip(logits(flip x)), mean over scales, softmax
+    flip_summed = torch.stack([views[0] + views[1], views[2] + views[3]]).mean(0).softmax(1)
     torch.testing.assert_close(multiscale_probabilities(net, x, (0.5, 1.5), True, "softmax"), mean_softmax)
-    torch.testing.assert_close(multiscale_probabilities(net, x, (0.5, 1.5), True, "logits"), softmax_mean)
-    assert not torch.allclose(mean_softmax, softmax_mean)
+    torch.testing.assert_close(multiscale_probabilities(net, x, (0.5, 1.5), True, "logits"), flip_summed)
+    assert not torch.allclose(mean_softmax, flip_summed)
+
+
+def test_logit_fusion_by_hand():
+    # Every view predicts logits (0, ln 3): the thesis code's fusion adds the two flips -> softmax(0, 2 ln 3)
+    # = (1/10, 9/10) at every pixel, and softmax(0, ln 3) = (1/4, 3/4) without flips; the mean of the
+    # softmaxes is (1/4, 3/4) either way.
+    def constant(x):
+        out = torch.zeros(x.shape[0], 2, *x.shape[-2:])
+        out[:, 1] = torch.log(torch.tensor(3.0))
+        return out
+
+    x = torch.randn(1, 3, 6, 8)
+    pix = lambda p: p[0, :, 2, 3].tolist()  # noqa: E731
+    assert pix(multiscale_probabilities(constant, x, (0.5, 1.0), True, "logits")) == pytest.approx([0.1, 0.9])
+    assert pix(multiscale_probabilities(constant, x, (0.5, 1.0), False, "logits")) == pytest.approx([0.25, 0.75])
+    assert pix(multiscale_probabilities(constant, x, (0.5, 1.0), True, "softmax")) == pytest.approx([0.25, 0.75])
 
 
 def test_bad_options_are_named():

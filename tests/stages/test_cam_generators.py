@@ -158,7 +158,7 @@ def test_pnoc_resumes_both_networks_optimisers_and_counters(oc_checkpoint, make_
 
 def test_pnoc_bf16_mixed_on_cpu(oc_checkpoint, run_stage):
     _, run_dir = run_stage("stage=pnoc", f"stage.oc_checkpoint={oc_checkpoint}",
-                           "trainer.precision=bf16-mixed",
+                           "trainer.precision=bf16-mixed", "stage.noc.oc_batchnorm=frozen",
                            "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "tasks=[fit]",
                            run_name="bf16")
     ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
@@ -169,6 +169,36 @@ def test_pnoc_bf16_mixed_on_cpu(oc_checkpoint, run_stage):
     assert not torch.equal(state["oc.head.weight"], oc["net.head.weight"])  # the oc was trained
     bn = [k for k in state if k.startswith("oc.") and k.endswith("running_mean")]
     assert bn and all(torch.equal(state[k], oc["net." + k[3:]]) for k in bn)  # its BatchNorm is frozen
+
+
+class BatchNormRecorder(Callback):
+    def __init__(self):
+        self.after = []
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        bn = next(m for m in module.oc.modules() if isinstance(m, torch.nn.BatchNorm2d))
+        self.after.append((bn.running_mean.clone(), bn.weight.detach().clone(), module.oc.training))
+
+
+def test_pnoc_oc_batchnorm_trains_only_in_the_ocs_own_step(oc_checkpoint, make_cfg):
+    # oc_batchnorm=train (thesis code, --mode normal): batch 0 has no oc step (k=2), so the generator's
+    # forward through oc (eval mode) leaves its BN alone; the oc's step in batch 1 moves its running
+    # statistics and its affine parameters, and oc is back in eval mode afterwards.
+    cfg = make_cfg("stage=pnoc", f"stage.oc_checkpoint={oc_checkpoint}", "stage.noc.oc_update_every=2",
+                   "stage.noc.oc_batchnorm=train", "trainer.limit_train_batches=2",
+                   "trainer.limit_val_batches=0", "tasks=[fit]")
+    oc = torch.load(oc_checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    rec = BatchNormRecorder()
+    ctx = fit_with(cfg, rec)
+    name = next(k for k in oc if k.endswith("running_mean"))
+    start_mean, start_weight = oc[name], oc[name.replace("running_mean", "weight")]
+    (mean0, weight0, training0), (mean1, weight1, training1) = rec.after
+    assert torch.equal(mean0, start_mean) and torch.equal(weight0, start_weight)
+    assert not torch.equal(mean1, start_mean) and not torch.equal(weight1, start_weight)
+    assert not training0 and not training1
+    with pytest.raises(ValueError, match="oc_batchnorm='fix'"):
+        ctx.module.scfg["noc"]["oc_batchnorm"] = "fix"
+        ctx.module.configure_oc()
 
 
 def test_pnoc_ddp_cpu(tmp_path, data_dir, oc_checkpoint):

@@ -10,34 +10,116 @@ from __future__ import annotations
 
 import albumentations as A
 import cv2
+import numpy as np
 from albumentations.pytorch import ToTensorV2
+from PIL import Image, ImageEnhance, ImageOps
 
 IGNORE = 255
 
 
-def rand_augment(n: int = 2, magnitude: int = 10) -> A.BaseCompose:
-    """RandAugment: `n` ops drawn from the FixMatch pool, each applied with probability 0.5 at a
-    random strength up to `magnitude` (of 10), then a 16×16 cutout (pnoc-spec §3.3)."""
-    m = magnitude / 10.0
-    pool = [
-        A.AutoContrast(p=0.5),
-        A.RandomBrightnessContrast(brightness_limit=(-0.9 * m, 0.9 * m), contrast_limit=0.0, p=0.5),
-        A.ColorJitter(brightness=0, contrast=0, saturation=(max(0.05, 1 - 0.9 * m), 1 + 0.9 * m), hue=0, p=0.5),
-        A.RandomBrightnessContrast(brightness_limit=0.0, contrast_limit=(-0.9 * m, 0.9 * m), p=0.5),
-        A.Equalize(p=0.5),
-        A.NoOp(),
-        A.Posterize(num_bits=(max(1, int(8 - 4 * m)), 8), p=0.5),
-        A.Affine(rotate=(-30 * m, 30 * m), fill=0, fill_mask=IGNORE, p=0.5),
-        A.Sharpen(alpha=(0.05, 0.9 * m), p=0.5),
-        A.Affine(shear={"x": (-17 * m, 17 * m), "y": 0}, fill=0, fill_mask=IGNORE, p=0.5),
-        A.Affine(shear={"x": 0, "y": (-17 * m, 17 * m)}, fill=0, fill_mask=IGNORE, p=0.5),
-        A.Solarize(threshold_range=(1 - m, 1.0), p=0.5),
-        A.Affine(translate_percent={"x": (-0.3 * m, 0.3 * m), "y": 0}, fill=0, fill_mask=IGNORE, p=0.5),
-        A.Affine(translate_percent={"x": 0, "y": (-0.3 * m, 0.3 * m)}, fill=0, fill_mask=IGNORE, p=0.5),
-    ]
-    cutout = A.CoarseDropout(num_holes_range=(1, 1), hole_height_range=(16, 16), hole_width_range=(16, 16),
-                             fill=0, fill_mask=IGNORE, p=1.0)
-    return A.Sequential([A.SomeOf(pool, n=n, replace=True), cutout])
+RANDAUGMENT_OPS = ("autocontrast", "brightness", "color", "contrast", "equalize", "identity", "posterize",
+                   "rotate", "sharpness", "shear_x", "shear_y", "solarize", "translate_x", "translate_y")
+"""The FixMatch pool (`fixmatch_augment_pool` of the thesis code's tools/ai/randaugment.py)."""
+
+
+def enhance_factor(v: int) -> float:
+    """PIL enhance factor of brightness / colour / contrast / sharpness at strength v: ``v * 0.9 / 10 + 0.05``.
+    For v in 1..9 it lies in 0.14..0.86 (< 1): these ops only darken, desaturate, flatten or blur."""
+    return v * 0.9 / 10 + 0.05
+
+
+def posterize_bits(v: int) -> int:
+    return int(v * 4 / 10) + 4
+
+
+def solarize_threshold(v: int) -> int:
+    return 256 - int(v * 256 / 10)
+
+
+def _affine(image: Image.Image, coefficients: tuple, fill: int) -> Image.Image:
+    return image.transform(image.size, Image.AFFINE, coefficients, resample=Image.NEAREST,
+                           fillcolor=fill if image.mode == "L" else (fill,) * len(image.getbands()))
+
+
+def apply_op(name: str, image: Image.Image, v: int, sign: int = 1, fill: int = 0,
+             geometric_only: bool = False) -> Image.Image:
+    """One RandAugment op at strength v (1..9) on a PIL image, as the thesis code (FixMatch's RandAugmentMC).
+
+    ``sign`` (+-1) is the random direction of rotate / shear / translate. ``geometric_only`` applies only the
+    ops that move pixels (for masks: the photometric ones leave a mask alone); ``fill`` fills uncovered
+    pixels (0 = black for images, the ignore index for masks)."""
+    if name in ("rotate", "shear_x", "shear_y", "translate_x", "translate_y"):
+        if name == "rotate":
+            return image.rotate(sign * int(v * 30 / 10), resample=Image.NEAREST,
+                                fillcolor=fill if image.mode == "L" else (fill,) * len(image.getbands()))
+        if name.startswith("shear"):
+            k = sign * v * 0.3 / 10
+            return _affine(image, (1, k, 0, 0, 1, 0) if name == "shear_x" else (1, 0, 0, k, 1, 0), fill)
+        shift = sign * v * 0.3 / 10
+        if name == "translate_x":
+            return _affine(image, (1, 0, int(shift * image.size[0]), 0, 1, 0), fill)
+        return _affine(image, (1, 0, 0, 0, 1, int(shift * image.size[1])), fill)
+    if geometric_only or name == "identity":
+        return image
+    if name == "autocontrast":
+        return ImageOps.autocontrast(image)
+    if name == "equalize":
+        return ImageOps.equalize(image)
+    if name == "posterize":
+        return ImageOps.posterize(image, posterize_bits(v))
+    if name == "solarize":
+        return ImageOps.solarize(image, solarize_threshold(v))
+    enhancers = {"brightness": ImageEnhance.Brightness, "color": ImageEnhance.Color,
+                 "contrast": ImageEnhance.Contrast, "sharpness": ImageEnhance.Sharpness}
+    if name not in enhancers:
+        raise ValueError(f"unknown RandAugment op {name!r}; expected one of {RANDAUGMENT_OPS}")
+    return enhancers[name](image).enhance(enhance_factor(v))
+
+
+class RandAugment(A.DualTransform):
+    """RandAugment as the thesis code's `RandAugmentMC(n=2, m=10)` (pnoc-spec §3.3): `n` ops drawn with
+    replacement from :data:`RANDAUGMENT_OPS`, each applied with probability 0.5 at a strength v drawn
+    uniformly in 1..m-1, then one black 16x16 cutout (its centre uniform over the image, clipped at the
+    border). Masks follow the geometric ops (nearest, uncovered pixels and the cutout -> ignore)."""
+
+    def __init__(self, n: int = 2, magnitude: int = 10, cutout: int = 16, p: float = 1.0):
+        super().__init__(p=p)
+        if n < 1 or not 2 <= magnitude <= 10:
+            raise ValueError(f"randaugment_n={n}, randaugment_m={magnitude}: expected n >= 1 and 2 <= m <= 10")
+        self.n, self.magnitude, self.cutout = n, magnitude, cutout
+
+    def get_params_dependent_on_data(self, params: dict, data: dict) -> dict:
+        rng = self.py_random
+        height, width = params["shape"][:2]
+        ops = []
+        for name in rng.choices(RANDAUGMENT_OPS, k=self.n):
+            v = rng.randint(1, self.magnitude - 1)
+            sign = -1 if rng.random() < 0.5 else 1
+            if rng.random() < 0.5:
+                ops.append((name, v, sign))
+        x0 = int(max(0, rng.uniform(0, width) - self.cutout / 2))
+        y0 = int(max(0, rng.uniform(0, height) - self.cutout / 2))
+        return {"ops": ops, "box": (x0, y0, min(width, x0 + self.cutout), min(height, y0 + self.cutout))}
+
+    def _run(self, array, ops, box, fill: int, geometric_only: bool):
+        image = Image.fromarray(array)
+        for name, v, sign in ops:
+            image = apply_op(name, image, v, sign, fill, geometric_only)
+        out = np.array(image)
+        x0, y0, x1, y1 = box
+        out[y0:y1, x0:x1] = fill
+        return out
+
+    def apply(self, img, ops=(), box=(0, 0, 0, 0), **params):
+        if img.dtype != np.uint8:
+            raise ValueError(f"RandAugment expects uint8 images before normalisation, got {img.dtype}")
+        return self._run(img, ops, box, 0, False)
+
+    def apply_to_mask(self, mask, ops=(), box=(0, 0, 0, 0), **params):
+        return self._run(mask, ops, box, IGNORE, True)
+
+    def get_transform_init_args_names(self):
+        return ("n", "magnitude", "cutout")
 
 
 def normalize(mean, std) -> A.Normalize:
@@ -56,7 +138,7 @@ def train_transform(crop_size: int, min_size: int, max_size: int, mean, std, hfl
     if color_jitter:
         ops.append(A.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.1, p=1.0))
     if randaugment:
-        ops.append(rand_augment(randaugment_n, randaugment_m))
+        ops.append(RandAugment(randaugment_n, randaugment_m))
     ops += [
         normalize(mean, std),
         A.PadIfNeeded(min_height=crop_size, min_width=crop_size, position="random", border_mode=cv2.BORDER_CONSTANT,

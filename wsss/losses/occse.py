@@ -65,18 +65,19 @@ def class_activation_mask(
     erased: Tensor,
     size: tuple[int, int],
     normalization: MaskNormalization = "batch",
-    relu_before_resize: bool = False,
+    relu_before_resize: bool = True,
     eps: float = 1e-5,
 ) -> Tensor:
     """Normalised map ``psi(A^r)`` of each image's erased class at image resolution: (B, 1, H, W) in [0, 1).
 
-    The raw CAM of class ``r`` (B, C, h, w) -> bilinear resize to ``size`` (align_corners=False) and ReLU,
+    The raw CAM of class ``r`` (B, C, h, w) -> ReLU and bilinear resize to ``size`` (align_corners=False),
     divided by its maximum + ``eps``. Images with ``r = NO_CLASS`` get an all-zero map.
 
-    normalization: "batch" divides by the maximum over the whole batch (OC-CSE's and the reference soft
-    mask's policy), "image" by each image's own maximum (the reference hard mask of P-NOC).
-    relu_before_resize: order of ReLU and resize; the reference soft mask resizes first (False), its hard
-    mask applies ReLU first (True).
+    normalization: "batch" divides by the maximum over the whole batch (OC-CSE's and the thesis code's
+    soft mask), "image" by each image's own maximum (the thesis code's hard mask of P-NOC).
+    relu_before_resize: True (the thesis code, lucasdavid/PNOC core/occse.py, for both masks) applies ReLU
+    on the CAM grid and then resizes; False resizes first (the original KAIST OC-CSE), which lets negative
+    activations pull the interpolated mask down near object borders (smaller, lighter masks).
     Differentiable: gradients flow into ``cams`` (through the maximum too); detach the CAMs for a fixed mask.
     """
     if cams.ndim != 4:
@@ -112,10 +113,12 @@ def soft_erase_classes(
     cams: Tensor,
     erased: Tensor,
     normalization: MaskNormalization = "batch",
+    relu_before_resize: bool = True,
     eps: float = 1e-5,
 ) -> Tensor:
-    """Images with their erased class softly removed by the generator's CAM (gradient flows into ``cams``)."""
-    mask = class_activation_mask(cams, erased, tuple(images.shape[-2:]), normalization, False, eps)
+    """Images with their erased class softly removed by the generator's CAM (gradient flows into ``cams``).
+    ``relu_before_resize``: see :func:`class_activation_mask` (True: the thesis code)."""
+    mask = class_activation_mask(cams, erased, tuple(images.shape[-2:]), normalization, relu_before_resize, eps)
     return soft_erase(images, mask.to(images.dtype))
 
 

@@ -10,14 +10,11 @@ full label set: the classifier must still recognise ``r`` where f's map of ``r``
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import torch
 from torch import Tensor
 
 from wsss.losses.classification import multilabel_soft_margin
 from wsss.losses.occse import class_activation_mask
-from wsss.schedules import linear_ramp
 
 
 def hard_mask(
@@ -84,31 +81,3 @@ def generator_loss(
         total = total + puzzle_classification
     total = total + _weighted(reconstruction, reconstruction_weight, "reconstruction")
     return total + _weighted(cse, cse_weight, "cse")
-
-
-class PNOCWeights(NamedTuple):
-    """Loss weights at one step: lambda_re (alpha_p), lambda_cse (alpha_o) and lambda_noc (omega)."""
-
-    reconstruction: float
-    cse: float
-    noc: float
-
-
-def pnoc_weights(
-    step: int,
-    total: int,
-    reconstruction: tuple[float, float, float] = (0.0, 4.0, 0.5),
-    cse: tuple[float, float, float] = (0.3, 1.0, 1.0),
-    noc: tuple[float, float, float] = (0.0, 1.0, 1.0),
-) -> PNOCWeights:
-    """Scheduled weights at micro-step ``step`` of ``total``; each is a (start, end, fraction) ramp of
-    :func:`wsss.schedules.linear_ramp`. Defaults are the reference P-NOC runner's (pnoc-spec §6.3):
-    alpha_p 0 -> 4 over the first half, alpha_o 0.3 -> 1 and omega 0 -> 1 over the whole run.
-
-    (The original OC-CSE uses a per-epoch lambda = 0.3 + 0.05 * epoch instead; the P-NOC code ramps per step.)
-    """
-    return PNOCWeights(
-        reconstruction=linear_ramp(step, total, *reconstruction),
-        cse=linear_ramp(step, total, *cse),
-        noc=linear_ramp(step, total, *noc),
-    )

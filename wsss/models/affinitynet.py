@@ -1,14 +1,19 @@
 """AffinityNet as the IRN boundary branch (the variant P-NOC and Puzzle-CAM use; pnoc-spec §9.3, wsss-spec §6.4).
 
-Every backbone stage feature map goes through `1×1 conv (→32, no bias) → GroupNorm(4) → resize to the
-stride-4 grid → ReLU`; the projections are concatenated and a `1×1 conv (→1, bias)` gives the boundary
-logit at stride 4. The affinity of a pixel pair is `1 − max σ(edge)` along the path between them
+Five feature maps — the stem after its max-pool (stride 4; 64 channels for ResNet, 128 for ResNeSt-269's
+deep stem) and the four backbone stages — each go through `1×1 conv (→32, no bias) → GroupNorm(4) →
+resize to the stride-4 grid → ReLU`; the projections are concatenated (5 × 32 = 160 channels) and a
+`1×1 conv (160→1, bias)` gives the boundary logit at stride 4, as IRN and the thesis code
+(lucasdavid/PNOC core/networks.py `AffinityNet`: fc_edge1..5, fc_edge6 160→1). The affinity of a pixel pair is `1 − max σ(edge)` along the path between them
 (`wsss.refine.pairs.affinity_from_boundary`), so AffinityNet has no affinity head of its own.
 
-Deviation from IRN: IRN's first branch reads the stem after max-pooling (stride 4, 64/128 ch); the shared
-`Backbone` exposes the stages timm reports (for ResNets: layer1..layer4, plus the stride-2 stem on some
-timm versions). Stages finer than stride 4 are max-pooled (3×3, stride 2, like the ResNet stem) to
+The shared `Backbone` returns the stages timm reports (for ResNets: layer1..layer4); the stem branch
+reads the output of the backbone's `maxpool` through a forward hook (`stem_branch=False` drops it: four
+branches, 128→1). Stages finer than stride 4 are max-pooled (3×3, stride 2, like the ResNet stem) to
 stride 4; coarser ones are bilinearly upsampled and cropped to the stride-4 grid, as IRN does.
+The boundary probabilities σ(edge) are computed in float32 even under bf16/fp16 autocast: the affinity
+1 − max σ is close to 1 for every negative pair the loss pushes down, where bf16 cannot resolve it
+(0.999 rounds to 1.0 and −log(1 + ε − a) saturates).
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from wsss.models.backbone import Backbone
+from wsss.models.stem_tap import StemTap
 from wsss.refine.pairs import PairIndex, affinity_from_boundary
 
 EDGE_STRIDE = 4
@@ -57,10 +63,12 @@ class AffinityNet(nn.Module):
         branch_channels: channels of each stage projection (32 in IRN).
         gn_groups: GroupNorm groups of the projections (4 in IRN).
         freeze_backbone: detach the features and keep the backbone in eval mode (IRN / P-NOC `mode=fix`).
+        stem_branch: also project the stem after its max-pool (IRN / P-NOC: 5 branches); needs a backbone
+            with a ResNet-style `maxpool` module.
     """
 
     def __init__(self, backbone: Backbone, branch_channels: int = 32, gn_groups: int = 4,
-                 freeze_backbone: bool = True):
+                 freeze_backbone: bool = True, stem_branch: bool = True):
         super().__init__()
         if EDGE_STRIDE not in backbone.reductions:
             raise ValueError(f"backbone {backbone.name!r} has stage reductions {backbone.reductions}; AffinityNet "
@@ -68,8 +76,13 @@ class AffinityNet(nn.Module):
         self.backbone = backbone
         self.freeze_backbone = freeze_backbone
         self.reference_stage = backbone.reductions.index(EDGE_STRIDE)
+        channels, reductions = list(backbone.channels), list(backbone.reductions)
+        self.stem = StemTap(backbone, "maxpool", "stage.stem_branch") if stem_branch else None
+        if stem_branch:
+            channels.insert(0, self.stem.channels)
+            reductions.insert(0, EDGE_STRIDE)
         self.projections = nn.ModuleList(
-            StageProjection(c, branch_channels, gn_groups, r) for c, r in zip(backbone.channels, backbone.reductions))
+            StageProjection(c, branch_channels, gn_groups, r) for c, r in zip(channels, reductions))
         self.edge = nn.Conv2d(branch_channels * len(self.projections), 1, 1, bias=True)
         if freeze_backbone:
             self.backbone.requires_grad_(False)
@@ -87,16 +100,18 @@ class AffinityNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Boundary logits (B, 1, h, w) on the stride-4 grid of the input (h = ⌈H/4⌉ for ResNets)."""
-        features = self.backbone(x)
+        features = list(self.backbone(x))
+        if self.stem is not None:
+            features.insert(0, self.stem.take(self.backbone))
         if self.freeze_backbone:
             features = [f.detach() for f in features]
-        size = tuple(features[self.reference_stage].shape[-2:])
+        size = tuple(features[self.reference_stage + int(self.stem is not None)].shape[-2:])
         branches = [proj(f, size) for proj, f in zip(self.projections, features)]
         return self.edge(torch.cat(branches, dim=1))
 
     def boundary(self, x: torch.Tensor) -> torch.Tensor:
-        """Boundary probabilities σ(edge), (B, h, w)."""
-        return torch.sigmoid(self.forward(x)).squeeze(1)
+        """Boundary probabilities σ(edge), (B, h, w), float32 under autocast too."""
+        return torch.sigmoid(self.forward(x).float()).squeeze(1)
 
     def pair_affinities(self, x: torch.Tensor, index: PairIndex) -> torch.Tensor:
         """Affinities (B, P, S) of the pairs of `index` (built for the stride-4 grid of x)."""
@@ -108,7 +123,7 @@ class AffinityNet(nn.Module):
 
         Averages logits, not probabilities, as IRN / P-NOC do before the random walk.
         """
-        logits = self.forward(torch.cat([x, x.flip(-1)], dim=0)).squeeze(1)
+        logits = self.forward(torch.cat([x, x.flip(-1)], dim=0)).float().squeeze(1)
         plain, flipped = logits.chunk(2, dim=0)
         b = torch.sigmoid(plain / 2 + flipped.flip(-1) / 2)
         if size is not None:

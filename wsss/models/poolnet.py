@@ -14,6 +14,13 @@ Structure (PoolNet, Liu et al. 2019, without the edge branch):
 
 The reference trains with the whole model in eval mode (frozen BatchNorm statistics); the head has no
 normalisation layers, so `frozen_bn=True` keeps the backbone's BatchNorms in eval mode under train().
+
+Switches toward the thesis code's PoolNet (lucasdavid/PNOC@f250e0d poolnet/networks, ResNet-50):
+`stem_level` adds the stride-2 stem (before its max-pool) as the shallowest level, so the last FAM runs at
+stride 2 (upstream widths then (128, 256, 256, 512, 512)); `ppm="poolnet"` feeds the PPM a 1×1 projection
+of the raw deepest features without ReLU and uses 1×1 branch convs (ours: 3×3 on the ReLU'd lateral);
+`bn_affine_trainable=False` also freezes the backbone BatchNorms' γ, β (upstream `requires_grad=False`);
+`init="normal"` draws every head convolution from N(0, 0.01) (upstream `weights_init`).
 """
 from __future__ import annotations
 
@@ -24,6 +31,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from wsss.models.backbone import Backbone
+from wsss.models.stem_tap import StemTap
+
+PPM_STYLES = ("ours", "poolnet")
+INITS = ("default", "normal")
 
 
 def conv3x3_relu(in_ch: int, out_ch: int) -> nn.Sequential:
@@ -42,12 +53,15 @@ def default_level_channels(channels: Sequence[int]) -> tuple[int, ...]:
 
 
 class PyramidPooling(nn.Module):
-    """PPM: identity + adaptive average pools to `bins` cells (3×3 conv + ReLU each), concat, 3×3 conv."""
+    """PPM: identity + adaptive average pools to `bins` cells (a conv + ReLU each: 3×3, or 1×1 as the thesis
+    code with `branch_kernel=1`), concat, 3×3 conv + ReLU."""
 
-    def __init__(self, channels: int, bins: Sequence[int] = (1, 3, 5)):
+    def __init__(self, channels: int, bins: Sequence[int] = (1, 3, 5), branch_kernel: int = 3):
         super().__init__()
         self.bins = tuple(bins)
-        self.branches = nn.ModuleList(conv3x3_relu(channels, channels) for _ in self.bins)
+        self.branches = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(channels, channels, branch_kernel, padding=branch_kernel // 2, bias=False),
+                          nn.ReLU(inplace=True)) for _ in self.bins)
         self.merge = conv3x3_relu(channels * (len(self.bins) + 1), channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -91,23 +105,38 @@ class PoolNet(nn.Module):
         ppm_bins: PPM adaptive pooling sizes (1, 3, 5).
         pool_sizes: FAM average-pooling kernels (2, 4, 8).
         frozen_bn: keep the backbone's BatchNorm layers in eval mode during training (reference).
+        stem_level: the stride-2 stem as the shallowest level (thesis code); needs a ResNet-style stem.
+        ppm: "ours" (PPM on the ReLU'd deepest lateral, 3×3 branches) or "poolnet" (thesis code).
+        bn_affine_trainable: False freezes the backbone BatchNorms' affine parameters too (thesis code).
+        init: "default" (PyTorch) or "normal" (head convolutions from N(0, 0.01), biases 0; thesis code).
     """
 
     def __init__(self, backbone: Backbone, level_channels: Sequence[int] | None = None,
                  ppm_bins: Sequence[int] = (1, 3, 5), pool_sizes: Sequence[int] = (2, 4, 8),
-                 frozen_bn: bool = True):
+                 frozen_bn: bool = True, stem_level: bool = False, ppm: str = "ours",
+                 bn_affine_trainable: bool = True, init: str = "default"):
         super().__init__()
-        n = len(backbone.channels)
-        level_channels = tuple(level_channels or default_level_channels(backbone.channels))
+        if ppm not in PPM_STYLES or init not in INITS:
+            raise ValueError(f"PoolNet: ppm={ppm!r}, init={init!r}; expected ppm in {PPM_STYLES}, init in {INITS}")
+        self.stem = StemTap(backbone, "act1", "stage.stem_level") if stem_level else None
+        channels = ([self.stem.channels] if self.stem else []) + list(backbone.channels)
+        n = len(channels)
+        level_channels = tuple(level_channels or default_level_channels(channels))
         if len(level_channels) != n or n < 2:
-            raise ValueError(f"level_channels={level_channels} must have one entry per backbone stage "
-                             f"({n} stages, at least 2)")
+            raise ValueError(f"level_channels={level_channels} must have one entry per level ({n} levels: "
+                             f"the backbone stages{' and the stem' if self.stem else ''}, at least 2)")
         self.backbone = backbone
         self.frozen_bn = frozen_bn
+        if not bn_affine_trainable:
+            for m in backbone.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.requires_grad_(False)
         self.laterals = nn.ModuleList(
             nn.Sequential(nn.Conv2d(c, lc, 1, bias=False), nn.ReLU(inplace=True))
-            for c, lc in zip(backbone.channels, level_channels))
-        self.ppm = PyramidPooling(level_channels[-1], ppm_bins)
+            for c, lc in zip(channels, level_channels))
+        self.ppm_projection = (nn.Conv2d(channels[-1], level_channels[-1], 1, bias=False)
+                               if ppm == "poolnet" else None)
+        self.ppm = PyramidPooling(level_channels[-1], ppm_bins, 1 if ppm == "poolnet" else 3)
         self.guides = nn.ModuleList(conv3x3_relu(level_channels[-1], lc) for lc in level_channels[:-1])
         # decoder step i (deep → shallow) maps level i+1's channels to level i's, then fuses.
         self.fams = nn.ModuleList(FeatureAggregation(level_channels[i + 1], level_channels[i], pool_sizes)
@@ -115,10 +144,17 @@ class PoolNet(nn.Module):
         self.fuses = nn.ModuleList(nn.Conv2d(lc, lc, 3, padding=1, bias=False) for lc in level_channels[:-1])
         self.last_fam = FeatureAggregation(level_channels[0], level_channels[0], pool_sizes)
         self.score = nn.Conv2d(level_channels[0], 1, 1)
+        if init == "normal":
+            for m in self.new_modules():
+                for conv in m.modules():
+                    if isinstance(conv, nn.Conv2d):
+                        nn.init.normal_(conv.weight, 0.0, 0.01)
+                        if conv.bias is not None:
+                            nn.init.zeros_(conv.bias)
 
     def new_modules(self) -> list[nn.Module]:
         """Everything but the backbone."""
-        return [m for name, m in self.named_children() if name != "backbone"]
+        return [m for name, m in self.named_children() if name != "backbone" and m is not None]
 
     def train(self, mode: bool = True) -> "PoolNet":
         super().train(mode)
@@ -129,8 +165,12 @@ class PoolNet(nn.Module):
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        levels = [lateral(f) for lateral, f in zip(self.laterals, self.backbone(x))]
-        guidance = self.ppm(levels[-1])
+        features = list(self.backbone(x))
+        if self.stem is not None:
+            features.insert(0, self.stem.take(self.backbone))
+        levels = [lateral(f) for lateral, f in zip(self.laterals, features)]
+        deepest = levels[-1] if self.ppm_projection is None else self.ppm_projection(features[-1])
+        guidance = self.ppm(deepest)
         y = levels[-1]
         for i in reversed(range(len(levels) - 1)):
             size = levels[i].shape[-2:]

@@ -20,7 +20,6 @@ from functools import cached_property
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 
 IGNORE_INDEX = 255
 
@@ -148,12 +147,21 @@ def affinity_from_boundary(boundary: torch.Tensor, index: PairIndex) -> torch.Te
     return 1.0 - torch.stack(per_offset, dim=-2)
 
 
+def nearest_indices(source: int, target: int, device=None) -> torch.Tensor:
+    """Source rows sampled by PIL's NEAREST resize from `source` to `target` pixels: the pixel under each
+    target pixel's centre, ``floor((i + 0.5) * source / target)`` (4i + 2 for a 4x reduction)."""
+    scale = source / target
+    idx = torch.floor((torch.arange(target, device=device, dtype=torch.float64) + 0.5) * scale).long()
+    return idx.clamp_(max=source - 1)
+
+
 def downsample_labels(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Nearest-neighbour resize of integer label maps (..., H, W) to `size` (the stride-4 grid)."""
-    lead = labels.shape[:-2]
-    flat = labels.reshape(-1, 1, *labels.shape[-2:]).float()
-    out = F.interpolate(flat, size=size, mode="nearest")
-    return out.reshape(*lead, *size).to(labels.dtype)
+    """Nearest-neighbour resize of integer label maps (..., H, W) to `size` (the stride-4 grid), sampling
+    pixel centres as PIL NEAREST does (the thesis code resizes the affinity labels with PIL): rows and
+    columns 4i + 2 for a 4x reduction (torch's `nearest` would take 4i)."""
+    rows = nearest_indices(labels.shape[-2], size[0], labels.device)
+    cols = nearest_indices(labels.shape[-1], size[1], labels.device)
+    return labels.index_select(-2, rows).index_select(-1, cols)
 
 
 def grid_size(height: int, width: int, stride: int = 4) -> tuple[int, int]:

@@ -6,7 +6,11 @@ image size. The views are fused into class probabilities in one of two ways:
 
 * `fuse="softmax"` (default): the mean of the 2·S per-view softmaxes (each view votes with a
   distribution, so one over-confident scale cannot dominate);
-* `fuse="logits"`: softmax of the mean of the logits (P-NOC / Puzzle-CAM `scripts/segmentation/inference.py`).
+* `fuse="logits"`: the thesis code's fusion (lucasdavid/PNOC `scripts/segmentation/inference.py` at the
+  2023 commits): at each scale the logits of the image and of its mirror are *added*, the sums are averaged
+  over the scales, then softmaxed: softmax(2 x mean logit) with flips, softmax(mean logit) without. The
+  argmax equals that of the mean logits, but the probabilities are sharper, which changes a CRF fed with
+  -log p (`inference.crf`).
 
 Both give (B, K, H, W) probabilities summing to 1 over K at every pixel.
 """
@@ -36,14 +40,15 @@ def multiscale_probabilities(logit_fn: Callable[[torch.Tensor], torch.Tensor], i
         images: (B, 3, H, W) normalised images.
         scales: resize factors of the image (bilinear).
         flip: also run the horizontal mirror of every scale.
-        fuse: "softmax" (mean of softmaxes) or "logits" (softmax of mean logits).
+        fuse: "softmax" (mean of softmaxes) or "logits" (softmax of the flip-summed logits averaged over
+            scales, as the thesis code).
     """
     if fuse not in FUSIONS:
         raise ValueError(f"inference.fuse={fuse!r} is not supported; expected one of {FUSIONS}")
     if not scales:
         raise ValueError("inference.scales is empty; expected at least one scale, e.g. [1.0]")
     b, _, h, w = images.shape
-    total, views = None, 0
+    total = None
     for s in scales:
         size = scaled_size(h, w, s)
         x = images if size == (h, w) else F.interpolate(images, size=size, mode="bilinear", align_corners=False)
@@ -54,8 +59,8 @@ def multiscale_probabilities(logit_fn: Callable[[torch.Tensor], torch.Tensor], i
         if flip:
             logits = torch.cat([logits[:b], logits[b:].flip(-1)])
         scores = logits.softmax(1) if fuse == "softmax" else logits
-        summed = scores.reshape(-1, b, *scores.shape[1:]).sum(0)
+        summed = scores.reshape(-1, b, *scores.shape[1:]).sum(0)  # the image + its mirror
         total = summed if total is None else total + summed
-        views += 2 if flip else 1
-    mean = total / views
-    return mean if fuse == "softmax" else mean.softmax(1)
+    if fuse == "softmax":
+        return total / (len(scales) * (2 if flip else 1))
+    return (total / len(scales)).softmax(1)

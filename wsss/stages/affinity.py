@@ -43,6 +43,7 @@ from wsss.optim import sgd_poly
 from wsss.refine.affinity_labels import affinity_labels
 from wsss.refine.pairs import PairIndex, affinity_from_boundary, downsample_labels, grid_size, pair_labels
 from wsss.refine.random_walk import pseudo_mask, random_walk, upsample_and_normalise
+from wsss.refine.rw_seeds import rw_seeds, seed_maps
 from wsss.stages.base import Stage
 from wsss.tasks import evaluated_splits, task, training_identity
 
@@ -147,7 +148,7 @@ class AffinityStage(Stage):
         super().__init__(cfg)
         s = self.scfg
         self.net = AffinityNet(self.make_backbone(), s.get("branch_channels", 32), s.get("gn_groups", 4),
-                               s.get("freeze_backbone", True))
+                               s.get("freeze_backbone", True), s.get("stem_branch", True))
         if s.get("backbone_checkpoint"):
             load_backbone_from(self.net.backbone, s["backbone_checkpoint"])
         self.radius = int(s.get("radius", 10))
@@ -246,15 +247,15 @@ class AffinityStage(Stage):
         return self.net.boundary(image)[..., :size[0], :size[1]]
 
     @torch.no_grad()
-    def propagate_cams(self, image: torch.Tensor, cams: np.ndarray) -> torch.Tensor:
-        """RW maps (n, H, W) ∈ [0, 1] of one image's full-resolution CAMs (n, H, W) (pnoc-spec §9.5)."""
+    def propagate_cams(self, image: torch.Tensor, cams: np.ndarray, seeds: np.ndarray | None = None) -> torch.Tensor:
+        """RW maps (n, H, W) ∈ [0, 1] of one image's full-resolution CAMs (n, H, W) (pnoc-spec §9.5), seeded
+        with its stride-4 CAMs `seeds` (n, ⌈H/4⌉, ⌈W/4⌉) when given, else with `cams` downsampled bilinearly."""
         inf = self.scfg.get("inference", {})
         height, width = image.shape[-2:]
         if cams.shape[0] == 0:
             return torch.zeros((0, height, width))
         boundary = self.boundary_map(image).float()
-        hr = torch.from_numpy(cams.astype(np.float32)).to(image.device)[None]
-        strided = F.interpolate(hr, size=grid_size(height, width), mode="bilinear", align_corners=False)
+        strided = seed_maps(cams, seeds, grid_size(height, width)).to(image.device)
         rw = random_walk(strided, boundary, inf.get("beta", 10.0), inf.get("exp_times", 8), inf.get("radius", 5))
         return upsample_and_normalise(rw, (height, width))[0]
 
@@ -267,7 +268,7 @@ class AffinityStage(Stage):
             if z["cams"].shape[1:] != tuple(image.shape[-2:]):
                 raise ValueError(f"{cams.path(image_id)}: CAMs are {z['cams'].shape[1:]} but image {image_id!r} is "
                                  f"{tuple(image.shape[-2:])}")
-            rw = self.propagate_cams(image, z["cams"])
+            rw = self.propagate_cams(image, z["cams"], rw_seeds(z, cams.path(image_id), self.scfg))
             self.cam_writer.write_npz(image_id, keys=z["keys"].astype(np.int64),
                                       rw=rw.cpu().numpy().astype(np.float16))
 

@@ -14,7 +14,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MultilabelAveragePrecision, MultilabelF1Score, MultilabelFBetaScore
 
 from wsss.artifacts import ArtifactDir
-from wsss.cams.inference import multiscale_cams, normalize_present
+from wsss.cams.inference import inference_precision, multiscale_cams_and_seeds, normalize_present
 from wsss.losses.classification import multilabel_soft_margin
 from wsss.models.cam_head import CAMNet
 from wsss.stages.base import Stage
@@ -79,10 +79,20 @@ class CAMStage(Stage):
         return self.net(images)[1]
 
     def predict_step(self, batch: dict, batch_idx: int) -> None:
+        """Multi-scale + flip CAMs of the present classes, each divided by its maximum (`cams`), and the same at
+        stride 4 (`cams_stride4`, the thesis code's random-walk seeds; `inference.stride4_seeds`)."""
         inf = self.cfg["stage"].get("inference", {})
-        cams = multiscale_cams(self.raw_cams, batch["image"], inf.get("scales", (0.5, 1.0, 1.5, 2.0)),
-                               inf.get("flip", True))
+        data = self.trainer.datamodule
+        with inference_precision(self.device.type, bool(inf.get("fp32", True))):
+            images = batch["image"] if self.dtype == torch.bfloat16 else batch["image"].float()
+            cams, seeds = multiscale_cams_and_seeds(
+                self.raw_cams, images, inf.get("scales", (0.5, 1.0, 1.5, 2.0)), inf.get("flip", True),
+                inf.get("image_resize", "pil_bicubic"), int(inf.get("upsample_stride", 16)), data.mean, data.std,
+                seeds=bool(inf.get("stride4_seeds", True)))
         for i, image_id in enumerate(batch["id"]):
             maps, keys = normalize_present(cams[i], batch["label"][i])
+            extra = {}
+            if seeds is not None:
+                extra["cams_stride4"] = normalize_present(seeds[i], batch["label"][i])[0].cpu().numpy().astype("float16")
             self.cam_writer.write_npz(image_id, keys=keys.cpu().numpy().astype("int64"),
-                                      cams=maps.cpu().numpy().astype("float16"))
+                                      cams=maps.cpu().numpy().astype("float16"), **extra)

@@ -71,7 +71,7 @@ class OCCSEStage(GeneratorStage):
 
     def train(self, mode: bool = True):
         super().train(mode)
-        self.oc.eval()  # BN statistics of `oc` are never updated (fixed in OC-CSE, "mode fix" in P-NOC)
+        self.oc.eval()  # oc is in eval mode whenever the generator uses it (P-NOC switches it for its own step)
         return self
 
     def setup(self, stage: str) -> None:
@@ -100,7 +100,8 @@ class OCCSEStage(GeneratorStage):
         """``L_cse`` (Eq. 6) with its weight ``lambda_cse``, and the erased classes r."""
         o = self.scfg["occse"]
         erased = self.draw_erased(labels, step)
-        erased_images = soft_erase_classes(images, cams.float(), erased, o.get("mask_normalization", "batch"))
+        erased_images = soft_erase_classes(images, cams.float(), erased, o.get("mask_normalization", "batch"),
+                                           bool(o.get("relu_before_resize", True)))
         oc_logits, _ = self.oc(erased_images)
         cse = occse_loss(oc_logits, labels, erased, self.scfg.get("label_smoothing", 0.0))
         return {"cse": cse, "lambda_cse": ramp(o["cse_ramp"], step, total)}, erased

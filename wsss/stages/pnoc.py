@@ -7,8 +7,11 @@ Each batch (manual optimisation, one optimiser per network):
 2. every ``oc_update_every`` batches (Algorithm 1's ``i mod k_noc == 0``, i counted over the whole run,
    so every DDP rank takes the same branch), ``oc`` with ``net`` fixed:
    ``L_noc = lambda_noc * l(oc(x * (1 - [psi(A^r) > delta_noc])), y)`` on the images hard-masked by the
-   generator's *detached* CAM of r, against the *full* label set. ``oc``'s BatchNorm is frozen (running
-   statistics and affine parameters), its head trains at 10x lr (the new-module group, as upstream).
+   generator's *detached* CAM of r, against the *full* label set. ``oc``'s head trains at 10x lr (the
+   new-module group, as upstream). ``noc.oc_batchnorm``: ``train`` (the thesis code, `--mode normal`:
+   oc in train mode during its own step, so its BatchNorm uses batch statistics, updates its running
+   statistics and trains its affine parameters; in eval mode when the generator's loss uses it) or
+   ``frozen`` (`--mode fix`: running statistics and affine parameters fixed, oc always in eval mode).
 
 Gradient hygiene. During the generator's update the oc's parameters are toggled off
 (`toggled_optimizer`), so ``L_f`` leaves no gradient in them, and the oc's gradients are cleared before
@@ -56,9 +59,16 @@ class PNOCStage(POCStage):
             raise ValueError(f"stage.noc.oc_update_every must be >= 1 (update oc every k batches), got {k}")
         self.oc_update_every = k
 
+    OC_BATCHNORM = ("train", "frozen")
+
     def configure_oc(self) -> None:
-        """P-NOC: ``oc`` is trained, except its BatchNorm (the reference's `mode="fix"`)."""
-        freeze_batchnorm(self.oc)
+        """P-NOC: ``oc`` is trained; its BatchNorm too unless ``noc.oc_batchnorm=frozen``."""
+        mode = self.scfg["noc"].get("oc_batchnorm", "train")
+        if mode not in self.OC_BATCHNORM:
+            raise ValueError(f"stage.noc.oc_batchnorm={mode!r}; expected one of {self.OC_BATCHNORM}")
+        self.oc_batchnorm = mode
+        if mode == "frozen":
+            freeze_batchnorm(self.oc)
 
     @property
     def leak_generator_loss(self) -> bool:
@@ -142,7 +152,11 @@ class PNOCStage(POCStage):
             if not self.leak_generator_loss:
                 opt.zero_grad()
             masked = hard_erase(images, cams.float(), erased, float(n.get("delta", 0.2)))
-            oc_logits, _ = self.oc(masked)
+            self.oc.train(self.oc_batchnorm == "train")
+            try:
+                oc_logits, _ = self.oc(masked)
+            finally:
+                self.oc.eval()
             loss = noc_loss(oc_logits, labels, weight, self.scfg.get("label_smoothing", 0.0))
             self.manual_backward(loss)
             opt.step()

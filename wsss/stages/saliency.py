@@ -32,7 +32,9 @@ class SaliencyStage(Stage):
         self.net = PoolNet(self.make_backbone(), level_channels=s.get("level_channels"),
                            ppm_bins=tuple(s.get("ppm_bins", (1, 3, 5))),
                            pool_sizes=tuple(s.get("pool_sizes", (2, 4, 8))),
-                           frozen_bn=s.get("frozen_bn", True))
+                           frozen_bn=s.get("frozen_bn", True), stem_level=s.get("stem_level", False),
+                           ppm=s.get("ppm", "ours"), bn_affine_trainable=s.get("bn_affine_trainable", True),
+                           init=s.get("init", "default"))
         self.loss_reduction = s.get("loss_reduction", "sum")
         if self.loss_reduction not in ("sum", "mean"):
             raise ValueError(f"stage.loss_reduction={self.loss_reduction!r}; expected 'sum' or 'mean'")

@@ -1,0 +1,74 @@
+"""The thesis code's CAM inference (scripts/cam/inference.py @ f250e0d): PIL bicubic resize of the uint8
+image, maps upsampled to 16*ceil(H/16) then cropped, float32 forward."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from wsss.cams.inference import inference_precision, multiscale_cams, multiscale_cams_and_seeds, pil_bicubic_resize
+
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def normalise(pixels: np.ndarray) -> torch.Tensor:
+    x = torch.from_numpy(pixels).permute(2, 0, 1).double() / 255.0
+    return ((x - torch.tensor(MEAN, dtype=torch.float64)[:, None, None])
+            / torch.tensor(STD, dtype=torch.float64)[:, None, None]).float()[None]
+
+
+def test_scales_are_pil_bicubic_resizes_of_the_uint8_image():
+    pixels = np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    seen = []
+
+    def cam_fn(x):
+        seen.append(x)
+        return torch.ones(x.shape[0], 2, 3, 4)
+
+    multiscale_cams(cam_fn, normalise(pixels), scales=(0.5,), flip=True, image_resize="pil_bicubic",
+                    mean=MEAN, std=STD)
+    expected = normalise(np.asarray(Image.fromarray(pixels).resize((15, 10), Image.BICUBIC)))[0]
+    torch.testing.assert_close(seen[0][0], expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(seen[0][1], expected.flip(-1), atol=1e-5, rtol=0)
+    bilinear = F.interpolate(normalise(pixels), size=(10, 15), mode="bilinear", align_corners=False)[0]
+    assert (bilinear - expected).abs().max() > 0.05  # the switch matters
+    with pytest.raises(ValueError, match="mean and std"):
+        multiscale_cams(cam_fn, normalise(pixels), image_resize="pil_bicubic")
+
+
+def test_pil_resize_recovers_the_uint8_levels():
+    pixels = np.random.default_rng(1).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    torch.testing.assert_close(pil_bicubic_resize(normalise(pixels), (8, 8), MEAN, STD), normalise(pixels),
+                               atol=1e-6, rtol=0)
+
+
+def test_maps_are_upsampled_to_a_multiple_of_16_then_cropped():
+    # 20 x 24 image: the maps (2 x 2 here) go to 32 x 32, then the top-left 20 x 24 is kept.
+    raw = torch.tensor([[[[1.0, 2.0], [3.0, 5.0]]]])
+    cams = multiscale_cams(lambda x: raw.expand(x.shape[0], -1, -1, -1), torch.zeros(1, 3, 20, 24),
+                           scales=(1.0,), flip=False, upsample_stride=16)
+    expected = F.interpolate(raw, size=(32, 32), mode="bilinear", align_corners=False)[..., :20, :24]
+    torch.testing.assert_close(cams, expected)
+    direct = multiscale_cams(lambda x: raw, torch.zeros(1, 3, 20, 24), scales=(1.0,), flip=False)
+    assert (direct - expected).abs().max() > 0.1
+
+
+def test_fp32_switch_turns_autocast_off():
+    layer = torch.nn.Linear(4, 4)
+    x = torch.randn(2, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert layer(x).dtype == torch.bfloat16
+        with inference_precision("cpu", fp32=True):
+            assert layer(x).dtype == torch.float32
+        with inference_precision("cpu", fp32=False):
+            assert layer(x).dtype == torch.bfloat16
+
+
+def test_stride4_seeds_are_every_scales_maps_on_the_stride4_grid():
+    # thesis code: cams_st = sum over scales of resize(flip-summed maps, ceil(H/4) x ceil(W/4))
+    raw = torch.tensor([[[[1.0, 2.0], [3.0, 5.0]]]])
+    fn = lambda x: raw.expand(x.shape[0], -1, -1, -1)  # noqa: E731
+    _, seeds = multiscale_cams_and_seeds(fn, torch.zeros(1, 3, 18, 24), scales=(0.5, 1.0), flip=True)
+    one = F.interpolate(raw + raw.flip(-1), size=(5, 6), mode="bilinear", align_corners=False)  # image + mirror
+    torch.testing.assert_close(seeds, 2 * one)
+    assert multiscale_cams_and_seeds(fn, torch.zeros(1, 3, 18, 24), seeds=False)[1] is None
