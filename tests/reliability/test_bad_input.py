@@ -64,7 +64,7 @@ def test_truncated_png_and_jpeg(data):
     with pytest.raises(DataScanError) as e:
         check(plain, ["fit"])
     msg = str(e.value)
-    assert "split 'train': 2 of 16 images" in msg
+    assert "split 'train': 2 problems in 16 images" in msg
     assert f"{png}: corrupt or truncated image" in msg and f"{jpg}: truncated JPEG" in msg
 
 
