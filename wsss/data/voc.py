@@ -201,11 +201,6 @@ class VOCDataset(ImageFolderDataset):
             return None
         return self.masks_dir / f"{image_id}.png"
 
-    def label_paths(self, image_id: str) -> list[Path]:
-        xml = self.root / "Annotations" / f"{image_id}.xml"
-        mask = self.mask_path(image_id)
-        return [xml] if xml.is_file() or mask is None else [xml, mask]
-
     def label(self, image_id: str) -> np.ndarray:
         if image_id not in self._labels:
             xml = self.root / "Annotations" / f"{image_id}.xml"
@@ -217,3 +212,8 @@ class VOCDataset(ImageFolderDataset):
                     raise FileNotFoundError(f"{xml}: no annotation and no mask to read the labels of {image_id!r} from")
                 self._labels[image_id] = labels_from_mask(mask, self.num_classes)
         return self._labels[image_id]
+
+    def label_paths(self, image_id: str) -> list[Path]:
+        xml = self.root / "Annotations" / f"{image_id}.xml"
+        mask = self.mask_path(image_id)
+        return [xml] if xml.is_file() or mask is None else [xml, mask]
