@@ -25,7 +25,6 @@ VOC_CLASSES = (
 )
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-DEEPLAB_LIST_LINE = re.compile(r"^/?JPEGImages/([^/\\]+)\.(?:jpg|jpeg|png)$")
 
 
 @dataclass
@@ -85,6 +84,10 @@ class ImageFolderDataset:
     @property
     def has_masks(self) -> bool:
         return bool(self.ids) and self.mask_path(self.ids[0]) is not None and self.mask_path(self.ids[0]).is_file()
+
+
+# a line of the DeepLab SBD release's lists: "/JPEGImages/<id>.jpg /SegmentationClassAug/<id>.png"
+DEEPLAB_LIST_LINE = re.compile(r"^/?JPEGImages/([^/\\]+)\.(?:jpg|jpeg|png)$")
 
 
 def read_split(path: Path) -> list[str]:
