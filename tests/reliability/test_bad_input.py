@@ -180,3 +180,34 @@ def test_run_identity_ignores_how_it_runs_but_not_what_it_computes():
     assert training_identity(same) == training_identity(base)
     assert training_identity({**base, "seed": 1}) != training_identity(base)
     assert training_identity({**base, "stage": {"name": "classifier", "lr": 0.2}}) != training_identity(base)
+
+
+# -- labels meeting metrics -------------------------------------------------------------------------
+def test_confusion_matrices_refuse_values_outside_the_classes():
+    from wsss.metrics.segmentation import confusion_matrices, confusion_matrix
+
+    target = torch.tensor([0, 1, 2, 255, 2])
+    pred = torch.tensor([0, 2, 2, 9, 1])  # 9 sits on an ignored pixel: not counted, not an error
+    by_hand = [[1, 0, 0], [0, 0, 1], [0, 1, 1]]  # rows = ground truth, columns = prediction
+    assert confusion_matrix(pred, target, 3).tolist() == by_hand
+    assert confusion_matrices(pred[None], target, 3)[0].tolist() == by_hand
+    for counts in (lambda p, t: confusion_matrix(p, t, 3), lambda p, t: confusion_matrices(p[None], t, 3)):
+        with pytest.raises(ValueError, match=r"the prediction holds the value 5, outside the class indices 0..2"):
+            counts(torch.tensor([5, 1, 2, 0, 2]), target)  # once counted as a true positive of class 1
+        with pytest.raises(ValueError, match=r"the prediction holds the value -1"):
+            counts(torch.tensor([-1, 1, 2, 0, 2]), target)
+        with pytest.raises(ValueError, match=r"the ground truth holds the value 3"):
+            counts(pred, torch.tensor([3, 1, 2, 255, 2]))
+
+
+def test_cams_of_another_class_list_name_the_cam_file(data):
+    from wsss.cams.evaluate import sweep
+
+    plain, root = data
+    ds = WSSSDataModule(plain["dataset"], 4, (0,) * 3, (1,) * 3).split("val")
+    cams = ArtifactDir(root.parent / "cams" / "val", ".npz")
+    for image_id in ds.ids:  # 5 classes; a CAM of class index 7 comes from a model of another data set
+        cams.write_npz(image_id, keys=np.array([7], np.int64), cams=np.ones((1, 32, 32), np.float16))
+    with pytest.raises(ValueError, match=rf"cams/val/{ds.ids[0]}.npz against .*{ds.ids[0]}.png: the prediction "
+                                         r"holds the value 8, outside the class indices 0..5"):
+        sweep(ds, cams.root, [0.5])
