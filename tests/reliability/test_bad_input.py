@@ -1,5 +1,6 @@
 """Bad input fails up front with a message naming the file, key or value and what was expected."""
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -119,7 +120,7 @@ def test_the_run_fails_before_training_and_scan_false_skips(data, tmp_path):
         run(cfg)
     assert not (tmp_path / "run" / "checkpoints").exists()
     cfg = compose_config(tmp_path / "run", tmp_path / "data", [*SMALL, "tasks=[fit]", "dataset.scan=false",
-                                                               "stage.max_epochs=0"], tiny=False)
+                                                               "stage.max_epochs=1"], tiny=False)
     run(cfg)  # skipped: the data module then leaves that image out of training with a warning
 
 
@@ -211,3 +212,31 @@ def test_cams_of_another_class_list_name_the_cam_file(data):
     with pytest.raises(ValueError, match=rf"cams/val/{ds.ids[0]}.npz against .*{ds.ids[0]}.png: the prediction "
                                          r"holds the value 8, outside the class indices 0..5"):
         sweep(ds, cams.root, [0.5])
+
+
+# -- hyperparameters --------------------------------------------------------------------------------
+@pytest.mark.parametrize("override, expected", [
+    ("stage.batch_size=0", "stage.batch_size=0: expected an integer >= 1"),
+    ("stage.lr=-0.1", "stage.lr=-0.1: expected a positive number"),
+    ("stage.lr=abc", "stage.lr='abc': expected a positive number"),
+    ("stage.weight_decay=-1e-4", "stage.weight_decay=-0.0001: expected a number >= 0"),
+    ("stage.max_epochs=0", "stage.max_epochs=0: expected an integer >= 1"),
+    ("stage.momentum=1.5", "stage.momentum=1.5: expected a number in [0, 1)"),
+    ("num_workers=-2", "num_workers=-2: expected an integer >= 0"),
+    ("dataset.crop_size=0", "dataset.crop_size=0: expected an integer >= 1"),
+    ("dataset.min_size=40", "dataset.min_size=40 > dataset.max_size=36"),
+])
+def test_bad_numeric_hyperparameters_name_the_key(tmp_path, data_dir, override, expected):
+    from wsss.tasks import run
+
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        run(compose_config(tmp_path / "run", data_dir, [*SMALL, override], tiny=False))
+    assert not (tmp_path / "run" / "run.json").exists()
+
+
+def test_nested_stage_keys_are_checked_by_name(tmp_path, data_dir):
+    from wsss.hyperparameters import hyperparameter_problems
+
+    plain = OmegaConf.to_container(compose_config(tmp_path / "run", data_dir, ["stage=pnoc", "stage.noc.lr_factor=0"]),
+                                   resolve=True)
+    assert hyperparameter_problems(plain) == ["stage.noc.lr_factor=0: expected a positive number"]

@@ -8,6 +8,7 @@ import pytorch_lightning as L
 import torch
 
 from wsss.data.datamodule import WSSSDataModule
+from wsss.hyperparameters import check_hyperparameters
 from wsss.models.backbone import Backbone
 from wsss.models.checkpoints import load_checkpoint, state_dict_of
 from wsss.optim import param_groups, sgd_poly
@@ -27,6 +28,7 @@ class Stage(L.LightningModule):
 
     def __init__(self, cfg: dict):
         super().__init__()
+        check_hyperparameters(cfg)  # `stage.lr=-0.1: expected a positive number`, before anything is built
         self.save_hyperparameters({"cfg": cfg})
         self.cfg = cfg
         self.scfg = cfg["stage"]
