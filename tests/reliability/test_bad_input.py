@@ -240,3 +240,27 @@ def test_nested_stage_keys_are_checked_by_name(tmp_path, data_dir):
     plain = OmegaConf.to_container(compose_config(tmp_path / "run", data_dir, ["stage=pnoc", "stage.noc.lr_factor=0"]),
                                    resolve=True)
     assert hyperparameter_problems(plain) == ["stage.noc.lr_factor=0: expected a positive number"]
+
+
+# -- checkpoints of another backbone ----------------------------------------------------------------
+@pytest.mark.parametrize("stage_name, load", [
+    ("classifier", lambda module, path: module.load_weights(path)),
+    ("occse", lambda module, path: module.load_oc(path)),  # the ordinary classifier of OC-CSE / P-OC / P-NOC
+])
+def test_checkpoint_of_another_backbone_names_file_and_backbones(tmp_path, data_dir, stage_name, load):
+    from hydra.utils import get_class
+
+    def stage(name, *overrides):
+        cfg = compose_config(tmp_path / "run", data_dir, [*SMALL, f"stage={name}", *overrides], tiny=False)
+        plain = OmegaConf.to_container(cfg, resolve=True)
+        return get_class(plain["stage"]["_target_"])(plain)
+
+    trained = stage("classifier")
+    ckpt = tmp_path / "resnet18.ckpt"
+    torch.save({"state_dict": trained.state_dict(), "hyper_parameters": {"cfg": trained.cfg}}, ckpt)
+    for other, why in (("resnet34", "missing"), ("resnet50", "of another shape")):
+        with pytest.raises(ValueError) as e:
+            load(stage(stage_name, f"backbone.name={other}"), ckpt)
+        msg = str(e.value)
+        assert f"{ckpt}' does not fit the configured model (backbone={other}): saved with backbone 'resnet18'" in msg
+        assert why in msg and "Run with backbone=resnet18." in msg and len(msg) < 600

@@ -10,7 +10,7 @@ import torch
 from wsss.data.datamodule import WSSSDataModule
 from wsss.hyperparameters import check_hyperparameters
 from wsss.models.backbone import Backbone
-from wsss.models.checkpoints import load_checkpoint, state_dict_of
+from wsss.models.checkpoints import load_checkpoint, load_matching, state_dict_of
 from wsss.optim import param_groups, sgd_poly
 
 log = logging.getLogger(__name__)
@@ -102,9 +102,9 @@ class Stage(L.LightningModule):
     # -- checkpoints --------------------------------------------------------------------------
     def load_weights(self, path: str | Path) -> None:
         """Load the state dict of a trained stage checkpoint (weights only, no pickle)."""
-        state = state_dict_of(load_checkpoint(path, "checkpoint"))
+        state = state_dict_of(load_checkpoint(path, "stage.checkpoint"))
         self.check_class_count(state, path)
-        self.load_state_dict(state)
+        load_matching(self, state, path, "stage.checkpoint", self.cfg["backbone"]["name"])
 
     def check_class_count(self, state: dict, path: Path) -> None:
         pass
