@@ -130,3 +130,19 @@ def test_a_sixteen_bit_image_is_read_by_value(voc):
     Image.fromarray(np.full((h, w), 257 * 40, np.uint16)).save(root / "JPEGImages" / f"{val_id}.png")
     check(plain, ["predict"])  # accepted by the scan
     assert (VOCDataset(root, "val").load_image(val_id) == 40).all()
+
+
+def test_each_task_scans_what_its_loaders_read(voc, tmp_path):
+    from wsss.data.scan import Needs, requirements
+
+    plain, root = voc
+    sample = Needs(labels=True, masks=True)
+    assert requirements(plain, ["fit"]) == {"train_aug": Needs(labels=True, label_set=True, masks=True), "val": sample}
+    assert requirements(plain, ["predict"]) == {"train": sample, "val": sample}
+    assert requirements(plain, ["evaluate"])["val"] == Needs(labels=True, masks=True, all_masks=True)
+    xai = compose_config(tmp_path / "run", tmp_path, [*VOC_TINY, f"dataset.args.root={root}", "stage=xai"], tiny=False)
+    assert requirements(OmegaConf.to_container(xai, resolve=True), ["explain"]) == {"train": sample}
+    deeplab = OmegaConf.to_container(compose_config(tmp_path / "run", tmp_path, [
+        *VOC_TINY, f"dataset.args.root={root}", "stage=deeplab", "stage.masks=gt"], tiny=False), resolve=True)
+    assert requirements(deeplab, ["fit", "predict"]) == {  # trains on GT masks, predicts from images alone
+        "train_aug": Needs(labels=True, masks=True, all_masks=True), "val": sample, "train": Needs()}

@@ -82,6 +82,8 @@ def requirements(plain: dict, tasks: list[str]) -> dict[str, Needs]:
     if any(t.startswith("predict") for t in tasks):
         for s in stage.get("predict_splits") or d.get("predict_splits") or []:
             add(s, labels=not segmentation, masks=not segmentation)
+    if "explain" in tasks:  # the XAI benchmark reads image, label set and mask of its split
+        add(stage.get("split"), labels=True, masks=True)
     if any("evaluate" in t for t in tasks):
         for s in stage.get("eval_splits") or d.get("eval_splits") or []:
             add(s, labels=not segmentation, masks=True, all_masks=True)
