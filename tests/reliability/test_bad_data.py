@@ -146,3 +146,19 @@ def test_each_task_scans_what_its_loaders_read(voc, tmp_path):
         *VOC_TINY, f"dataset.args.root={root}", "stage=deeplab", "stage.masks=gt"], tiny=False), resolve=True)
     assert requirements(deeplab, ["fit", "predict"]) == {  # trains on GT masks, predicts from images alone
         "train_aug": Needs(labels=True, masks=True, all_masks=True), "val": sample, "train": Needs()}
+
+
+def test_the_fingerprint_covers_a_shared_label_file(tmp_path):
+    """Planet, HPA and COCO keep every label in one CSV / JSON: editing it must re-run the scan."""
+    from tests.data.test_planet import write_planet
+    from wsss.data.planet import PlanetDataset
+    from wsss.data.scan import Needs, fingerprint
+
+    root = write_planet(tmp_path / "planet")
+    needs = Needs(labels=True, label_set=True)
+    before = fingerprint(PlanetDataset(root, "all", fractions={"all": 1.0}), needs)
+    csv = root / "train_v2.csv"
+    stat = csv.stat()
+    csv.write_text(csv.read_text().replace("haze primary", "haze"))
+    os.utime(csv, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    assert fingerprint(PlanetDataset(root, "all", fractions={"all": 1.0}), needs) != before
