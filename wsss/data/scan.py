@@ -228,7 +228,8 @@ def scan(dm, plain: dict, tasks: list[str], cache_dir: str | Path | None) -> dic
             listed = "\n  ".join(problems[:MAX_LISTED])
             more = f"\n  ... and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
             raise DataScanError(
-                f"dataset {d['name']!r} split {split!r}: {len(problems)} problems in {len(dataset.ids)} images:"
+                f"dataset {d['name']!r} split {split!r}: {len(problems)} problem{'s' * (len(problems) > 1)} in "
+                f"{len(dataset.ids)} images:"
                 f"\n  {listed}{more}\nFix or replace these files, or remove their ids from the split list. "
                 "dataset.scan=false skips this check (the run then fails, or skips images, when it reaches them).")
         if cache is not None:
