@@ -134,7 +134,7 @@ def mask_problem(dataset, image_id: str, size: tuple[int, int], num_classes: int
         return f"{path}: mask of {image_id!r} is missing (needed to evaluate this split)" if required else None
     if mask.shape != size:
         return f"{path}: mask is {mask.shape[0]}x{mask.shape[1]} but its image is {size[0]}x{size[1]} (HxW)"
-    values = np.unique(mask)
+    values = np.flatnonzero(np.bincount(mask.ravel(), minlength=256)) if mask.dtype == np.uint8 else np.unique(mask)
     bad = values[(values > num_classes) & (values != 255)]
     if bad.size:
         return (f"{path}: mask values {bad.tolist()[:8]} are outside 0..{num_classes} (classes + background) "
