@@ -89,7 +89,10 @@ def sweep(dataset, cam_dir: str | Path, thresholds: Sequence[float] | None = Non
         preds = threshold_predictions(maps, keys, ts, tuple(mask.shape))
         if refine is not None:
             preds = torch.from_numpy(refine(image, preds.cpu().numpy(), num_labels)).to(device)
-        confusion += confusion_matrices(preds, mask, num_labels)
+        try:
+            confusion += confusion_matrices(preds, mask, num_labels)
+        except ValueError as e:  # e.g. CAMs made for another class list
+            raise ValueError(f"{cams.root}/{image_id}.npz against {dataset.mask_path(image_id)}: {e}") from None
     ious = iou_per_class(confusion)
     curve = ious.nanmean(-1)
     best = int(curve.argmax())
