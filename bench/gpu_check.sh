@@ -12,14 +12,14 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 OUT=${OUT:-$PWD/gpu_check_out}
 export OUT PYTHONUNBUFFERED=1
-site=/tmp/site
+site=${GPU_CHECK_SITE:-/tmp/site}
 if compgen -G ".whl/*.whl" >/dev/null; then
   "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" .whl/*.whl \
     || { echo "gpu_check.sh: installing .whl/*.whl failed" >&2; exit 1; }
 else
   echo "gpu_check.sh: no .whl/ here; run ../shared/tools/gpu-wheels.sh and carry .whl" >&2
 fi
-export PYTHONPATH=$site:$PWD${PYTHONPATH:+:$PYTHONPATH}
+export PYTHONPATH=$PWD:$site${PYTHONPATH:+:$PYTHONPATH}   # the tree first: conf/ is found next to wsss/
 "$PY" -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --target "$site" . >/dev/null 2>&1 \
   || echo "gpu_check.sh: wsss not installed (no setuptools?); running from the tree via PYTHONPATH" >&2
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || true

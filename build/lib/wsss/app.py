@@ -1,0 +1,112 @@
+"""Hydra entry point: compose conf/, run the stage's tasks, print and save its metrics."""
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+
+
+def short_dirname(name: str, limit: int = 180) -> str:
+    """A sweep job's folder name: its overrides, or when too long for a file name, their start and a hash."""
+    import hashlib
+
+    if len(name) <= limit:
+        return name
+    return f"{name[: limit - 13]}-{hashlib.sha1(name.encode()).hexdigest()[:12]}"
+
+
+if not OmegaConf.has_resolver("short_dirname"):
+    OmegaConf.register_new_resolver("short_dirname", short_dirname)
+log = logging.getLogger("wsss")
+
+
+def _quiet() -> None:
+    os.environ.setdefault("WANDB_SILENT", "true")
+    for pattern in (".*does not have many workers.*", ".*LeafSpec.*", ".*GPU available but not used.*",
+                    ".*The number of training batches.*", ".*predict_dataloader.*workers.*",
+                    ".*sync_dist=True.*", ".*is_global_zero.*", ".*Checkpoint directory .* exists.*",
+                    ".*The `srun` command is available.*", ".*NumPy array is not writable.*",
+                    ".*predict returned None.*", ".*Experiment logs directory.*exists and is not empty.*"):
+        warnings.filterwarnings("ignore", message=pattern)
+
+
+def print_metrics(metrics: dict, title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in metrics.items():
+        if isinstance(v, float):
+            table.add_row(k, f"{v:.4f}")
+        elif isinstance(v, int):
+            table.add_row(k, str(v))
+    Console().print(table)
+
+
+def local_ddp_sweep_error(trainer: dict, multirun: bool, launcher: str) -> str | None:
+    """Why this trainer cannot run in this multirun, or None. Lightning's DDP re-executes the command line,
+    which under a local multirun starts the whole sweep again in every rank (framework-notes §3.3)."""
+    strategy = str(trainer.get("strategy", "auto"))
+    relaunches = strategy == "ddp" or strategy.startswith("ddp_find_unused")
+    devices, nodes = trainer.get("devices", 1), trainer.get("num_nodes", 1)
+    several = str(devices) not in ("1", "[0]") or str(nodes) != "1"
+    if not (multirun and relaunches and several) or launcher.endswith("SlurmLauncher"):
+        return None
+    return (f"trainer.strategy={strategy} with devices={devices} (num_nodes={nodes}) in a multirun on the "
+            f"{launcher.rsplit('.', 1)[-1] or 'local'} launcher: Lightning would start the whole sweep again in "
+            "every rank. Sweep DDP runs through SLURM (hydra/launcher=slurm, or hydra/launcher=slurm_local on the "
+            "local cluster), run the members one at a time without -m, or use trainer.strategy=ddp_spawn to "
+            "simulate DDP on CPU.")
+
+
+def check_launch(cfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hc = HydraConfig.get()
+    launcher = str(OmegaConf.select(hc, "launcher._target_", default="") or "")
+    error = local_ddp_sweep_error(dict(cfg.get("trainer") or {}), hc.mode == RunMode.MULTIRUN, launcher)
+    if error:
+        raise RuntimeError(error)
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+def main(cfg: DictConfig) -> float | None:
+    _quiet()
+    from wsss.logging_utils import finish_wandb
+
+    try:
+        if cfg.get("fetch_weights"):  # on a login node: the ImageNet weights of this command, nothing else
+            from wsss.weights import fetch_for_config
+
+            fetch_for_config(cfg)
+            return None
+        if cfg.get("pipeline"):
+            from wsss.pipeline import run_pipeline
+
+            metrics = run_pipeline(cfg)
+            objective = cfg.get("objective")
+            return metrics.get(objective) if objective else None
+        check_launch(cfg)
+        from wsss.tasks import run
+
+        metrics = run(cfg)
+    finally:
+        finish_wandb()  # a multirun's next job must not log into this job's W&B run
+    rank = int(os.environ.get("LOCAL_RANK", os.environ.get("RANK", 0)) or 0)
+    if rank == 0:
+        print_metrics(metrics, f"{cfg.stage.name} · {cfg.dataset.name} · {cfg.backbone.name} · {cfg.run_name}")
+    objective = cfg.get("objective")
+    return metrics.get(objective) if objective else None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+"""Surviving kills, bad numbers and full disks (issue 9).
+
+- `last_checkpoint.LastCheckpoint`: last.ckpt every epoch and every `checkpoint_every_n_steps` batches.
+- `signals.SignalCheckpoint`: SIGTERM / SIGUSR1 -> last.ckpt at the next step boundary, then a clean exit.
+- `rng.RNGState`: RNG states travel in checkpoints, so an epoch-end resume replays the same data.
+- `rng.TorchSeededTransform`: per-sample augmentation seeds drawn from torch's (seeded) RNG.
+- `nonfinite.NonFiniteLossGuard`: stop (or skip the batch) on a NaN/Inf loss; never checkpoint NaN weights.
+- `checkpoint_io.AtomicCheckpointIO`: a kill while `last.ckpt` is written leaves the old one intact.
+- `disk.check_disk_for_predict`: fail before a predict pass that cannot fit on the disk.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pytorch_lightning import Callback
+
+from wsss.reliability.checkpoint_io import AtomicCheckpointIO
+from wsss.reliability.disk import check_disk_for_predict, check_free_space, estimate_artifact_bytes
+from wsss.reliability.last_checkpoint import LastCheckpoint
+from wsss.reliability.nonfinite import NonFiniteLossError, NonFiniteLossGuard
+from wsss.reliability.rng import RNGState, TorchSeededTransform
+from wsss.reliability.signals import SignalCheckpoint, StoppedBySignal
+
+__all__ = ["reliability_callbacks", "AtomicCheckpointIO", "LastCheckpoint", "SignalCheckpoint", "StoppedBySignal",
+           "RNGState", "TorchSeededTransform", "NonFiniteLossGuard", "NonFiniteLossError", "check_disk_for_predict",
+           "check_free_space", "estimate_artifact_bytes"]
+
+
+def reliability_callbacks(cfg: dict, run_dir: Path) -> list[Callback]:
+    """The callbacks every Trainer of a run gets (tasks.build_trainer)."""
+    last = run_dir / "checkpoints" / "last.ckpt"
+    return [NonFiniteLossGuard(cfg.get("on_nonfinite_loss") or "error", last), RNGState(),
+            LastCheckpoint(last, cfg.get("checkpoint_every_n_steps")), SignalCheckpoint(last)]

@@ -1,0 +1,185 @@
+"""Training data of the saliency stages: images with CAM hints (C²AM-H) or pseudo-saliency targets.
+
+* `ccam_train_transform`: the C²AM-H transform (pnoc-spec §8.3): resize to a square of
+  `resize_factor`·crop (bilinear, aspect ratio not kept), horizontal flip, normalise, random crop.
+  The hint map travels as the albumentations `mask` with bilinear interpolation, so every
+  geometric operation (resize, flip, crop, padding with 0) is applied to image and hint alike.
+* `HintSplit`: image + label + hint (max over classes of the image's CAMs from a CAM artifact
+  folder, zeros where an image has no class).
+* `PseudoSaliencySplit`: image + {0, 1} target from a pseudo-saliency PNG folder, carried in the
+  `mask` slot (255 = padding, ignored by the loss).
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+import albumentations as A
+import cv2
+import numpy as np
+import torch
+from albumentations.pytorch import ToTensorV2
+from torch.utils.data import DataLoader, Dataset
+
+from wsss.artifacts import ArtifactDir
+from wsss.data import transforms as T
+from wsss.data.datamodule import WSSSDataModule, collate
+
+log = logging.getLogger(__name__)
+
+
+def ccam_train_transform(crop_size: int, mean, std, resize_factor: float = 1.15, hflip: bool = True) -> A.Compose:
+    """Square resize to round(resize_factor·crop) → hflip → normalise → pad (0) → random crop."""
+    if resize_factor <= 0:
+        raise ValueError(f"resize_factor={resize_factor}; expected > 0")
+    side = int(round(resize_factor * crop_size))
+    ops: list = [A.Resize(side, side, interpolation=cv2.INTER_LINEAR, mask_interpolation=cv2.INTER_LINEAR)]
+    if hflip:
+        ops.append(A.HorizontalFlip(p=0.5))
+    ops += [
+        T.normalize(mean, std),
+        A.PadIfNeeded(min_height=crop_size, min_width=crop_size, position="random", border_mode=cv2.BORDER_CONSTANT,
+                      fill=0, fill_mask=0),
+        A.RandomCrop(crop_size, crop_size),
+        ToTensorV2(),
+    ]
+    return A.Compose(ops)
+
+
+def ccam_eval_transform(crop_size: int, mean, std) -> A.Compose:
+    """Square resize to the crop (bilinear, image and hint alike) and normalise: the polarity pass."""
+    return A.Compose([A.Resize(crop_size, crop_size, interpolation=cv2.INTER_LINEAR,
+                               mask_interpolation=cv2.INTER_LINEAR), T.normalize(mean, std), ToTensorV2()])
+
+
+def load_hint(cams: ArtifactDir, image_id: str, shape: tuple[int, int]) -> np.ndarray:
+    """(H, W) float32 hint: max over the image's class maps (zeros when it has none)."""
+    z = cams.read_npz(image_id)
+    maps = z.get("cams")
+    if maps is None or maps.ndim != 3:
+        raise ValueError(f"{cams.path(image_id)}: expected an array `cams` of shape (n, H, W)")
+    if maps.shape[0] == 0:
+        return np.zeros(shape, np.float32)
+    if maps.shape[1:] != tuple(shape):
+        raise ValueError(f"{cams.path(image_id)}: CAMs are {maps.shape[1:]} but image {image_id!r} is {tuple(shape)}")
+    return maps.astype(np.float32).max(0)
+
+
+class HintSplit(Dataset):
+    """Items: id, image, label, hint (H, W) float, mask (all 255: no ground truth is read), has_mask False."""
+
+    def __init__(self, split, cams: ArtifactDir | None, transform: Callable, ids: list[str]):
+        self.split, self.cams, self.transform, self.ids = split, cams, transform, list(ids)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        image_id = self.ids[index]
+        image = self.split.load_image(image_id)
+        hint = (load_hint(self.cams, image_id, image.shape[:2]) if self.cams is not None
+                else np.zeros(image.shape[:2], np.float32))
+        out = self.transform(image=image, mask=hint)
+        hint_t = torch.as_tensor(out["mask"]).float()
+        return {"id": image_id, "image": out["image"], "hint": hint_t,
+                "mask": torch.full(hint_t.shape, 255, dtype=torch.long),
+                "label": torch.from_numpy(self.split.label(image_id)), "has_mask": False}
+
+
+def collate_hints(items: list[dict]) -> dict:
+    out = collate(items)
+    out["hint"] = torch.stack([it["hint"] for it in items])
+    return out
+
+
+class PseudoSaliencySplit(Dataset):
+    """Items: id, image, mask = pseudo-saliency target in {0, 1} (255 = padding), label, has_mask True."""
+
+    def __init__(self, split, targets: ArtifactDir, transform: Callable, ids: list[str]):
+        self.split, self.targets, self.transform, self.ids = split, targets, transform, list(ids)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        image_id = self.ids[index]
+        image = self.split.load_image(image_id)
+        png = self.targets.read_png(image_id)
+        if png.shape != image.shape[:2]:
+            raise ValueError(f"{self.targets.path(image_id)}: pseudo-saliency is {png.shape} but the image is "
+                             f"{image.shape[:2]}")
+        target = (png > 127).astype(np.uint8)
+        out = self.transform(image=image, mask=target)
+        return {"id": image_id, "image": out["image"], "mask": torch.as_tensor(out["mask"]).long(),
+                "label": torch.from_numpy(self.split.label(image_id)), "has_mask": True}
+
+
+def checked_artifacts(folder: str, suffix: str, dataset: str, split: str, producer_hint: str) -> ArtifactDir:
+    """The artifact folder `<folder>/<split>/` after checking its manifest (data set and split)."""
+    if not folder:
+        raise ValueError(f"no input folder given for the {suffix} artifacts of split {split!r} ({producer_hint})")
+    art = ArtifactDir(f"{folder}/{split}", suffix)
+    art.check({"dataset": dataset, "split": split}, producer_hint=producer_hint)
+    return art
+
+
+class SaliencyDataModule(WSSSDataModule):
+    """WSSSDataModule whose train loader reads hints (C²AM) or pseudo-saliency targets (PoolNet).
+
+    Args (besides WSSSDataModule's):
+        mode: "hints" (C²AM / C²AM-H) or "pseudo_saliency" (saliency network).
+        inputs: folder holding `<split>/` artifact folders (CAMs or pseudo-saliency); None = no hints.
+        producer_hint: the command that makes `inputs`, for error messages.
+        crop_size, resize_factor: of `ccam_train_transform` (hints mode).
+    """
+
+    def __init__(self, dataset: dict, batch_size: int, mean, std, mode: str, inputs: str | None,
+                 producer_hint: str, crop_size: int | None = None, resize_factor: float = 1.15,
+                 augment: dict | None = None, num_workers: int = 0):
+        super().__init__(dataset, batch_size, mean, std, augment=augment, num_workers=num_workers)
+        if mode not in ("hints", "pseudo_saliency"):
+            raise ValueError(f"mode={mode!r}; expected 'hints' or 'pseudo_saliency'")
+        self.mode, self.inputs, self.producer_hint = mode, inputs, producer_hint
+        self.crop_size = int(crop_size or dataset["crop_size"])
+        self.resize_factor = resize_factor
+
+    def train_ids(self, split) -> list[str]:
+        ids = [i for i in split.ids if split.label(i).sum() > 0]
+        if not ids:
+            raise ValueError(f"split {self.cfg['train_split']!r} has no image with a label")
+        if len(ids) < len(split.ids):
+            log.warning("%d images of split %r have no label and are left out of training",
+                        len(split.ids) - len(ids), self.cfg["train_split"])
+        return ids
+
+    def hint_artifacts(self) -> ArtifactDir | None:
+        name = self.cfg["train_split"]
+        if not self.inputs:
+            return None
+        return checked_artifacts(self.inputs, ".npz", self.cfg["name"], name, self.producer_hint)
+
+    def polarity_dataloader(self, max_images: int | None = None, rank: int = 0, world: int = 1) -> DataLoader:
+        """This rank's shard of the first `max_images` labelled training images, un-augmented, with hints."""
+        split = self.split(self.cfg["train_split"])
+        ids = self.train_ids(split)[:max_images][rank::world]
+        ds = HintSplit(split, self.hint_artifacts(), ccam_eval_transform(self.crop_size, self.mean, self.std), ids)
+        return DataLoader(ds, batch_size=self.batch_size, shuffle=False, num_workers=0, collate_fn=collate_hints)
+
+    def train_dataloader(self) -> DataLoader:
+        name = self.cfg["train_split"]
+        split = self.split(name)
+        ids = self.train_ids(split)
+        hflip = self.augment.get("hflip", True)
+        if self.mode == "hints":
+            tf = ccam_train_transform(self.crop_size, self.mean, self.std, self.resize_factor, hflip)
+            ds: Dataset = HintSplit(split, self.hint_artifacts(), tf, ids)
+            collate_fn = collate_hints
+        else:
+            targets = checked_artifacts(self.inputs, ".png", self.cfg["name"], name, self.producer_hint)
+            c = self.cfg
+            tf = T.train_transform(self.crop_size, c["min_size"], c["max_size"], self.mean, self.std, hflip=hflip)
+            ds, collate_fn = PseudoSaliencySplit(split, targets, tf, ids), collate
+        drop_last = len(ds) >= 2 * self.batch_size
+        return DataLoader(ds, batch_size=self.batch_size, shuffle=True, num_workers=self.num_workers,
+                          collate_fn=collate_fn, drop_last=drop_last, persistent_workers=self.num_workers > 0,
+                          pin_memory=torch.cuda.is_available())

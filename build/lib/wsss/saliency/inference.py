@@ -1,0 +1,46 @@
+"""Saliency maps with multi-scale + flip test-time augmentation (pnoc-spec §8.4, §8.6).
+
+Two activations:
+
+* "relu" (C²AM / C²AM-H inference): ReLU of the (foreground-oriented) logit map of every view,
+  flip-summed, resized to the image and summed over scales, then divided by its own maximum
+  (so the map's peak is 1; an all-non-positive map stays 0).
+* "sigmoid" (PoolNet, or `--activation sigmoid` upstream): σ(logits) averaged over all views.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from wsss.cams.inference import EPS, multiscale_cams
+
+ACTIVATIONS = ("relu", "sigmoid")
+
+
+def multiscale_saliency(logit_fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
+                        scales: Sequence[float] = (0.5, 1.0, 1.5, 2.0), flip: bool = True,
+                        activation: str = "relu") -> torch.Tensor:
+    """Saliency (B, H, W) in [0, 1] at the input size; `logit_fn` maps images to (B, 1, h, w) logits."""
+    if activation == "relu":
+        total = multiscale_cams(logit_fn, images, scales, flip)[:, 0]
+        return total / (total.flatten(1).amax(1)[:, None, None] + EPS)
+    if activation == "sigmoid":
+        views = len(scales) * (2 if flip else 1)
+        total = multiscale_cams(lambda x: torch.sigmoid(logit_fn(x).float()), images, scales, flip)[:, 0]
+        return (total / views).clamp(0.0, 1.0)
+    raise ValueError(f"saliency activation={activation!r}; expected one of {ACTIVATIONS}")
+
+
+def to_uint8(saliency: torch.Tensor) -> np.ndarray:
+    """[0, 1] map → uint8 0..255 (rounded), as the saliency PNGs store it."""
+    return (saliency.float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+
+
+def from_uint8(png: np.ndarray) -> np.ndarray:
+    """uint8 saliency PNG → float32 map in [0, 1]."""
+    png = np.asarray(png)
+    if png.ndim != 2 or png.dtype != np.uint8:
+        raise ValueError(f"a saliency map must be an (H, W) uint8 image; got shape {png.shape} dtype {png.dtype}")
+    return png.astype(np.float32) / 255.0

@@ -1,0 +1,57 @@
+"""Pseudo-saliency for the saliency network: threshold + label dense CRF (pnoc-spec §8.5).
+
+For an image with at least one class: prepend the constant plane t to the saliency map and take
+the argmax (so a pixel is salient iff s > t, ties go to the background), refine the {0, 1} map with
+the 2-label dense CRF (t=10 iterations, gt_prob 0.7, kernels of `crf_labels`) and store 255·label.
+An image with no class gets an all-zero map (upstream does the same). The CRF runs in a process
+pool (`wsss.refine.crf.crf_map`).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from wsss.refine.crf import crf_labels, crf_map
+
+#: C²AM-H binarisation threshold (P-NOC INF_FG_T); the C²AM README uses 0.3.
+DEFAULT_THRESHOLD = 0.2
+
+
+def binarize(saliency: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> np.ndarray:
+    """(H, W) {0, 1} int64 map: 1 where saliency (in [0, 1]) > threshold."""
+    return (np.asarray(saliency) > threshold).astype(np.int64)
+
+
+def pseudo_saliency_map(image: np.ndarray, saliency_png: np.ndarray, has_label: bool = True,
+                        threshold: float = DEFAULT_THRESHOLD, crf_iterations: int | None = 10,
+                        gt_prob: float = 0.7) -> np.ndarray:
+    """One pseudo-saliency map, uint8 {0, 255}.
+
+    Args:
+        image: (H, W, 3) uint8 RGB.
+        saliency_png: (H, W) uint8 saliency (0..255).
+        has_label: False for an image without any class (→ all zeros).
+        threshold: foreground iff saliency/255 > threshold.
+        crf_iterations: label-CRF mean-field iterations; None or 0 skips the CRF.
+        gt_prob: label-CRF confidence in the thresholded label.
+    """
+    saliency_png = np.asarray(saliency_png)
+    if saliency_png.shape != image.shape[:2]:
+        raise ValueError(f"saliency map is {saliency_png.shape} but the image is {image.shape[:2]}")
+    if not has_label:
+        return np.zeros(saliency_png.shape, np.uint8)
+    labels = binarize(saliency_png.astype(np.float32) / 255.0, threshold)
+    if crf_iterations:
+        labels = crf_labels(image, labels, n_labels=2, iterations=crf_iterations, gt_prob=gt_prob)
+    return (labels * 255).astype(np.uint8)
+
+
+def pseudo_saliency_many(images: Sequence[np.ndarray], saliency: Sequence[np.ndarray], has_label: Sequence[bool],
+                         threshold: float = DEFAULT_THRESHOLD, crf_iterations: int | None = 10,
+                         gt_prob: float = 0.7, processes: int = 1) -> list[np.ndarray]:
+    """`pseudo_saliency_map` over many images, in a process pool when processes > 1."""
+    if not len(images) == len(saliency) == len(has_label):
+        raise ValueError(f"got {len(images)} images, {len(saliency)} saliency maps and {len(has_label)} label flags")
+    items = [(im, s, bool(h), threshold, crf_iterations, gt_prob) for im, s, h in zip(images, saliency, has_label)]
+    return crf_map(pseudo_saliency_map, items, processes=processes)

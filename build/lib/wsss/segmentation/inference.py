@@ -1,0 +1,61 @@
+"""Multi-scale + flip test-time augmentation of a segmentation network (pnoc-spec §10.3, wsss-spec §8.2).
+
+For each scale the image and its mirror go through the network in one batch (scales cannot share a
+batch: their sizes differ); the mirror's logits are flipped back and every view is resized to the
+image size. The views are fused into class probabilities in one of two ways:
+
+* `fuse="softmax"` (default): the mean of the 2·S per-view softmaxes (each view votes with a
+  distribution, so one over-confident scale cannot dominate);
+* `fuse="logits"`: softmax of the mean of the logits (P-NOC / Puzzle-CAM `scripts/segmentation/inference.py`).
+
+Both give (B, K, H, W) probabilities summing to 1 over K at every pixel.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+FUSIONS = ("softmax", "logits")
+DEFAULT_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+
+
+def scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+@torch.no_grad()
+def multiscale_probabilities(logit_fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
+                             scales: Sequence[float] = DEFAULT_SCALES, flip: bool = True,
+                             fuse: str = "softmax") -> torch.Tensor:
+    """Class probabilities (B, K, H, W) averaged over scales and flips.
+
+    Args:
+        logit_fn: images (N, 3, h, w) -> logits (N, K, h', w') (any resolution; resized to H×W here).
+        images: (B, 3, H, W) normalised images.
+        scales: resize factors of the image (bilinear).
+        flip: also run the horizontal mirror of every scale.
+        fuse: "softmax" (mean of softmaxes) or "logits" (softmax of mean logits).
+    """
+    if fuse not in FUSIONS:
+        raise ValueError(f"inference.fuse={fuse!r} is not supported; expected one of {FUSIONS}")
+    if not scales:
+        raise ValueError("inference.scales is empty; expected at least one scale, e.g. [1.0]")
+    b, _, h, w = images.shape
+    total, views = None, 0
+    for s in scales:
+        size = scaled_size(h, w, s)
+        x = images if size == (h, w) else F.interpolate(images, size=size, mode="bilinear", align_corners=False)
+        batch = torch.cat([x, x.flip(-1)]) if flip else x
+        logits = logit_fn(batch).float()
+        if logits.shape[-2:] != (h, w):
+            logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
+        if flip:
+            logits = torch.cat([logits[:b], logits[b:].flip(-1)])
+        scores = logits.softmax(1) if fuse == "softmax" else logits
+        summed = scores.reshape(-1, b, *scores.shape[1:]).sum(0)
+        total = summed if total is None else total + summed
+        views += 2 if flip else 1
+    mean = total / views
+    return mean if fuse == "softmax" else mean.softmax(1)

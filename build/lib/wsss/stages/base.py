@@ -1,0 +1,108 @@
+"""What every stage shares: the resolved config, the data module, the backbone, the optimiser."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytorch_lightning as L
+import torch
+
+from wsss.data.datamodule import WSSSDataModule
+from wsss.models.backbone import Backbone
+from wsss.models.checkpoints import load_checkpoint, state_dict_of
+from wsss.optim import param_groups, sgd_poly
+
+log = logging.getLogger(__name__)
+
+
+class Stage(L.LightningModule):
+    """A LightningModule built from the whole resolved config (a plain dict).
+
+    Only plain values are saved as hyperparameters so checkpoints load with
+    `torch.load(weights_only=True)`.
+    """
+
+    #: tasks this stage knows, in the order `run.py` runs them by default
+    default_tasks: tuple[str, ...] = ("fit",)
+
+    def __init__(self, cfg: dict):
+        super().__init__()
+        self.save_hyperparameters({"cfg": cfg})
+        self.cfg = cfg
+        self.scfg = cfg["stage"]
+        self.run_dir = Path(cfg["paths"]["run_dir"])
+
+    # -- data ---------------------------------------------------------------------------------
+    @property
+    def num_classes(self) -> int:
+        return int(self.cfg["dataset"]["num_classes"])
+
+    def datamodule(self) -> WSSSDataModule:
+        s = self.scfg
+        return WSSSDataModule(self.cfg["dataset"], batch_size=s["batch_size"], mean=self.norm_mean,
+                              std=self.norm_std, augment=s.get("augment"), num_workers=self.cfg["num_workers"])
+
+    norm_mean: tuple = (0.485, 0.456, 0.406)
+    norm_std: tuple = (0.229, 0.224, 0.225)
+
+    def make_backbone(self, output_stride: int | None = None, in_chans: int | None = None) -> Backbone:
+        b = self.cfg["backbone"]
+        os_ = b.get("output_stride") if output_stride is None else output_stride
+        backbone = Backbone(b["name"], pretrained=b["pretrained"], weights_path=b.get("weights_path"),
+                            output_stride=os_, in_chans=in_chans or self.cfg["dataset"].get("in_chans", 3))
+        d, n = self.cfg["dataset"], in_chans or self.cfg["dataset"].get("in_chans", 3)
+        mean, std = tuple(d.get("mean") or backbone.mean), tuple(d.get("std") or backbone.std)
+        if len(mean) < n:  # extra channels reuse the first channel's statistics (pnoc-spec §2.6: HPA yellow = red)
+            mean, std = mean + (mean[0],) * (n - len(mean)), std + (std[0],) * (n - len(std))
+        if len(mean) != n or len(std) != n:
+            raise ValueError(f"dataset.mean/std have {len(mean)}/{len(std)} values but the input has {n} channels")
+        self.norm_mean, self.norm_std = mean, std
+        return backbone
+
+    # -- optimisation -------------------------------------------------------------------------
+    def pretrained_modules(self) -> list[torch.nn.Module]:
+        raise NotImplementedError
+
+    def new_modules(self) -> list[torch.nn.Module]:
+        raise NotImplementedError
+
+    def total_steps(self) -> int:
+        return int(self.trainer.estimated_stepping_batches)
+
+    def batch_position(self) -> tuple[int, int]:
+        """(0-based index of the current training batch over the whole run, batches in the run).
+
+        The counter of the loss-weight ramps (pnoc-spec §4.3: micro-batches, not optimiser steps). It is
+        derived from the epoch and the batch index, which Lightning restores on resume and which are the
+        same on every DDP rank; `global_step` is not used because every `opt.step()` of a manual
+        optimisation counts in it.
+        """
+        t = self.trainer
+        if t.num_training_batches == float("inf"):
+            t.estimated_stepping_batches  # sets the train loader up (configure_optimizers runs before it)
+        per_epoch = int(t.num_training_batches) if t.num_training_batches != float("inf") else 0
+        if per_epoch <= 0 or t.max_epochs is None or t.max_epochs < 0:
+            per_epoch = per_epoch or 1
+            total = int(t.estimated_stepping_batches) * t.accumulate_grad_batches
+        else:
+            total = per_epoch * max(1, t.max_epochs)
+        step = t.current_epoch * per_epoch + max(0, t.fit_loop.epoch_loop.batch_idx)
+        return step, max(1, total)
+
+    def configure_optimizers(self):
+        s = self.scfg
+        groups = param_groups(self.pretrained_modules(), self.new_modules(), s["lr"], s["weight_decay"],
+                              s.get("lr_alpha_bias", 2.0), s.get("lr_alpha_new", 10.0))
+        opt, sched = sgd_poly(groups, self.total_steps(), s.get("momentum", 0.0), s.get("nesterov", False),
+                              s.get("poly_power", 0.9))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # -- checkpoints --------------------------------------------------------------------------
+    def load_weights(self, path: str | Path) -> None:
+        """Load the state dict of a trained stage checkpoint (weights only, no pickle)."""
+        state = state_dict_of(load_checkpoint(path, "checkpoint"))
+        self.check_class_count(state, path)
+        self.load_state_dict(state)
+
+    def check_class_count(self, state: dict, path: Path) -> None:
+        pass

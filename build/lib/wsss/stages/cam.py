@@ -1,0 +1,88 @@
+"""The CAM-producing stage that classifier, Puzzle-CAM, OC-CSE, P-OC and P-NOC build on.
+
+It owns the CAM network, classification metrics on the validation split (no masks: weakly
+supervised stages never select on ground truth), the multi-scale + flip CAM predict step, and
+the `predict` / `evaluate` tasks. Subclasses change only `compute_loss` (and, for P-NOC, the
+optimisation).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MultilabelAveragePrecision, MultilabelF1Score, MultilabelFBetaScore
+
+from wsss.artifacts import ArtifactDir
+from wsss.cams.inference import multiscale_cams, normalize_present
+from wsss.losses.classification import multilabel_soft_margin
+from wsss.models.cam_head import CAMNet
+from wsss.stages.base import Stage
+
+
+class CAMStage(Stage):
+    default_tasks = ("fit", "predict", "evaluate")
+    artifact = "cams"
+
+    def __init__(self, cfg: dict):
+        super().__init__(cfg)
+        kur = self.scfg.get("kur") or {}
+        alpha = kur.get("alpha", 1.0)
+        alpha = float(self.num_classes) if alpha == "num_classes" else float(alpha)
+        self.net = CAMNet(self.make_backbone(), self.num_classes, kur=bool(kur.get("enabled", False)), kur_alpha=alpha)
+        metrics = MetricCollection({
+            "f1": MultilabelF1Score(self.num_classes, average="macro"),
+            "f2": MultilabelFBetaScore(2.0, self.num_classes, average="macro"),
+            "map": MultilabelAveragePrecision(self.num_classes, average="macro"),
+        })
+        self.val_metrics = metrics.clone(prefix="val/")
+        self.cam_writer: ArtifactDir | None = None
+
+    # -- parameters -----------------------------------------------------------------------------
+    def pretrained_modules(self):
+        return [self.net.backbone]
+
+    def new_modules(self):
+        return self.net.new_modules()
+
+    def check_class_count(self, state: dict, path: Path) -> None:
+        w = state.get("net.head.weight")
+        if w is not None and w.shape[0] != self.num_classes:
+            raise ValueError(f"{path}: checkpoint classifies {w.shape[0]} classes but dataset "
+                             f"{self.cfg['dataset']['name']!r} has {self.num_classes}")
+
+    # -- training -------------------------------------------------------------------------------
+    def compute_loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        logits, _ = self.net(batch["image"])
+        loss = multilabel_soft_margin(logits, batch["label"], self.scfg.get("label_smoothing", 0.0))
+        return loss, {"cls": loss}
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss, parts = self.compute_loss(batch)
+        self.log_dict({f"train/{k}": v.detach() for k, v in parts.items()}, prog_bar=False,
+                      batch_size=len(batch["id"]))
+        self.log("train/loss", loss.detach(), prog_bar=True, batch_size=len(batch["id"]))
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        logits, _ = self.net(batch["image"])
+        self.val_metrics.update(torch.sigmoid(logits.float()), batch["label"].long())
+        self.log("val/loss", multilabel_soft_margin(logits, batch["label"]), batch_size=len(batch["id"]),
+                 sync_dist=True)
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_dict(self.val_metrics.compute(), sync_dist=True)
+        self.val_metrics.reset()
+
+    # -- CAMs -----------------------------------------------------------------------------------
+    def raw_cams(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net(images)[1]
+
+    def predict_step(self, batch: dict, batch_idx: int) -> None:
+        inf = self.cfg["stage"].get("inference", {})
+        cams = multiscale_cams(self.raw_cams, batch["image"], inf.get("scales", (0.5, 1.0, 1.5, 2.0)),
+                               inf.get("flip", True))
+        for i, image_id in enumerate(batch["id"]):
+            maps, keys = normalize_present(cams[i], batch["label"][i])
+            self.cam_writer.write_npz(image_id, keys=keys.cpu().numpy().astype("int64"),
+                                      cams=maps.cpu().numpy().astype("float16"))

@@ -1,0 +1,121 @@
+"""Stage `deeplab`: DeepLabV3+ trained on pseudo masks (or ground truth), multi-scale + flip inference
+with an optional dense CRF, mIoU tables and the VOC test-server export (pnoc-spec §10, thesis §B.2.3).
+
+* Masks: `stage.masks` is a pseudo-mask artifact folder holding `<split>/<id>.png` + manifest (e.g. the
+  affinity stage's `pseudo_masks`), or `gt` (ground truth: the fully supervised upper bound).
+* No peeking: training on pseudo masks validates on the pseudo masks of `stage.val_split` (or not at
+  all when the folder lacks that split) and logs `val/pseudo_miou`; only a `masks: gt` run logs
+  `val/miou`. The checkpoint kept is always the last one (no selection on any validation score), unlike
+  upstream, which keeps the best val-GT checkpoint (wsss-spec §0.19).
+* Tasks: `fit`, `predict` (palette PNGs in `<run_dir>/predictions/<split>/`), `evaluate` (mIoU +
+  per-class IoU, `wsss.segmentation.tasks.segmentation_evaluate`), `export` (VOC server layout).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from wsss.artifacts import ArtifactDir
+from wsss.metrics.segmentation import IGNORE, ConfusionMatrixMetric
+from wsss.models.deeplab import DeepLabV3Plus
+from wsss.segmentation.crf_pool import LabelMapWriter, crf_params
+from wsss.segmentation.data import SegmentationDataModule
+from wsss.segmentation.inference import DEFAULT_SCALES, multiscale_probabilities
+from wsss.stages.base import Stage
+
+
+def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, label_smoothing: float = 0.0,
+                      ignore_index: int = IGNORE) -> torch.Tensor:
+    """Pixel-wise cross-entropy over K classes, pixels labelled `ignore_index` left out of the mean."""
+    if logits.shape[-2:] != target.shape[-2:]:
+        raise ValueError(f"logits are {tuple(logits.shape[-2:])} but masks are {tuple(target.shape[-2:])}")
+    return F.cross_entropy(logits.float(), target.long(), ignore_index=ignore_index, label_smoothing=label_smoothing)
+
+
+class DeepLabStage(Stage):
+    default_tasks = ("fit", "predict", "evaluate")
+    task_aliases = {"evaluate": "segmentation_evaluate"}
+    artifact = "predictions"
+    artifact_suffix = ".png"
+
+    def __init__(self, cfg: dict):
+        super().__init__(cfg)
+        m = dict(self.scfg.get("model") or {})
+        backbone = self.make_backbone()
+        self.net = DeepLabV3Plus(backbone, self.num_classes + 1, output_stride=backbone.stride,
+                                 aspp_rates=m.get("aspp_rates", (6, 12, 18)), norm=m.get("norm", "gn"),
+                                 low_level_channels=m.get("low_level_channels", 48),
+                                 decoder_channels=m.get("decoder_channels", 256),
+                                 aspp_dropout=m.get("aspp_dropout", 0.5),
+                                 decoder_dropouts=m.get("decoder_dropouts", (0.5, 0.1)),
+                                 low_level_stage=m.get("low_level_stage", 0),
+                                 align_corners=m.get("align_corners", True), gn_groups=m.get("gn_groups", 4))
+        self.val_confusion = ConfusionMatrixMetric(self.num_classes + 1)
+        self.cam_writer: ArtifactDir | None = None  # set by the predict task (name shared with CAM stages)
+        self._label_maps: LabelMapWriter | None = None
+
+    @property
+    def uses_gt(self) -> bool:
+        return self.scfg["masks"] == "gt"
+
+    def datamodule(self) -> SegmentationDataModule:
+        s = self.scfg
+        return SegmentationDataModule(self.cfg["dataset"], s["masks"], batch_size=s["batch_size"],
+                                      mean=self.norm_mean, std=self.norm_std, augment=s.get("augment"),
+                                      num_workers=self.cfg["num_workers"], train_split=s.get("train_split"),
+                                      val_split=s.get("val_split"))
+
+    # -- parameters -----------------------------------------------------------------------------
+    def pretrained_modules(self):
+        return [self.net.backbone]
+
+    def new_modules(self):
+        return self.net.new_modules()
+
+    def check_class_count(self, state: dict, path: Path) -> None:
+        w = state.get("net.decoder.classifier.weight")
+        if w is not None and w.shape[0] != self.num_classes + 1:
+            raise ValueError(f"{path}: checkpoint segments {w.shape[0]} classes but dataset "
+                             f"{self.cfg['dataset']['name']!r} has {self.num_classes} + background")
+
+    # -- training -------------------------------------------------------------------------------
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss = segmentation_loss(self.net(batch["image"]), batch["mask"], self.scfg.get("label_smoothing", 0.0))
+        self.log("train/loss", loss.detach(), prog_bar=True, batch_size=len(batch["id"]))
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        logits = self.net(batch["image"])
+        self.val_confusion.update(logits.argmax(1), batch["mask"])
+        self.log("val/loss", segmentation_loss(logits, batch["mask"]), batch_size=len(batch["id"]), sync_dist=True)
+
+    def on_validation_epoch_end(self) -> None:
+        # Named by what it was measured against: only a fully supervised run sees GT here.
+        key = "val/miou" if self.uses_gt else "val/pseudo_miou"
+        self.log(key, self.val_confusion.compute()["miou"].float(), sync_dist=False)
+        self.val_confusion.reset()
+
+    # -- inference ------------------------------------------------------------------------------
+    def probabilities(self, images: torch.Tensor) -> torch.Tensor:
+        inf = self.scfg.get("inference") or {}
+        return multiscale_probabilities(self.net, images, inf.get("scales", DEFAULT_SCALES), inf.get("flip", True),
+                                        inf.get("fuse", "softmax"))
+
+    def on_predict_start(self) -> None:
+        iterations, processes, params = crf_params((self.scfg.get("inference") or {}).get("crf"))
+        self._label_maps = LabelMapWriter(self.cam_writer, iterations, processes, params)
+
+    def predict_step(self, batch: dict, batch_idx: int) -> None:
+        probs = self.probabilities(batch["image"]).cpu().numpy()
+        dm = self.trainer.datamodule
+        for i, image_id in enumerate(batch["id"]):
+            image = dm.split(dm.predict_split).load_image(image_id) if self._label_maps.iterations else None
+            self._label_maps.submit(image_id, probs[i], image)
+
+    def on_predict_end(self) -> None:
+        if self._label_maps is not None:
+            self._label_maps.close()
+            self._label_maps = None
+

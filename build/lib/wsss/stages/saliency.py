@@ -1,0 +1,83 @@
+"""Stage `saliency`: a PoolNet-style salient object detector trained on pseudo-saliency maps.
+
+Reads `<stage.inputs.pseudo_saliency>/<train split>/<id>.png` ({0, 255}, from the ccam stage's
+`pseudo_saliency` task), trains the edge-free PoolNet (`wsss.models.poolnet`) with BCE-with-logits
+(pnoc-spec §8.6: Adam lr 5e-5, wd 5e-4, 9 epochs, loss summed over pixels per image, frozen backbone
+BatchNorm), and predicts refined saliency maps σ(logits)·255 as uint8 PNG into
+`<run_dir>/saliency/<split>/`. No ground-truth mask is used in training.
+
+Tasks: fit, predict_saliency, evaluate_saliency (`wsss.saliency.tasks`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+import wsss.saliency.tasks  # noqa: F401  (registers the saliency tasks)
+from wsss.models.poolnet import PoolNet, saliency_loss
+from wsss.saliency.data import SaliencyDataModule
+from wsss.saliency.inference import multiscale_saliency, to_uint8
+from wsss.stages.base import Stage
+
+
+class SaliencyStage(Stage):
+    default_tasks = ("fit", "predict_saliency", "evaluate_saliency")
+    artifact = "saliency"
+    evaluated_kinds = ("saliency",)
+
+    def __init__(self, cfg: dict):
+        super().__init__(cfg)
+        s = self.scfg
+        self.net = PoolNet(self.make_backbone(), level_channels=s.get("level_channels"),
+                           ppm_bins=tuple(s.get("ppm_bins", (1, 3, 5))),
+                           pool_sizes=tuple(s.get("pool_sizes", (2, 4, 8))),
+                           frozen_bn=s.get("frozen_bn", True))
+        self.loss_reduction = s.get("loss_reduction", "sum")
+        if self.loss_reduction not in ("sum", "mean"):
+            raise ValueError(f"stage.loss_reduction={self.loss_reduction!r}; expected 'sum' or 'mean'")
+        self.saliency_writer = None
+
+    def datamodule(self) -> SaliencyDataModule:
+        s = self.scfg
+        folder = (s.get("inputs") or {}).get("pseudo_saliency")
+        return SaliencyDataModule(self.cfg["dataset"], s["batch_size"], self.norm_mean, self.norm_std,
+                                  mode="pseudo_saliency", inputs=folder,
+                                  producer_hint=s.get("inputs_producer", "stage=ccam"), crop_size=s.get("crop_size"),
+                                  augment=s.get("augment"), num_workers=self.cfg["num_workers"])
+
+    # -- optimisation ---------------------------------------------------------------------------
+    def pretrained_modules(self):
+        return [self.net.backbone]
+
+    def new_modules(self):
+        return self.net.new_modules()
+
+    def configure_optimizers(self):
+        s = self.scfg
+        if s.get("optimizer", "adam") != "adam":
+            return super().configure_optimizers()  # SGD + poly with the usual parameter groups
+        params = [p for p in self.net.parameters() if p.requires_grad]
+        return torch.optim.Adam(params, lr=s["lr"], weight_decay=s.get("weight_decay", 5e-4))
+
+    # -- training -------------------------------------------------------------------------------
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        logits = self.net(batch["image"])
+        loss = saliency_loss(logits.float(), batch["mask"], reduction=self.loss_reduction)
+        n = len(batch["id"])
+        if self.loss_reduction == "sum":
+            loss = loss / n  # upstream: sum over pixels / (iter_size·batch); Lightning divides by iter_size
+        self.log("train/loss", loss.detach(), prog_bar=True, batch_size=n)
+        return loss
+
+    # -- saliency -------------------------------------------------------------------------------
+    def predict_step(self, batch: dict, batch_idx: int) -> None:
+        inf = self.scfg.get("inference") or {}
+        sal = multiscale_saliency(self.net, batch["image"], inf.get("scales", (1.0,)), inf.get("flip", False),
+                                  inf.get("activation", "sigmoid"))
+        for i, image_id in enumerate(batch["id"]):
+            self.saliency_writer.write_png(image_id, to_uint8(sal[i]))
+
+    def check_class_count(self, state: dict, path: Path) -> None:
+        if "net.score.weight" not in state:
+            raise ValueError(f"{path}: not a saliency (PoolNet) checkpoint (no net.score weights)")

@@ -1,0 +1,282 @@
+"""Runs a stage's tasks (fit, predict, evaluate) on one Lightning Trainer."""
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import subprocess
+from pathlib import Path
+from typing import Callable
+
+import pytorch_lightning as L
+import torch
+from hydra.utils import get_class, instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
+from pytorch_lightning.strategies import DDPStrategy
+
+from wsss.artifacts import RESUMABLE_KEYS, ArtifactDir, atomic_write_json, atomic_write_text, config_hash
+from wsss.data.scan import scan_for_run
+from wsss.reliability import AtomicCheckpointIO, check_disk_for_predict, reliability_callbacks
+from wsss.stages.base import Stage
+
+log = logging.getLogger(__name__)
+
+TASKS: dict[str, Callable] = {}
+# Modules defining tasks usable by any stage (imported before the task list is checked).
+TASK_MODULES = ("wsss.segmentation.tasks",)
+
+
+def task(name: str):
+    def register(fn):
+        TASKS[name] = fn
+        return fn
+    return register
+
+
+# -- identity of a run ----------------------------------------------------------------------------
+
+
+def training_identity(cfg: dict) -> str:
+    ident = {k: v for k, v in cfg.items() if k not in RESUMABLE_KEYS}
+    stage = dict(ident.get("stage", {}))
+    # Extending a schedule or changing how results are produced resumes the same training run.
+    for k in ("tasks", "inference", "evaluation", "max_epochs", "checkpoint", "predict_splits", "eval_splits",
+              "export", "pseudo_masks", "crf_processes"):
+        stage.pop(k, None)
+    ident["stage"] = stage
+    ident["dataset"] = {k: v for k, v in ident.get("dataset", {}).items() if k != "scan"}
+    return config_hash(ident)
+
+
+def git_commit() -> str | None:
+    try:
+        root = Path(__file__).resolve().parents[1]
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "") if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def record_run(cfg: DictConfig, plain: dict, run_dir: Path) -> None:
+    """Saves the resolved config and the commit; refuses to resume a run of another config."""
+    ident = training_identity(plain)
+    info_path = run_dir / "run.json"
+    if info_path.is_file():
+        old = json.loads(info_path.read_text())
+        if old.get("identity") != ident and (run_dir / "checkpoints").is_dir():
+            raise RuntimeError(
+                f"{run_dir} holds a run of a different configuration (see {run_dir / 'config.yaml'}); "
+                "resuming it would mix two experiments. Pick another run_name=..., or delete that folder.")
+    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    atomic_write_json(info_path, {"identity": ident, "commit": git_commit(), "stage": plain["stage"]["name"],
+                                  "dataset": plain["dataset"]["name"], "backbone": plain["backbone"]["name"]})
+
+
+# -- trainer ----------------------------------------------------------------------------------------
+def build_trainer(cfg: dict, module: Stage, run_dir: Path) -> L.Trainer:
+    t = dict(cfg["trainer"])
+    strategy = t.pop("strategy", "auto")
+    backend = t.pop("process_group_backend", None)  # +trainer.process_group_backend=gloo: ranks sharing a GPU
+    if strategy == "ddp":
+        strategy = DDPStrategy(find_unused_parameters=bool(module.scfg.get("find_unused_parameters", False)),
+                               process_group_backend=backend)
+    loggers = [instantiate(spec) for spec in (cfg.get("logger") or {}).values() if spec and "_target_" in spec]
+    callbacks = [ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0,
+                                 every_n_train_steps=cfg.get("checkpoint_every_n_steps") or None)]
+    if os.environ.get("SLURM_JOB_ID") and t.get("enable_progress_bar", True):
+        callbacks.append(TQDMProgressBar(refresh_rate=50))  # readable in cluster log files
+    t.setdefault("max_epochs", module.scfg.get("max_epochs"))
+    callbacks += reliability_callbacks(cfg, run_dir)  # signals, RNG states, NaN guard (wsss/reliability)
+    return L.Trainer(default_root_dir=run_dir, strategy=strategy, logger=loggers or False, callbacks=callbacks,
+                     plugins=[AtomicCheckpointIO()], **t)
+
+
+def last_checkpoint(run_dir: Path) -> Path | None:
+    p = run_dir / "checkpoints" / "last.ckpt"
+    return p if p.is_file() else None
+
+
+# -- tasks ------------------------------------------------------------------------------------------
+@task("fit")
+def fit(ctx: "Context") -> dict:
+    ckpt = last_checkpoint(ctx.run_dir) if ctx.cfg.get("ckpt_path") == "last" else ctx.cfg.get("ckpt_path")
+    if ckpt:
+        log.info("resuming from %s", ckpt)
+    ctx.trainer.fit(ctx.module, datamodule=ctx.dm, ckpt_path=ckpt)
+    ctx.trained = True
+    return {k: float(v) for k, v in ctx.trainer.callback_metrics.items() if v.numel() == 1}
+
+
+def ensure_weights(ctx: "Context") -> None:
+    """Predicting without fitting in this process: load the stage checkpoint or this run's last one."""
+    if ctx.trained:
+        return
+    ckpt = ctx.module.scfg.get("checkpoint") or last_checkpoint(ctx.run_dir)
+    if ckpt:
+        ctx.module.load_weights(ckpt)
+        ctx.weights = str(ckpt)
+        log.info("loaded weights from %s", ckpt)
+    else:
+        log.warning("no checkpoint for %s: predicting with untrained (or ImageNet-initialised) weights",
+                    ctx.run_dir)
+        ctx.weights = "untrained"
+    ctx.trained = True
+
+
+def artifact_dir(ctx: "Context", split: str) -> ArtifactDir:
+    return ArtifactDir(ctx.run_dir / ctx.module.artifact / split, getattr(ctx.module, "artifact_suffix", ".npz"))
+
+
+@task("predict")
+def predict(ctx: "Context") -> dict:
+    ensure_weights(ctx)
+    out = {}
+    for split in ctx.predict_splits():
+        count = predict_missing(ctx, artifact_dir(ctx, split), split, ctx.module.artifact, "cam_writer",
+                                num_classes=ctx.module.num_classes)
+        out[f"{ctx.module.artifact}/{split}/count"] = count
+    return out
+
+
+def predict_missing(ctx: "Context", writer: ArtifactDir, split: str, kind: str, writer_attr: str,
+                    **manifest_extra) -> int:
+    """Write the artifacts of `split` that `writer` still lacks, on every rank; rank 0 writes the manifest last.
+
+    The module's `predict_step` writes through `module.<writer_attr>`; each rank records what it wrote so
+    that the manifest can show every image was written exactly once. Returns the split's image count.
+    """
+    ids = ctx.dm.split(split).ids
+    if ctx.trainer.is_global_zero:
+        writer.clean_temporaries()
+    missing = writer.missing(ids)
+    if missing:
+        writer.invalidate()
+        check_disk_for_predict(writer, ctx.dm.split(split), missing)  # fail early when it cannot fit
+    log.info("predict %s/%s: %d of %d images to write", kind, split, len(missing), len(ids))
+    if missing:
+        setattr(ctx.module, writer_attr, writer)
+        ctx.dm.predict_split, ctx.dm.predict_ids = split, missing
+        writer.written = []
+        ctx.trainer.predict(ctx.module, datamodule=ctx.dm, return_predictions=False)
+        record_shard(writer, ctx.trainer.global_rank)
+    ctx.trainer.strategy.barrier()
+    if ctx.trainer.is_global_zero:
+        left = writer.missing(ids)
+        if left:
+            raise RuntimeError(f"{writer.root}: {len(left)} images were not written, e.g. {left[:3]}")
+        write_artifact_manifest(ctx, writer, kind, split, **manifest_extra, written_by_rank=collect_shards(writer))
+    return len(ids)
+
+
+def write_artifact_manifest(ctx: "Context", writer: ArtifactDir, kind: str, split: str, **extra) -> None:
+    """The manifest every artifact folder carries: who wrote it, from which data and weights."""
+    writer.write_manifest(stage=ctx.plain["stage"]["name"], kind=kind, dataset=ctx.plain["dataset"]["name"],
+                          split=split, config_hash=training_identity(ctx.plain), checkpoint=ctx.weights, **extra)
+
+
+def record_shard(writer: ArtifactDir, rank: int) -> None:
+    """Each rank lists what it wrote, so the manifest can show every image was written exactly once."""
+    atomic_write_json(writer.root / f".written.rank{rank}.json", sorted(getattr(writer, "written", [])))
+
+
+def collect_shards(writer: ArtifactDir) -> dict[str, int]:
+    counts, seen = {}, set()
+    for p in sorted(writer.root.glob(".written.rank*.json")):
+        ids = json.loads(p.read_text())
+        twice = seen.intersection(ids)
+        if twice:
+            raise RuntimeError(f"{writer.root}: images written by more than one rank: {sorted(twice)[:3]}")
+        seen.update(ids)
+        counts[p.name.split(".rank")[1].split(".")[0]] = len(ids)
+        p.unlink()
+    return counts
+
+
+def evaluated_splits(ctx: "Context"):
+    """(split, dataset) of each `eval_splits` entry that has ground-truth masks; the others are named and skipped."""
+    for split in ctx.eval_splits():
+        ds = ctx.dm.split(split)
+        if not ds.has_masks:
+            log.warning("split %r has no ground-truth masks: not evaluated", split)
+            continue
+        yield split, ds
+
+
+@task("evaluate")
+def evaluate(ctx: "Context") -> dict:
+    from wsss.cams.evaluate import plot_curve, sweep
+
+    custom = getattr(type(ctx.module), "evaluate_task", None)
+    if custom is not None:  # a stage whose artifacts are not CAMs evaluates them itself
+        return custom(ctx)
+    if not ctx.trainer.is_global_zero:
+        return {}
+    ev = ctx.plain["stage"].get("evaluation", {})
+    metrics, curves = {}, {}
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    for split, ds in evaluated_splits(ctx):
+        cams = artifact_dir(ctx, split)
+        cams.check({"dataset": ctx.plain["dataset"]["name"], "split": split}, producer_hint="the predict task")
+        crf_options = [None] + ([ev["crf"]] if ev.get("crf") else [])
+        for crf in crf_options:
+            name = f"{split}" + ("+crf" if crf else "")
+            r = sweep(ds, cams.root, ev.get("thresholds"), crf=crf, device=device, num_workers=ctx.plain["num_workers"])
+            curves[name] = r
+            metrics.update({f"{ctx.module.artifact}/{name}/{k}": v for k, v in r.as_dict().items()})
+    if curves:
+        plot_curve(curves, ctx.run_dir / f"{ctx.module.artifact}_miou_curve.png")
+        from wsss.logging_utils import log_evaluation
+
+        log_evaluation(ctx.trainer.loggers, metrics, ctx.run_dir, ctx.module.artifact, dataset=ctx.dm.split(split),
+                       artifact_dir=artifact_dir(ctx, split).root)
+    return metrics
+
+
+class Context:
+    def __init__(self, cfg: DictConfig):
+        self.cfg = cfg
+        self.plain = OmegaConf.to_container(cfg, resolve=True)
+        self.run_dir = Path(self.plain["paths"]["run_dir"])
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        stage_cls = get_class(self.plain["stage"]["_target_"])
+        self.module: Stage = stage_cls(self.plain)
+        self.dm = self.module.datamodule()
+        self.trainer = build_trainer(self.plain, self.module, self.run_dir)
+        self.trained = False
+        self.weights: str | None = None
+
+    def tasks(self) -> list[str]:
+        for module in TASK_MODULES:
+            importlib.import_module(module)  # registers their @task functions
+        tasks = self.plain.get("tasks") or self.plain["stage"].get("tasks") or list(self.module.default_tasks)
+        tasks = [getattr(self.module, "task_aliases", {}).get(t, t) for t in tasks]  # e.g. evaluate -> its own
+        unknown = [t for t in tasks if t not in TASKS]
+        if unknown:
+            raise ValueError(f"tasks={tasks}: unknown task(s) {unknown}; expected some of {sorted(TASKS)}")
+        return tasks
+
+    def predict_splits(self) -> list[str]:
+        return list(self.plain["stage"].get("predict_splits") or self.plain["dataset"]["predict_splits"])
+
+    def eval_splits(self) -> list[str]:
+        return list(self.plain["stage"].get("eval_splits") or self.plain["dataset"]["eval_splits"])
+
+
+def run(cfg: DictConfig) -> dict:
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True)
+    if cfg.get("matmul_precision"):
+        torch.set_float32_matmul_precision(cfg.matmul_precision)
+    ctx = Context(cfg)
+    scan_for_run(ctx)  # bad data fails here, before any task (wsss/data/scan.py)
+    if ctx.trainer.is_global_zero:
+        record_run(cfg, ctx.plain, ctx.run_dir)
+    metrics: dict = {}
+    for name in ctx.tasks():
+        metrics.update(TASKS[name](ctx) or {})
+    if ctx.trainer.is_global_zero:
+        atomic_write_json(ctx.run_dir / "metrics.json", metrics)
+    return metrics
