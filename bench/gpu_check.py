@@ -20,6 +20,7 @@ error and the others still run; the report (gpu_check.json, gpu_check.md) is rew
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -33,8 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 # (name, seconds allowed on the GPU, on the CPU), quick ones first; the GPU total stays under 8 minutes
-SECTIONS = [("env", 40, 60), ("pnoc_speed", 110, 90), ("cam_predict", 25, 60), ("random_walk", 20, 60),
-            ("scorecam", 25, 60), ("ddp", 60, 200), ("stages_bf16-mixed", 130, 0), ("stages_16-mixed", 110, 0),
+SECTIONS = [("env", 30, 60), ("pnoc_speed", 110, 90), ("cam_predict", 25, 60), ("random_walk", 20, 60),
+            ("scorecam", 25, 60), ("ddp", 90, 200), ("stages_bf16-mixed", 150, 0), ("stages_16-mixed", 130, 0),
             ("stages_32-true", 0, 120)]
 TOTAL_BUDGET = {"gpu": 480, "cpu": 600}
 
@@ -149,22 +150,26 @@ def pipeline_rows(runs: Path, name: str, backbone: str, images: dict) -> dict:
 
 
 def section_stages(mode: Mode, precision: str) -> dict:
-    runs = mode.work / f"runs_{precision}"
     log = mode.work / f"stages_{precision}.log"
-    common = [*mode.common(runs), f"trainer.precision={precision}"]
-    images = mode.images
-    out = {"precision": precision, "backbone": mode.stage_backbone, "image_size": mode.size, "images": images}
+    common = [*mode.common(mode.work / f"runs_{precision}"), f"trainer.precision={precision}"]
     if mode.cpu:  # the CPU mode keeps to the first step (the test's time; ddp runs P-NOC); the GPU runs all
         only = [f"+pipeline.steps.{s}.enabled=false" for s in ("pnoc", "ccam", "saliency", "affinity", "deeplab")]
         run_py(["pipeline=wsss", *common, *only], log)
-        out["wsss"] = pipeline_rows(runs, "wsss", mode.stage_backbone, images)
-        return out
-    for name in ("wsss", "cam_generators"):  # the second shares classifier and pnoc with the first
-        try:
+        return stage_rows(mode, precision)
+    try:
+        for name in ("wsss", "cam_generators"):  # the second shares classifier and pnoc with the first
             run_py([f"pipeline={name}", *common], log)
-        finally:  # a failed step still has its neighbours' rows
-            out[name] = pipeline_rows(runs, name, mode.stage_backbone, images)
-            mode.partial(f"stages_{precision}", out)
+    finally:  # a failed step still has its neighbours' rows
+        mode.partial(f"stages_{precision}", stage_rows(mode, precision))
+    return stage_rows(mode, precision)
+
+
+def stage_rows(mode: Mode, precision: str) -> dict:
+    """Every step the pipelines of `precision` ran so far (also read by the parent after a timeout)."""
+    runs = mode.work / f"runs_{precision}"
+    out = {"precision": precision, "backbone": mode.stage_backbone, "image_size": mode.size, "images": mode.images}
+    for name in ("wsss", "cam_generators"):
+        out[name] = pipeline_rows(runs, name, mode.stage_backbone, mode.images)
     return out
 
 
@@ -206,7 +211,7 @@ def two_ranks(args: list[str], log: Path, timeout: float) -> float:
 def section_ddp(mode: Mode) -> dict:
     runs = mode.work / "runs_ddp"
     common = [*mode.common(runs), "dataset.predict_splits=[val]", "dataset.eval_splits=[val]"]
-    budget = 150 if mode.cpu else 40
+    budget = 150 if mode.cpu else 45
     out = {"classifier_s": two_ranks([*common, "run_name=ddp"], mode.work / "ddp_classifier", budget)}
     mode.partial("ddp", out)
     ckpt = runs / "classifier" / "synthetic" / mode.stage_backbone / "ddp" / "checkpoints" / "last.ckpt"
@@ -398,6 +403,9 @@ def run_child(name: str, args, work: Path, limit: float) -> dict:
     partial = work / f"{name}.partial.json"
     if not data and partial.is_file():
         data = {"result": {"partial": True, **json.loads(partial.read_text())}}
+    if not data and name.startswith("stages_"):  # killed mid-pipeline: the steps that finished
+        with contextlib.suppress(Exception):
+            data = {"result": {"partial": True, **stage_rows(Mode(args.cpu, work), name.split("_", 1)[1])}}
     if rc is None:
         entry.update(status="timeout", error=f"stopped after {limit:.0f} s; end of {log}:\n" + tail(log))
     elif rc or "error" in data:
