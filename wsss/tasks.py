@@ -79,10 +79,10 @@ def record_run(cfg: DictConfig, plain: dict, run_dir: Path) -> None:
 def build_trainer(cfg: dict, module: Stage, run_dir: Path) -> L.Trainer:
     t = dict(cfg["trainer"])
     strategy = t.pop("strategy", "auto")
-    if strategy == "ddp" and module.scfg.get("find_unused_parameters", False):
-        strategy = DDPStrategy(find_unused_parameters=True)
-    elif strategy == "ddp":
-        strategy = DDPStrategy()
+    backend = t.pop("process_group_backend", None)  # +trainer.process_group_backend=gloo: ranks sharing a GPU
+    if strategy == "ddp":
+        strategy = DDPStrategy(find_unused_parameters=bool(module.scfg.get("find_unused_parameters", False)),
+                               process_group_backend=backend)
     loggers = [instantiate(spec) for spec in (cfg.get("logger") or {}).values() if spec and "_target_" in spec]
     callbacks = [ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0,
                                  every_n_train_steps=cfg.get("checkpoint_every_n_steps") or None)]
