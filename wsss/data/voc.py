@@ -22,6 +22,8 @@ VOC_CLASSES = (
 )
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+# the mask folders of `masks: auto`, in the order they are searched for each image
+MASK_FOLDERS = ("SegmentationClassAug", "SegmentationClass")
 
 
 @dataclass
@@ -139,7 +141,7 @@ class VOCDataset(ImageFolderDataset):
         self._class_index = {c: i for i, c in enumerate(self.classes)}
         split_file = self._split_file(split)
         self.ids = read_split(split_file)
-        self.masks_dir = self._masks_dir(masks)
+        self.mask_dirs = self._mask_dirs(masks)
         self._labels: dict[str, np.ndarray] = {}
 
     def _split_file(self, split: str) -> Path:
@@ -149,13 +151,16 @@ class VOCDataset(ImageFolderDataset):
                 return p
         raise FileNotFoundError(f"{self.root}/ImageSets/{{Segmentation,Main}}/{split}.txt: split {split!r} is missing")
 
-    def _masks_dir(self, masks: str) -> Path | None:
-        if masks not in ("auto", "none"):
-            return self.root / masks
+    def _mask_dirs(self, masks: str) -> tuple[Path, ...]:
+        """The mask folders, searched in this order for each image.
+
+        `auto`: SegmentationClassAug (SBD's grey masks) first, then SegmentationClass (VOC's palette
+        masks): the Aug download lacks the val images, whose masks only VOC's own folder holds."""
         if masks == "none":
-            return None
-        aug = self.root / "SegmentationClassAug"
-        return aug if aug.is_dir() else self.root / "SegmentationClass"
+            return ()
+        if masks != "auto":
+            return (self.root / masks,)
+        return tuple(d for d in (self.root / n for n in MASK_FOLDERS) if d.is_dir())
 
     def image_path(self, image_id: str) -> Path:
         for suffix in IMAGE_SUFFIXES:
@@ -165,9 +170,14 @@ class VOCDataset(ImageFolderDataset):
         return self.root / "JPEGImages" / f"{image_id}.jpg"
 
     def mask_path(self, image_id: str) -> Path | None:
-        if self.masks_dir is None:
-            return None
-        return self.masks_dir / f"{image_id}.png"
+        """The mask of `image_id` in the first folder that holds it (`mask_path(i).parent` says which); when
+        none does, its path in the last folder searched (named by errors), or None without mask folders."""
+        path = None
+        for folder in self.mask_dirs:
+            path = folder / f"{image_id}.png"
+            if path.is_file():
+                return path
+        return path
 
     def label(self, image_id: str) -> np.ndarray:
         if image_id not in self._labels:
