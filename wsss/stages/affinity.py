@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from wsss.artifacts import ArtifactDir, config_hash
+from wsss.artifacts import ArtifactDir, config_hash, covering_folder, folder_identity, open_split
 from wsss.data import transforms as T
 from wsss.data.datamodule import WSSSDataModule
 from wsss.data.datasets import TransformedSplit
@@ -116,9 +116,7 @@ class AffinityDataModule(WSSSDataModule):
     def train_dataloader(self):
         name = self.cfg["train_split"]
         split = self.split(name)
-        labels = ArtifactDir(self.label_root / name, ".png")
-        labels.check({"dataset": self.cfg["name"], "split": name, "kind": LABELS},
-                     producer_hint="the affinity_labels task of stage=affinity")
+        labels = open_split(self.label_root, name, split.ids, ".png", self.cfg["name"], kind=LABELS)
         ids = [i for i in split.ids if split.label(i).sum() > 0]   # IGNORE_BG_IMAGES (pnoc-spec §9.4)
         if not ids:
             raise ValueError(f"split {name!r} has no image with a label")
@@ -160,29 +158,33 @@ class AffinityStage(Stage):
     def dataset_name(self) -> str:
         return self.cfg["dataset"]["name"]
 
-    def _input(self, kind: str, split: str, suffix: str) -> ArtifactDir:
+    def _input(self, kind: str, split: str, ids: list[str], suffix: str) -> ArtifactDir:
         inputs = self.scfg.get("inputs") or {}
         if not inputs.get(kind):
             raise ValueError(f"stage.inputs.{kind} is not set")
         if (kind, split) not in self._checked:
-            folder = ArtifactDir(Path(inputs[kind]) / split, suffix)
-            producer = (inputs.get("producers") or {}).get(kind, "classifier" if kind == "cams" else "saliency")
-            folder.check({"dataset": self.dataset_name, "split": split},
-                         producer_hint=f"stage={producer} with split {split!r} among its predict splits, or point "
-                                       f"stage.inputs.{kind} at its artifact folder")
-            self._checked[(kind, split)] = folder
+            self._checked[(kind, split)] = open_split(inputs[kind], split, ids, suffix, self.dataset_name)
         return self._checked[(kind, split)]
 
-    def cam_input(self, split: str) -> ArtifactDir:
-        return self._input("cams", split, ".npz")
+    def cam_input(self, split: str, ids: list[str]) -> ArtifactDir:
+        return self._input("cams", split, ids, ".npz")
 
-    def saliency_input(self, split: str) -> ArtifactDir | None:
+    def saliency_input(self, split: str, ids: list[str]) -> ArtifactDir | None:
         if not (self.scfg.get("inputs") or {}).get("saliency"):
             return None
-        return self._input("saliency", split, ".png")
+        return self._input("saliency", split, ids, ".png")
 
     def artifact_dir(self, kind: str, split: str) -> ArtifactDir:
-        return ArtifactDir(self.run_dir / kind / split, ".png" if kind != RW else ".npz")
+        """The folder this run writes its `kind` artifacts of `split` to."""
+        return ArtifactDir(self.run_dir / kind / split, self.suffix(kind))
+
+    def own_artifacts(self, kind: str, split: str, ids: list[str]) -> ArtifactDir:
+        """This run's finished `kind` artifacts of `split` (own folder, or a split holding all its ids)."""
+        return open_split(self.run_dir / kind, split, ids, self.suffix(kind), self.dataset_name)
+
+    @staticmethod
+    def suffix(kind: str) -> str:
+        return ".npz" if kind == RW else ".png"
 
     def label_splits(self) -> list[str]:
         return list(self.scfg.get(LABELS, {}).get("splits") or [self.cfg["dataset"]["train_split"]])
@@ -260,7 +262,7 @@ class AffinityStage(Stage):
 
     def predict_step(self, batch: dict, batch_idx: int) -> None:
         split = self.trainer.datamodule.predict_split
-        cams = self.cam_input(split)
+        cams = self.cam_input(split, self.trainer.datamodule.split(split).ids)
         for i, image_id in enumerate(batch["id"]):
             image = batch["image"][i:i + 1]
             z = cams.read_npz(image_id)
@@ -280,17 +282,13 @@ def _affinity_stage(ctx) -> AffinityStage:
 
 
 def _write_all(ctx, writer: ArtifactDir, ids: list[str], make_items: Callable[[list[str]], Iterable],
-               fn: Callable, manifest: dict) -> int:
-    """Compute the missing files of `writer` with `fn` in the CRF pool; manifest last. Returns how many."""
-    old = writer.manifest()
-    if old is not None and old.get("config_hash") != manifest["config_hash"]:
-        log.warning("%s was made with other settings (config_hash %s, now %s): rewriting it", writer.root,
-                    old.get("config_hash"), manifest["config_hash"])
-        writer.remove()
-    writer.clean_temporaries()
-    missing = writer.missing(ids)
-    if missing:
-        writer.invalidate()
+               fn: Callable, manifest: dict, inputs: list[Path]) -> int:
+    """Compute the missing files of `writer` with `fn` in the CRF pool; manifest last. Returns how many.
+
+    The producer is the manifest's `config_hash` (settings) and the identity of the input folders read:
+    files made from other settings or inputs are rewritten."""
+    producer = {"settings": manifest["config_hash"], "inputs": {str(p): folder_identity(p) for p in inputs}}
+    missing = writer.prepare(producer, ids)
     processes = int(ctx.module.scfg.get("crf_processes", 1))
     log.info("%s: %d of %d images to write (%d processes)", writer.root, len(missing), len(ids), processes)
     for image_id, array in pool_imap(fn, make_items(missing), processes=processes):
@@ -298,7 +296,7 @@ def _write_all(ctx, writer: ArtifactDir, ids: list[str], make_items: Callable[[l
     left = writer.missing(ids)
     if left:
         raise RuntimeError(f"{writer.root}: {len(left)} images were not written, e.g. {left[:3]}")
-    writer.write_manifest(**manifest)
+    writer.write_manifest(ids=ids, **manifest)
     return len(missing)
 
 
@@ -314,7 +312,7 @@ def make_affinity_labels(ctx) -> dict:
     out = {}
     for split in module.label_splits():
         ds = ctx.dm.split(split)
-        cams, saliency = module.cam_input(split), module.saliency_input(split)
+        cams, saliency = module.cam_input(split, ds.ids), module.saliency_input(split, ds.ids)
 
         def items(ids, ds=ds, cams=cams, saliency=saliency):
             for image_id in ids:
@@ -327,7 +325,7 @@ def make_affinity_labels(ctx) -> dict:
         n = _write_all(ctx, writer, ds.ids, items, affinity_labels, dict(
             stage=module.scfg["name"], kind=LABELS, dataset=module.dataset_name, split=split,
             config_hash=config_hash({"dataset": {k: ctx.plain["dataset"].get(k) for k in ("name", "args")}, **settings}), **settings,
-            num_classes=module.num_classes))
+            num_classes=module.num_classes), [c.root.parent for c in (cams, saliency) if c is not None])
         out.update({f"{LABELS}/{split}/count": len(ds.ids), f"{LABELS}/{split}/written": n})
     return out
 
@@ -343,10 +341,8 @@ def make_pseudo_masks(ctx) -> dict:
     out = {}
     for split in ctx.predict_splits():
         ds = ctx.dm.split(split)
-        rw = module.artifact_dir(RW, split)
-        rw_manifest = rw.check({"dataset": module.dataset_name, "split": split},
-                               producer_hint="the predict task of stage=affinity")
-        saliency = module.saliency_input(split) if p.get("use_saliency") else None
+        rw = module.own_artifacts(RW, split, ds.ids)
+        saliency = module.saliency_input(split, ds.ids) if p.get("use_saliency") else None
 
         def items(ids, ds=ds, rw=rw, saliency=saliency):
             for image_id in ids:
@@ -358,7 +354,8 @@ def make_pseudo_masks(ctx) -> dict:
         n = _write_all(ctx, writer, ds.ids, items, pseudo_mask, dict(
             stage=module.scfg["name"], kind=PSEUDO_MASKS, dataset=module.dataset_name, split=split,
             config_hash=config_hash({"training": training_identity(ctx.plain), PSEUDO_MASKS: p}),
-            checkpoint=rw_manifest.get("checkpoint"), num_classes=module.num_classes, **{PSEUDO_MASKS: p}))
+            checkpoint=(rw.manifest() or {}).get("checkpoint"), num_classes=module.num_classes, **{PSEUDO_MASKS: p}),
+            [c.root.parent for c in (rw, saliency) if c is not None])
         out.update({f"{PSEUDO_MASKS}/{split}/count": len(ds.ids), f"{PSEUDO_MASKS}/{split}/written": n})
     return out
 
@@ -397,19 +394,16 @@ def evaluate_affinity(ctx) -> dict:
     metrics, curves = {}, {}
     for split, ds in evaluated_splits(ctx):
         classes = ["background", *ds.classes]
-        expect = {"dataset": module.dataset_name, "split": split}
-        sweeps = {"cams": (module.cam_input(split), ev.get("thresholds"), "cams"),
-                  RW: (module.artifact_dir(RW, split), ev.get("rw_thresholds"), "rw")}
+        sweeps = {"cams": (module.cam_input(split, ds.ids), ev.get("thresholds"), "cams"),
+                  RW: (module.own_artifacts(RW, split, ds.ids), ev.get("rw_thresholds"), "rw")}
         for name, (folder, thresholds, key) in sweeps.items():
-            folder.check(expect, producer_hint="the predict task of stage=affinity")
             r = sweep(ds, folder.root, thresholds, device=device, num_workers=ctx.plain["num_workers"], key=key)
             curves[f"{name}/{split}"] = r
             metrics.update({f"{name}/{split}/{k}": v for k, v in r.as_dict().items()})
-        masks = module.artifact_dir(PSEUDO_MASKS, split)
-        masks.check(expect, producer_hint="the pseudo_masks task of stage=affinity")
+        masks = module.own_artifacts(PSEUDO_MASKS, split, ds.ids)
         metrics.update(_iou_metrics(f"{PSEUDO_MASKS}/{split}", label_confusion(ds, masks, num_labels), classes))
-        labels = module.artifact_dir(LABELS, split)
-        if labels.manifest() is not None:   # affinity labels exist for the label splits only
+        labels = covering_folder(module.run_dir / LABELS, split, ds.ids, ".png")
+        if labels is not None:   # affinity labels exist for the label splits (and their subsets) only
             confusion = label_confusion(ds, labels, num_labels, confident_only=True)
             metrics.update(_iou_metrics(f"{LABELS}/{split}", confusion, classes))
             gt_pixels = sum(int((m != 255).sum()) for m in map(ds.load_mask, ds.ids))
