@@ -363,9 +363,7 @@ def producer_hint(kind_root: str | Path, split: str) -> str:
     """'They are written by stage X: python run.py ...', read from the producing run's run.json."""
     run_dir = run_folder_of(kind_root)
     if run_dir is None:
-        return (f"Nothing has run in a folder above {kind_root}: run the stage that writes it first (its run "
-                f"folder is <runs>/<stage>/<dataset>/<backbone>/<run_name>), with {split!r} in "
-                "dataset.predict_splits, or point this stage's input at the right folder.")
+        return run_folder_hint(Path(kind_root), split)
     info = json.loads((run_dir / "run.json").read_text())
     overrides = [o for o in info.get("overrides") or [] if not o.split("=")[0].lstrip("+~") in
                  ("tasks", "dataset.predict_splits")]
@@ -374,3 +372,20 @@ def producer_hint(kind_root: str | Path, split: str) -> str:
     return (f"They are written by stage={info.get('stage')} (run folder {run_dir}), whose predict splits "
             f"{info.get('predict_splits')} do not cover {split!r}; this writes them (training resumes, "
             f"nothing is retrained): {command}")
+
+
+def run_folder_hint(kind_root: Path, split: str) -> str:
+    """The hint for a folder no run has written: the stage its path names (<runs>/<stage>/<dataset>/<backbone>/
+    <run_name>/<kind>), and its command."""
+    stages = Path(__file__).resolve().parents[1] / "conf" / "stage"
+    parts = kind_root.parts
+    for i in range(len(parts) - 4):
+        if (stages / f"{parts[i]}.yaml").is_file() and i + 4 == len(parts) - 1:
+            stage, dataset, backbone, run_name = parts[i:i + 4]
+            return (f"Nothing has run in {Path(*parts[:i + 4])}; it is the run folder of stage={stage}, written by: "
+                    f"python run.py stage={stage} dataset={dataset} backbone={backbone} run_name={run_name} "
+                    f"paths.runs_dir={Path(*parts[:i])} (with the same experiment=... as this run; {split!r} must "
+                    "be among its dataset.predict_splits)")
+    return (f"No run has written {kind_root} (no run.json above it): run the stage that makes these artifacts "
+            f"first (run folder <runs>/<stage>/<dataset>/<backbone>/<run_name>/) with {split!r} in its "
+            "dataset.predict_splits, or point this stage's input at its artifact folder.")
