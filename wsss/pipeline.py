@@ -382,13 +382,18 @@ def execute(steps: list[Step], out_dir: Path, cwd: Path, name: str, title: str) 
     return write_summary(steps, out_dir, title)
 
 
-def show_plan(steps: list[Step]) -> dict:
-    """pipeline.dry_run=true: what would run, and why, without running anything."""
+def show_plan(steps: list[Step], out_dir: Path) -> dict:
+    """pipeline.dry_run=true: what would run, and why, without running anything; the steps' overrides, one
+    line each, go to `<out_dir>/steps.txt` (the input of slurm/pipeline.sh: one SLURM job per step)."""
     plan_ = {}
     for s in steps:
         reason = why_not_done(s)
         plan_[s.id] = "up to date" if reason is None else f"runs ({reason})"
         print(f"{s.id}: {plan_[s.id]}\n  python run.py {' '.join(s.overrides)}", flush=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_dir / "steps.txt", "".join(" ".join(s.overrides) + "\n" for s in steps))
+    print(f"one line per step: {out_dir / 'steps.txt'} (slurm/pipeline.sh {out_dir / 'steps.txt'} submits them "
+          "as a chain of jobs)", flush=True)
     return {}
 
 
@@ -418,6 +423,6 @@ def run_pipeline(cfg: DictConfig) -> dict:
             s.overrides += [f"logger.wandb.group={group}", f"logger.wandb.tags={format_value(tags)}"]
     log.info("pipeline %s: %s", spec.get("name"), " -> ".join(f"{s.id}" for s in steps))
     if spec.get("dry_run"):
-        return show_plan(steps)
+        return show_plan(steps, Path(hc.runtime.output_dir))
     title = f"pipeline {spec.get('name')} · {cfg.dataset.name} · {cfg.backbone.name} · {run_name}"
     return execute(steps, Path(hc.runtime.output_dir), Path(hc.runtime.cwd), str(spec.get("name")), title)

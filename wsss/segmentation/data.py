@@ -130,7 +130,12 @@ class SegmentationDataModule(WSSSDataModule):
             return False
         if self.uses_gt:
             return self.split(self.val_split).has_masks
-        ids = self.split(self.val_split).ids
+        if (Path(self.masks) / self.val_split).is_dir():
+            return True
+        try:   # or a folder of another split holding all its ids
+            ids = self.split(self.val_split).ids
+        except FileNotFoundError:
+            return False
         return covering_folder(self.masks, self.val_split, ids, ".png") is not None
 
     def train_dataloader(self) -> DataLoader:
