@@ -101,8 +101,8 @@ def test_cam_generators_on_voc_shares_the_chain_runs(chain):
 def recipe_overrides(chain, recipe: str) -> list[str]:
     d = chain["dirs"]
     tiny = [f"experiment={recipe}", "backbone=resnet18", "backbone.pretrained=false", "trainer=cpu",
-            "trainer.precision=32-true", "trainer.limit_train_batches=2", "trainer.accumulate_grad_batches=1",
-            "stage.max_epochs=1", "stage.batch_size=4", "stage.inference.scales=[1.0]", "dataset.crop_size=64",
+            "trainer.precision=32-true", "++trainer.limit_train_batches=2", "++trainer.accumulate_grad_batches=1",
+            "stage.max_epochs=1", "stage.batch_size=4", "dataset.crop_size=64",
             "dataset.min_size=56", "dataset.max_size=80", "dataset.predict_splits=[val]", "dataset.eval_splits=[val]",
             "num_workers=0", "logger=csv", "trainer.enable_progress_bar=false", f"dataset.args.root={chain['root']}"]
     inputs = {
@@ -117,7 +117,8 @@ def recipe_overrides(chain, recipe: str) -> list[str]:
                                 "stage.tasks=[fit,predict,evaluate]", "stage.predict_splits=[val]",
                                 "stage.eval_splits=[val]"],
     }
-    return [*tiny, *inputs.get(recipe, [])]
+    scales = [] if recipe == "voc12_affinity_rs269" else ["stage.inference.scales=[1.0]"]
+    return [*tiny, *scales, *inputs.get(recipe, [])]
 
 
 RECIPES = ("voc12_rs269_p", "voc12_rs269_pf", "voc12_rs269_poc", "voc12_rs269_poc_ls", "voc12_rs269_pnoc_ls",
@@ -131,7 +132,7 @@ def test_every_voc12_recipe_runs_a_few_batches_on_the_voc_layout(chain):
     val_images, val_pixels = void_free_pixels(chain["root"], "val")
     for recipe in RECIPES:
         overrides = recipe_overrides(chain, recipe)
-        if recipe.startswith("voc12_rs269_p"):   # P-OC, P-NOC: the chain's classifier as the oc
+        if recipe.endswith(("_poc", "_poc_ls", "_pnoc_ls")):   # P-OC, P-NOC: the chain's classifier as the oc
             overrides.append(f"stage.oc_checkpoint={chain['dirs']['classifier'] / 'checkpoints/last.ckpt'}")
         run_dir = chain["runs"] / "recipes" / recipe
         metrics = run(compose_config(run_dir, chain["runs"], overrides, tiny=False))
