@@ -309,7 +309,7 @@ class Context:
         self.dm = self.module.datamodule()
         self.trainer = build_trainer(self.plain, self.module, self.run_dir)
         self.trained = False
-        self.weights: str | None = None
+        self.weights: Path | None = None   # the checkpoint predictions come from (None: untrained)
 
     def tasks(self) -> list[str]:
         for module in TASK_MODULES:
