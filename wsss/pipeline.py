@@ -15,6 +15,10 @@ which gives each step its run folder and resolved configuration:
   run.py writes config.yaml when a run starts and metrics.json after its last task (after the artifact
   manifests), so a metrics.json newer than config.yaml, and a config.yaml equal to the step's composed
   configuration (trainer, logger, paths and num_workers aside), mean the run finished with that config;
+  and every artifact manifest must still match its producer (the checkpoint and input folders it
+  records, `wsss.artifacts.stale_reason`, the rule a predict applies before writing);
+- a step maps a pipeline-level experiment to its own recipe: `experiments: {<experiment>: <recipe>}` runs
+  the step with `experiment=<recipe>` instead (a list there adds overrides to the pipeline's experiment);
 - an interrupted pipeline resumes where it stopped: finished steps are up to date, the interrupted stage
   resumes from last.ckpt and writes only its missing artifacts.
 Command-line overrides go to every step; `stage.*` ones only to steps whose stage has the key (one that
@@ -43,7 +47,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from wsss.artifacts import RESUMABLE_KEYS, atomic_write_json, atomic_write_text, config_hash
+from wsss.artifacts import (MANIFEST, RESUMABLE_KEYS, ArtifactDir, atomic_write_json, atomic_write_text, config_hash,
+                            stale_reason)
 
 log = logging.getLogger("wsss.pipeline")
 
@@ -188,9 +193,15 @@ def plan(pipeline: dict, general: list[str], stage_overrides: list[str], run_nam
         if not stage_exists(stage, conf_dir):
             log.info("step %s: conf/stage/%s.yaml does not exist (stage not available yet): left out", sid, stage)
             continue
-        own = [*(spec.get("overrides") or []), *((spec.get("experiments") or {}).get(experiment) or [])]
-        own = [resolve_override(str(t), namespace, sid) for t in own]
-        base = [f"stage={stage}", *general, f"run_name={run_name}"]
+        recipe = (spec.get("experiments") or {}).get(experiment) or []
+        if isinstance(recipe, str):   # the step's own recipe replaces the pipeline's experiment
+            recipe = [f"experiment={recipe}"]
+        own = [resolve_override(str(t), namespace, sid) for t in [*(spec.get("overrides") or []), *recipe]]
+        if any(t.startswith("experiment=") for t in own):
+            step_general = [t for t in general if not t.startswith("experiment=")]
+        else:
+            step_general = general
+        base = [f"stage={stage}", *step_general, f"run_name={run_name}"]
         plain, _ = compose_step([*base, *own])
         applicable = []
         for text, ov in zip(stage_overrides, stage_keys):
@@ -243,6 +254,15 @@ def why_not_done(step: Step, check_config: bool = True) -> str | None:
         saved = OmegaConf.to_container(OmegaConf.load(cfg_file), resolve=False)
         if config_hash(comparable(saved)) != config_hash(comparable(step.plain)):
             return "its configuration changed"
+    return stale_artifacts(step.run_dir)
+
+
+def stale_artifacts(run_dir: Path) -> str | None:
+    """Why an artifact folder of the run no longer matches its producer (same rule as a predict's), or None."""
+    for manifest in sorted(run_dir.glob(f"*/*/{MANIFEST}")):
+        reason = stale_reason(ArtifactDir(manifest.parent, ""))
+        if reason:
+            return reason
     return None
 
 
@@ -362,13 +382,18 @@ def execute(steps: list[Step], out_dir: Path, cwd: Path, name: str, title: str) 
     return write_summary(steps, out_dir, title)
 
 
-def show_plan(steps: list[Step]) -> dict:
-    """pipeline.dry_run=true: what would run, and why, without running anything."""
+def show_plan(steps: list[Step], out_dir: Path) -> dict:
+    """pipeline.dry_run=true: what would run, and why, without running anything; the steps' overrides, one
+    line each, go to `<out_dir>/steps.txt` (the input of slurm/pipeline.sh: one SLURM job per step)."""
     plan_ = {}
     for s in steps:
         reason = why_not_done(s)
         plan_[s.id] = "up to date" if reason is None else f"runs ({reason})"
         print(f"{s.id}: {plan_[s.id]}\n  python run.py {' '.join(s.overrides)}", flush=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_dir / "steps.txt", "".join(" ".join(s.overrides) + "\n" for s in steps))
+    print(f"one line per step: {out_dir / 'steps.txt'} (slurm/pipeline.sh {out_dir / 'steps.txt'} submits them "
+          "as a chain of jobs)", flush=True)
     return {}
 
 
@@ -398,6 +423,6 @@ def run_pipeline(cfg: DictConfig) -> dict:
             s.overrides += [f"logger.wandb.group={group}", f"logger.wandb.tags={format_value(tags)}"]
     log.info("pipeline %s: %s", spec.get("name"), " -> ".join(f"{s.id}" for s in steps))
     if spec.get("dry_run"):
-        return show_plan(steps)
+        return show_plan(steps, Path(hc.runtime.output_dir))
     title = f"pipeline {spec.get('name')} · {cfg.dataset.name} · {cfg.backbone.name} · {run_name}"
     return execute(steps, Path(hc.runtime.output_dir), Path(hc.runtime.cwd), str(spec.get("name")), title)
