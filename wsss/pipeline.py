@@ -75,7 +75,18 @@ class Step:
     needs: list[str] = field(default_factory=list)   # ids of the earlier steps whose outputs it reads
     inputs: dict[str, str] = field(default_factory=dict)  # override value path -> producing step id
     status: str = "pending"
-    seconds: float = 0.0
+    seconds: float | None = None         # wall time of its run; an up-to-date step shows the recorded one
+
+    @property
+    def time_file(self) -> Path:
+        return self.run_dir / "pipeline_seconds.json"
+
+    def recorded_seconds(self) -> float | None:
+        """The wall time this step's run folder recorded when a pipeline last ran it (None when none did)."""
+        try:
+            return float(json.loads(self.time_file.read_text())["seconds"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
 
     def command(self) -> list[str]:
         return [sys.executable, str(RUN_PY), *self.overrides]
@@ -301,8 +312,12 @@ def summary_rows(steps: list[Step]) -> list[dict]:
         values = reported(s) or [("", float("nan"))]
         for key, value in values:
             rows.append({"step": s.id, "stage": s.stage, "metric": key, "value": value, "status": s.status,
-                         "seconds": round(s.seconds, 1), "run_dir": str(s.run_dir)})
+                         "seconds": seconds_cell(s.seconds), "run_dir": str(s.run_dir)})
     return rows
+
+
+def seconds_cell(seconds: float | None) -> float | str:
+    return "-" if seconds is None else round(seconds, 1)
 
 
 def cell(value: Any, percent: bool = False) -> str:
@@ -332,7 +347,8 @@ def write_summary(steps: list[Step], out_dir: Path, title: str) -> dict:
 
 def record(steps: list[Step], out_dir: Path) -> None:
     atomic_write_json(out_dir / "pipeline.json", [
-        {"id": s.id, "stage": s.stage, "status": s.status, "seconds": round(s.seconds, 1), "run_dir": str(s.run_dir),
+        {"id": s.id, "stage": s.stage, "status": s.status, "seconds": seconds_cell(s.seconds),
+         "run_dir": str(s.run_dir),
          "needs": s.needs, "command": "python run.py " + " ".join(s.overrides)} for s in steps])
 
 
@@ -358,13 +374,14 @@ def execute(steps: list[Step], out_dir: Path, cwd: Path, name: str, title: str) 
     for s in steps:
         reason = why_not_done(s)
         if reason is None:
-            s.status = "up to date"
+            s.status, s.seconds = "up to date", s.recorded_seconds()
             log.info("step %s (stage=%s): up to date in %s", s.id, s.stage, s.run_dir)
             continue
         log.info("step %s (stage=%s): runs (%s)", s.id, s.stage, reason)
         check_inputs(s, by_id)
         start = time.monotonic()
         s.status = "running"
+        s.time_file.unlink(missing_ok=True)  # a stale time must not outlive the run it timed
         record(steps, out_dir)
         try:
             run_step(s, cwd, name)
@@ -375,6 +392,7 @@ def execute(steps: list[Step], out_dir: Path, cwd: Path, name: str, title: str) 
             raise
         s.seconds = time.monotonic() - start
         s.status = "ran"
+        atomic_write_json(s.time_file, {"seconds": round(s.seconds, 1), "pipeline": name})
         left = why_not_done(s, check_config=False)
         if left:
             raise PipelineError(f"step {s.id!r} exited 0 but its run folder is not complete ({left}): {s.run_dir}")
