@@ -33,9 +33,10 @@ TIMM_NAMES = {
 # Architectures whose timm implementation accepts `output_stride` (dilated last stages).
 DILATABLE = ("resnet", "resnest", "efficientnet")
 
-# Stages returned, from stride 4 to the deepest: the stem (stride 2) is never used by a head, and
-# timm's VGG adds a stride-32 pre-logits block that the GAP classifier of the thesis does not have.
-OUT_INDICES = {"vgg": (2, 3, 4)}
+# Stages returned, from stride 4 to the deepest: the stem (stride 2) is never used by a head. VGG16-GAP ends at
+# block5_pool (timm `features.30`, stride 32, 7×7 at 224 px) as in the MinMax-CAM notebooks; timm's pre-logits
+# ConvMlp after it is not part of that classifier.
+OUT_INDICES = {"vgg": (2, 3, 4, 5)}
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
