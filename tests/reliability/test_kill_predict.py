@@ -13,11 +13,17 @@ pytestmark = pytest.mark.timeout(900)
 PREDICT = ["tasks=[predict]", "dataset.predict_splits=[train]", "stage.inference.scales=[1.0,1.5,2.0,2.5,3.0,3.5]"]
 
 
-def test_sigkill_midway_then_rerun_writes_only_the_missing(tmp_path, data_dir):
-    run_dir = run_dir_of(tmp_path, "predict")
+def predict_until_first_file(tmp_path, data_dir, name: str):
+    """(run folder, CAM folder, process) of a predict pass that has just written its first file."""
+    run_dir = run_dir_of(tmp_path, name)
     cams = run_dir / "cams" / "train"
-    proc = start(tmp_path, data_dir, "predict", *PREDICT)
+    proc = start(tmp_path, data_dir, name, *PREDICT)
     wait_for(lambda: cams.is_dir() and any(cams.glob("*.npz")), proc, poll=0.005)
+    return run_dir, cams, proc
+
+
+def test_sigkill_midway_then_rerun_writes_only_the_missing(tmp_path, data_dir):
+    run_dir, cams, proc = predict_until_first_file(tmp_path, data_dir, "predict")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
 
@@ -39,10 +45,7 @@ def test_sigkill_midway_then_rerun_writes_only_the_missing(tmp_path, data_dir):
 
 
 def test_sigterm_midway_stops_after_the_current_image_then_rerun_finishes(tmp_path, data_dir):
-    run_dir = run_dir_of(tmp_path, "predict_term")
-    cams = run_dir / "cams" / "train"
-    proc = start(tmp_path, data_dir, "predict_term", *PREDICT)
-    wait_for(lambda: cams.is_dir() and any(cams.glob("*.npz")), proc, poll=0.005)
+    run_dir, cams, proc = predict_until_first_file(tmp_path, data_dir, "predict_term")
     proc.send_signal(signal.SIGTERM)
     code, out = finish(proc)
 

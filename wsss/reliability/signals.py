@@ -110,6 +110,8 @@ class SignalCheckpoint(Callback):
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.state.fn == "fit" and not trainer.sanity_checking:
             self._maybe_stop(trainer, "after validation")
+        elif trainer.state.fn == "validate":
+            self._restore()
 
     # predict / test / validate outside fit: stop after the current batch, without a checkpoint
     def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
