@@ -60,8 +60,8 @@ class WSSSDataModule(L.LightningDataModule):
     def classes(self) -> tuple[str, ...]:
         return self.split(self.cfg["train_split"]).classes
 
-    def _loader(self, ds, batch_size, shuffle, drop_last=False, sampler=None) -> DataLoader:
-        options = dict(batch_size=batch_size, num_workers=self.num_workers, collate_fn=collate, drop_last=drop_last,
+    def _loader(self, ds, batch_size, shuffle, drop_last=False, sampler=None, collate_fn=collate) -> DataLoader:
+        options = dict(batch_size=batch_size, num_workers=self.num_workers, collate_fn=collate_fn, drop_last=drop_last,
                        persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available())
         if shuffle and sampler is None:  # training: an order that a resumed run continues (wsss/data/sampler.py)
             self._train_loader = ResumableLoader(ds, self._epoch_sampler(ds), **options)
