@@ -5,7 +5,7 @@ import signal
 import numpy as np
 import pytest
 
-from tests.reliability.common import run_dir_of, run_in_process, start, wait_for
+from tests.reliability.common import finish, run_dir_of, run_in_process, start, wait_for
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -13,11 +13,17 @@ pytestmark = pytest.mark.timeout(900)
 PREDICT = ["tasks=[predict]", "dataset.predict_splits=[train]", "stage.inference.scales=[1.0,1.5,2.0,2.5,3.0,3.5]"]
 
 
-def test_sigkill_midway_then_rerun_writes_only_the_missing(tmp_path, data_dir):
-    run_dir = run_dir_of(tmp_path, "predict")
+def predict_until_first_file(tmp_path, data_dir, name: str):
+    """(run folder, CAM folder, process) of a predict pass that has just written its first file."""
+    run_dir = run_dir_of(tmp_path, name)
     cams = run_dir / "cams" / "train"
-    proc = start(tmp_path, data_dir, "predict", *PREDICT)
+    proc = start(tmp_path, data_dir, name, *PREDICT)
     wait_for(lambda: cams.is_dir() and any(cams.glob("*.npz")), proc, poll=0.005)
+    return run_dir, cams, proc
+
+
+def test_sigkill_midway_then_rerun_writes_only_the_missing(tmp_path, data_dir):
+    run_dir, cams, proc = predict_until_first_file(tmp_path, data_dir, "predict")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
 
@@ -36,3 +42,18 @@ def test_sigkill_midway_then_rerun_writes_only_the_missing(tmp_path, data_dir):
     assert not list(cams.glob(".*.tmp"))
     manifest = json.loads((cams / "manifest.json").read_text())
     assert manifest["count"] == 16 and manifest["split"] == "train"
+
+
+def test_sigterm_midway_stops_after_the_current_image_then_rerun_finishes(tmp_path, data_dir):
+    run_dir, cams, proc = predict_until_first_file(tmp_path, data_dir, "predict_term")
+    proc.send_signal(signal.SIGTERM)
+    code, out = finish(proc)
+
+    assert code == 128 + signal.SIGTERM, out[-3000:]
+    assert "received SIGTERM: stopped predict after batch" in out and "Traceback" not in out
+    done = sorted(p.name for p in cams.glob("*.npz"))
+    assert 0 < len(done) < 16 and not list(cams.glob(".*.tmp"))
+    assert not (cams / "manifest.json").exists()
+
+    run_in_process(run_dir, data_dir, *PREDICT)
+    assert json.loads((cams / "manifest.json").read_text())["count"] == 16

@@ -70,3 +70,58 @@ def test_sigusr1_under_slurm_requeues_the_job(tmp_path, monkeypatch):
     with pytest.raises(StoppedBySignal):
         trainer(tmp_path, [SignalCheckpoint(ckpt)]).fit(Tiny(send_at=2, sig=signal.SIGUSR1), loader())
     assert calls == [["scontrol", "requeue", "1234"]] and ckpt.is_file()
+
+
+class Writes(Tiny):
+    """A predict pass that writes one artifact per batch and signals itself during batch `send_at`."""
+
+    def __init__(self, folder, send_at: int, sig: int):
+        super().__init__()
+        from wsss.artifacts import ArtifactDir
+
+        self.out, self.send_at, self.sig = ArtifactDir(folder, ".npz"), send_at, sig
+
+    def predict_step(self, batch, batch_idx):
+        if batch_idx == self.send_at:
+            os.kill(os.getpid(), self.sig)
+        self.out.write_npz(f"item{batch_idx:02d}", y=self.layer(batch[0]).detach().numpy())
+
+
+def predict_until_signal(tmp_path, sig, monkeypatch, slurm: bool):
+    calls = []
+    if slurm:
+        monkeypatch.setenv("SLURM_JOB_ID", "77")
+    else:
+        monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    monkeypatch.delenv("SLURM_ARRAY_JOB_ID", raising=False)
+    monkeypatch.setattr("wsss.reliability.signals.subprocess.run",
+                        lambda cmd, **kw: calls.append(cmd) or type("R", (), {"returncode": 0, "stderr": ""})())
+    monkeypatch.setattr("pytorch_lightning.trainer.connectors.accelerator_connector.SLURMEnvironment.detect",
+                        staticmethod(lambda: False))
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGUSR1)}
+    module = Writes(tmp_path / "out", send_at=3, sig=sig)
+    with pytest.raises(StoppedBySignal) as stop:
+        trainer(tmp_path, [SignalCheckpoint(tmp_path / "last.ckpt")]).predict(module, loader(),
+                                                                                 return_predictions=False)
+    assert {s: signal.getsignal(s) for s in before} == before  # handlers given back
+    return stop.value, calls
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1])
+def test_signal_during_predict_stops_after_the_current_batch(tmp_path, sig, monkeypatch, caplog):
+    stop, calls = predict_until_signal(tmp_path, sig, monkeypatch, slurm=False)
+    assert stop.code == 128 + int(sig)
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert written == [f"item{i:02d}.npz" for i in range(4)]  # the batch during which it came was finished
+    assert calls == [] and not (tmp_path / "last.ckpt").exists()
+    assert f"received {sig.name}: stopped predict after batch 3" in caplog.text
+
+
+def test_sigusr1_during_predict_under_slurm_requeues(tmp_path, monkeypatch):
+    stop, calls = predict_until_signal(tmp_path, signal.SIGUSR1, monkeypatch, slurm=True)
+    assert stop.code == 128 + int(signal.SIGUSR1) and calls == [["scontrol", "requeue", "77"]]
+
+
+def test_sigterm_during_predict_under_slurm_does_not_requeue(tmp_path, monkeypatch):
+    stop, calls = predict_until_signal(tmp_path, signal.SIGTERM, monkeypatch, slurm=True)
+    assert stop.code == 128 + int(signal.SIGTERM) and calls == []

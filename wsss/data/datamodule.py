@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import pytorch_lightning as L
 import torch
@@ -9,6 +10,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from wsss.data import transforms as T
 from wsss.data.datasets import TransformedSplit, build_split
+from wsss.data.sampler import EpochSampler, ResumableLoader
 from wsss.reliability.rng import TorchSeededTransform
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,8 @@ class WSSSDataModule(L.LightningDataModule):
         self._splits: dict = {}
         self.predict_ids: list[str] | None = None
         self.predict_split: str | None = None
+        self._train_loader: ResumableLoader | None = None
+        self._train_order: dict | None = None  # the position read from a checkpoint, for the next train loader
 
     def split(self, name: str):
         if name not in self._splits:
@@ -56,10 +60,37 @@ class WSSSDataModule(L.LightningDataModule):
     def classes(self) -> tuple[str, ...]:
         return self.split(self.cfg["train_split"]).classes
 
-    def _loader(self, ds, batch_size, shuffle, drop_last=False, sampler=None) -> DataLoader:
-        return DataLoader(ds, batch_size=batch_size, shuffle=shuffle if sampler is None else False, sampler=sampler,
-                          num_workers=self.num_workers, collate_fn=collate, drop_last=drop_last,
-                          persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available())
+    def _loader(self, ds, batch_size, shuffle, drop_last=False, sampler=None, collate_fn=collate) -> DataLoader:
+        options = dict(batch_size=batch_size, num_workers=self.num_workers, collate_fn=collate_fn, drop_last=drop_last,
+                       persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available())
+        if shuffle and sampler is None:  # training: an order that a resumed run continues (wsss/data/sampler.py)
+            self._train_loader = ResumableLoader(ds, self._epoch_sampler(ds), **options)
+            if self._train_order is not None:
+                self._train_loader.load_state_dict(self._train_order)
+                self._train_order = None  # used once
+            return self._train_loader
+        return DataLoader(ds, shuffle=False, sampler=sampler, **options)
+
+    # Lightning stores this in every checkpoint and gives it back before the first batch of a resumed fit (it
+    # builds the train loader earlier, for the LR schedule's step count, so the loader's own state would be late).
+    def state_dict(self) -> dict:
+        return {"train_order": self._train_loader.state_dict()} if self._train_loader is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        order = state.get("train_order")
+        if order is not None and self._train_loader is not None:
+            self._train_loader.load_state_dict(order)
+        else:
+            self._train_order = order
+
+    def _epoch_sampler(self, ds) -> EpochSampler:
+        """This rank's shard of the permutation of `(seed, epoch)`, from the epoch the fit loop (re)starts at."""
+        trainer = self.trainer
+        seed = int(os.environ.get("PL_GLOBAL_SEED", torch.initial_seed()))  # what seed_everything set, on every rank
+        if trainer is None:
+            return EpochSampler(ds, seed)
+        epoch = trainer.fit_loop.epoch_progress.current.processed  # the value Lightning passes to set_epoch
+        return EpochSampler(ds, seed, num_replicas=trainer.world_size, rank=trainer.global_rank, epoch=epoch)
 
     def train_dataloader(self) -> DataLoader:
         split = self.split(self.cfg["train_split"])

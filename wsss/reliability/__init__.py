@@ -1,9 +1,10 @@
 """Surviving kills, bad numbers and full disks (issue 9).
 
 - `last_checkpoint.LastCheckpoint`: last.ckpt every epoch and every `checkpoint_every_n_steps` batches.
-- `signals.SignalCheckpoint`: SIGTERM / SIGUSR1 -> last.ckpt at the next step boundary, then a clean exit.
-- `rng.RNGState`: RNG states travel in checkpoints, so an epoch-end resume replays the same data.
-- `rng.TorchSeededTransform`: per-sample augmentation seeds drawn from torch's (seeded) RNG.
+- `signals.SignalCheckpoint`: SIGTERM / SIGUSR1 -> last.ckpt at the next step boundary, then a clean exit;
+  during predict, a stop after the current batch (no manifest), with the SLURM requeue on SIGUSR1.
+- `rng.RNGState`: RNG states travel in checkpoints (the training order itself: wsss/data/sampler.py).
+- `rng.TorchSeededTransform`: per-sample augmentation seeds, from the sample's position in the epoch.
 - `nonfinite.NonFiniteLossGuard`: stop (or skip the batch) on a NaN/Inf loss; never checkpoint NaN weights.
 - `checkpoint_io.AtomicCheckpointIO`: a kill while `last.ckpt` is written leaves the old one intact.
 - `disk.check_disk_for_predict`: fail before a predict pass that cannot fit on the disk.

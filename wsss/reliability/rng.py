@@ -8,13 +8,16 @@ checkpoint still loads with `torch.load(weights_only=True)`.
 
 `TorchSeededTransform` fixes what `seed_everything` cannot: albumentations 2 gives every
 `Compose` its own generator seeded from OS entropy, so augmentations differed between two runs of
-the same seed. The wrapper reseeds the transform for each sample from torch's generator, which
-`seed_everything` seeds, PyTorch reseeds per worker, and `RNGState` restores.
+the same seed. The wrapper reseeds the transform for each sample: with the sample's own seed when the
+loader gives one (`sample_seed`, set by `wsss.data.sampler.SeededItems` from the seed, the epoch and
+the sample's position in it, so the augmentation does not depend on workers or on a resume), otherwise
+from torch's generator, which `seed_everything` seeds and `RNGState` restores.
 """
 from __future__ import annotations
 
 import random
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import numpy as np
 import pytorch_lightning as L
@@ -57,14 +60,28 @@ class RNGState(Callback):
         restore_rng(state_dict)  # Lightning calls this before the fit loop builds the train iterator
 
 
+_SAMPLE_SEED: int | None = None  # the seed of the sample being loaded in this process, if the loader gives one
+
+
+@contextmanager
+def sample_seed(seed: int) -> Iterator[None]:
+    """While loading one sample: its augmentation draws from `seed` (see TorchSeededTransform)."""
+    global _SAMPLE_SEED
+    before, _SAMPLE_SEED = _SAMPLE_SEED, int(seed)
+    try:
+        yield
+    finally:
+        _SAMPLE_SEED = before
+
+
 class TorchSeededTransform:
-    """Wraps an albumentations transform; each call reseeds it from torch's global generator."""
+    """Wraps an albumentations transform; each call reseeds it from the sample's seed or torch's generator."""
 
     def __init__(self, transform):
         self.transform = transform
 
     def __call__(self, **data):
-        seed = int(torch.randint(0, 2**62, (1,)).item())
+        seed = _SAMPLE_SEED if _SAMPLE_SEED is not None else int(torch.randint(0, 2**62, (1,)).item())
         self.transform.set_random_state(np.random.default_rng(seed), random.Random(seed))
         return self.transform(**data)
 

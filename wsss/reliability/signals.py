@@ -17,8 +17,15 @@ signals, in and outside SLURM, with one policy:
    `afterok` dependencies do not treat an interrupted stage as done).
 
 Rerunning the same command resumes from that checkpoint (`tasks.fit` passes `ckpt_path=last`).
-The handlers are installed for the training loop only (`on_train_start` .. `on_train_end`);
-elsewhere (predict, CRF) a signal ends the process and atomic artifact writes keep the folder valid.
+
+The same policy holds in the other Lightning loops of a run (`predict`, and `test` / `validate` outside
+`fit`), minus the checkpoint: the signal is handled after the current batch, whose artifacts are then
+complete (each file is renamed into place), the SLURM job is requeued on SIGUSR1, and the run stops
+with 128 + signal before the task writes its manifest, so the folder reads as unfinished and the
+rerun writes only the missing files. Each rank decides from its own signals there (the ranks' shards
+may differ by one batch, so a collective per batch could hang); SLURM signals every task of a job.
+Outside these loops (the plain-Python evaluation, CRF pools) the signal's default action applies:
+nothing is written per item there, and metrics and manifests are written atomically at the end.
 """
 from __future__ import annotations
 
@@ -38,9 +45,9 @@ DEFAULT_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
 
 class StoppedBySignal(SystemExit):
-    """Training stopped on a signal after saving a checkpoint; the exit status is 128 + signum."""
+    """A loop stopped on a signal (training: after saving `checkpoint`); the exit status is 128 + signum."""
 
-    def __init__(self, signum: int, checkpoint: Path):
+    def __init__(self, signum: int, checkpoint: Path | None):
         super().__init__(128 + int(signum))
         self.signum, self.checkpoint = int(signum), checkpoint
 
@@ -103,6 +110,35 @@ class SignalCheckpoint(Callback):
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.state.fn == "fit" and not trainer.sanity_checking:
             self._maybe_stop(trainer, "after validation")
+        elif trainer.state.fn == "validate":
+            self._restore()
+
+    # predict / test / validate outside fit: stop after the current batch, without a checkpoint
+    def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._install()
+
+    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._stop_outside_fit(trainer, "predict", batch_idx)
+
+    def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._restore()
+
+    def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._install()
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._stop_outside_fit(trainer, "test", batch_idx)
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._restore()
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.state.fn == "validate":
+            self._install()
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if trainer.state.fn == "validate":
+            self._stop_outside_fit(trainer, "validate", batch_idx)
 
     # -- stopping ---------------------------------------------------------------------------------
     def _signalled(self, trainer: L.Trainer) -> int | None:
@@ -120,7 +156,7 @@ class SignalCheckpoint(Callback):
             return
         name = signal.Signals(signum).name
         trainer.save_checkpoint(self.checkpoint, weights_only=False)  # collective: every rank calls it
-        requeued = self._requeue(trainer, signum)
+        requeued = self._requeue(signum, trainer.is_global_zero)
         if trainer.is_global_zero:
             log.warning("received %s: saved %s at epoch %d, global step %d (%s); %s", name, self.checkpoint,
                         trainer.current_epoch, trainer.global_step, where,
@@ -129,9 +165,20 @@ class SignalCheckpoint(Callback):
         self._restore()
         raise StoppedBySignal(signum, self.checkpoint)
 
-    def _requeue(self, trainer: L.Trainer, signum: int) -> bool:
+    def _stop_outside_fit(self, trainer: L.Trainer, loop: str, batch_idx: int) -> None:
+        signum = self.received
+        if signum is None:
+            return
+        requeued = self._requeue(signum, trainer.is_global_zero)
+        log.warning("received %s: stopped %s after batch %d on rank %d; what was written so far is complete, and "
+                    "%s writes the rest", signal.Signals(signum).name, loop, batch_idx, trainer.global_rank,
+                    "the requeued SLURM job" if requeued else "rerunning the same command")
+        self._restore()
+        raise StoppedBySignal(signum, None)
+
+    def _requeue(self, signum: int, is_global_zero: bool) -> bool:
         job = slurm_job_id()
-        if job is None or signum not in self.requeue_on or not trainer.is_global_zero:
+        if job is None or signum not in self.requeue_on or not is_global_zero:
             return False
         try:
             done = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True, timeout=60)

@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 from wsss.artifacts import ArtifactDir, open_split
 from wsss.data import transforms as T
 from wsss.data.datamodule import WSSSDataModule, collate
+from wsss.reliability.rng import TorchSeededTransform
 
 log = logging.getLogger(__name__)
 
@@ -167,14 +168,14 @@ class SaliencyDataModule(WSSSDataModule):
         hflip = self.augment.get("hflip", True)
         if self.mode == "hints":
             tf = ccam_train_transform(self.crop_size, self.mean, self.std, self.resize_factor, hflip)
+            tf = TorchSeededTransform(tf)  # seeded per sample: exact resume (wsss/data/sampler.py)
             ds: Dataset = HintSplit(split, self.hint_artifacts(), tf, ids)
             collate_fn = collate_hints
         else:
             targets = checked_artifacts(self.inputs, ".png", self.cfg["name"], name, split.ids)
             c = self.cfg
             tf = T.train_transform(self.crop_size, c["min_size"], c["max_size"], self.mean, self.std, hflip=hflip)
+            tf = TorchSeededTransform(tf)
             ds, collate_fn = PseudoSaliencySplit(split, targets, tf, ids), collate
-        drop_last = len(ds) >= 2 * self.batch_size
-        return DataLoader(ds, batch_size=self.batch_size, shuffle=True, num_workers=self.num_workers,
-                          collate_fn=collate_fn, drop_last=drop_last, persistent_workers=self.num_workers > 0,
-                          pin_memory=torch.cuda.is_available())
+        return self._loader(ds, self.batch_size, shuffle=True, drop_last=len(ds) >= 2 * self.batch_size,
+                            collate_fn=collate_fn)
