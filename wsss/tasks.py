@@ -13,7 +13,7 @@ import pytorch_lightning as L
 import torch
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
+from pytorch_lightning.callbacks import TQDMProgressBar
 from pytorch_lightning.strategies import DDPStrategy
 
 from wsss.artifacts import (RESUMABLE_KEYS, ArtifactDir, atomic_write_json, atomic_write_text, checkpoint_identity,
@@ -134,8 +134,9 @@ def build_trainer(cfg: dict, module: Stage, run_dir: Path) -> L.Trainer:
         strategy = DDPStrategy(find_unused_parameters=bool(module.scfg.get("find_unused_parameters", False)),
                                process_group_backend=backend)
     loggers = [instantiate(spec) for spec in (cfg.get("logger") or {}).values() if spec and "_target_" in spec]
-    callbacks = [ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0,
-                                 every_n_train_steps=cfg.get("checkpoint_every_n_steps") or None)]
+    # last.ckpt is written by reliability's LastCheckpoint alone: a ModelCheckpoint(save_last=True) beside it
+    # found that file taken and wrote the same weights again as last-v1.ckpt at every fit.
+    callbacks = []
     if os.environ.get("SLURM_JOB_ID") and t.get("enable_progress_bar", True):
         callbacks.append(TQDMProgressBar(refresh_rate=50))  # readable in cluster log files
     t.setdefault("max_epochs", module.scfg.get("max_epochs"))

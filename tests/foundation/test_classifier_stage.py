@@ -25,7 +25,8 @@ def classifier_run(tmp_path_factory, data_dir):
 
 def test_fit_predict_evaluate(classifier_run):
     cfg, metrics, run_dir = classifier_run
-    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    # one checkpoint: a second writer of last.ckpt would leave a last-v1.ckpt copy beside it
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["last.ckpt"]
     for split, n in (("train", 24), ("val", 8)):
         manifest = json.loads((run_dir / "cams" / split / "manifest.json").read_text())
         assert manifest["count"] == n and manifest["split"] == split and manifest["dataset"] == "synthetic"

@@ -158,7 +158,7 @@ class CCAMStage(Stage):
         return flipped
 
     def on_train_epoch_end(self) -> None:
-        """After the last epoch, decide the polarity (before ModelCheckpoint writes last.ckpt)."""
+        """After the last epoch, decide the polarity (before LastCheckpoint writes last.ckpt)."""
         if self.current_epoch + 1 >= (self.trainer.max_epochs or 0) or self.trainer.should_stop:
             if self.decide_polarity() is not None:
                 self._decided = True
