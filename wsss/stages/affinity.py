@@ -388,6 +388,7 @@ def _iou_metrics(prefix: str, confusion: torch.Tensor, classes: list[str]) -> di
 def evaluate_affinity(ctx) -> dict:
     """mIoU against ground truth of the input CAMs, the RW maps, the pseudo masks and the affinity labels."""
     from wsss.cams.evaluate import plot_curve, sweep
+    from wsss.thesis import beside, pseudo_mask_row, value
 
     module = _affinity_stage(ctx)
     if not ctx.trainer.is_global_zero:
@@ -409,6 +410,9 @@ def evaluate_affinity(ctx) -> dict:
         masks = module.artifact_dir(PSEUDO_MASKS, split)
         masks.check(expect, producer_hint="the pseudo_masks task of stage=affinity")
         metrics.update(_iou_metrics(f"{PSEUDO_MASKS}/{split}", label_confusion(ds, masks, num_labels), classes))
+        row = pseudo_mask_row(ctx.plain)  # thesis Table 10 beside ours when this is its run
+        metrics.update(beside(f"{PSEUDO_MASKS}/{split}", metrics[f"{PSEUDO_MASKS}/{split}/miou"],
+                              value(10, row, split) if row else None))
         labels = module.artifact_dir(LABELS, split)
         if labels.manifest() is not None:   # affinity labels exist for the label splits only
             confusion = label_confusion(ds, labels, num_labels, confident_only=True)

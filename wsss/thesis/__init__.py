@@ -36,18 +36,56 @@ def value(table: int, row: str, column: str) -> float | None:
     return published().get((int(table), row, column))
 
 
-def cam_counterpart(cfg: dict, split: str) -> float | None:
-    """Table 7's TTA mIoU (percent) of the run described by the resolved config `cfg`, when it is one of the
-    thesis's CAM runs: a voc12_rs269_* recipe (or the canonical classifier) with ResNeSt-269 on VOC12 train."""
-    if split != "train" or cfg["dataset"].get("name") != "voc12" or cfg["backbone"].get("name") != "resnest269":
+def cam_row(cfg: dict, split: str) -> str | None:
+    """Table 7's row of the run described by the resolved config `cfg`, when it is one of the thesis's CAM
+    runs: a voc12_rs269_* recipe (or the canonical classifier) with ResNeSt-269 on VOC12 train."""
+    if split != "train" or not _thesis_setup(cfg):
         return None
-    row = CAM_ROWS.get((cfg["stage"].get("name"), cfg.get("run_name")))
+    return CAM_ROWS.get((cfg["stage"].get("name"), cfg.get("run_name")))
+
+
+def cam_counterpart(cfg: dict, split: str) -> float | None:
+    """Table 7's TTA mIoU (percent) of the run described by `cfg` (see :func:`cam_row`), or None."""
+    row = cam_row(cfg, split)
     return value(7, row, "TTA") if row else None
 
 
 def beside_cam_miou(cfg: dict, split: str, prefix: str, miou: float) -> dict:
     """`{prefix}/thesis_miou` and `{prefix}/thesis_diff` (ours − thesis, as fractions like `miou`), or {}."""
-    thesis = cam_counterpart(cfg, split)
-    if thesis is None:
+    return beside(prefix, miou, cam_counterpart(cfg, split))
+
+
+def _thesis_setup(cfg: dict) -> bool:
+    return cfg["dataset"].get("name") == "voc12" and cfg["backbone"].get("name") == "resnest269"
+
+
+def pseudo_mask_row(cfg: dict) -> str | None:
+    """Table 10's row of an affinity run: the voc12_affinity_rs269 recipe (run `default`) on P-NOC CAMs with
+    the C²AM-H saliency, the thesis's final pipeline (row "P-OC+LS+C2AM-H+NOC")."""
+    s = cfg["stage"]
+    producers = (s.get("inputs") or {}).get("producers") or {}
+    if (not _thesis_setup(cfg) or s.get("name") != "affinity" or cfg.get("run_name") != "default"
+            or producers.get("cams") != "pnoc" or not (s.get("inputs") or {}).get("saliency")):
+        return None
+    return "P-OC+LS+C2AM-H+NOC"
+
+
+def segmentation_row(cfg: dict) -> str | None:
+    """Table 2's row of a DeepLab run: the voc12_deeplab_rs269 recipe (run `default`) trained on the pseudo
+    masks of the thesis's affinity run (:func:`pseudo_mask_row` of the config.yaml beside `stage.masks`)."""
+    s = cfg["stage"]
+    if not _thesis_setup(cfg) or s.get("name") != "deeplab" or cfg.get("run_name") != "default" or not s.get("masks"):
+        return None
+    producer = Path(str(s["masks"])).parent / "config.yaml"
+    if not producer.is_file():
+        return None
+    from omegaconf import OmegaConf
+
+    return "P-NOC+LS+C2AM-H" if pseudo_mask_row(OmegaConf.to_container(OmegaConf.load(producer))) else None
+
+
+def beside(prefix: str, ours: float, thesis_percent: float | None) -> dict:
+    """`{prefix}/thesis_miou` and `{prefix}/thesis_diff` (ours − thesis, fractions like `ours`), or {}."""
+    if thesis_percent is None:
         return {}
-    return {f"{prefix}/thesis_miou": thesis / 100.0, f"{prefix}/thesis_diff": miou - thesis / 100.0}
+    return {f"{prefix}/thesis_miou": thesis_percent / 100.0, f"{prefix}/thesis_diff": ours - thesis_percent / 100.0}
