@@ -47,3 +47,32 @@ def test_thesis_column_only_for_the_matching_recipe_and_data_set():
     assert beside_cam_miou({**cfg, "dataset": {"name": "synthetic"}}, "train", "x", 0.6) == {}
     assert beside_cam_miou({**cfg, "run_name": "mine"}, "train", "x", 0.6) == {}
     assert all(value(7, row, "TTA") is not None for row in CAM_ROWS.values())
+
+
+def test_affinity_and_deeplab_runs_of_the_thesis_get_tables_10_and_2(tmp_path):
+    """Table 10 (pseudo masks) beside the voc12_affinity_rs269 run on P-NOC CAMs + saliency; Table 2 beside a
+    voc12_deeplab_rs269 run trained on that run's masks; nothing for other inputs or data sets."""
+    import yaml
+
+    from wsss.thesis import beside, pseudo_mask_row, segmentation_row
+
+    aff = {"dataset": {"name": "voc12"}, "backbone": {"name": "resnest269"}, "run_name": "default",
+           "stage": {"name": "affinity", "inputs": {"cams": "c", "saliency": "s",
+                                                   "producers": {"cams": "pnoc", "saliency": "saliency"}}}}
+    assert pseudo_mask_row(aff) == "P-OC+LS+C2AM-H+NOC"
+    assert value(10, pseudo_mask_row(aff), "val") == 73.37
+    assert pseudo_mask_row({**aff, "stage": {**aff["stage"], "inputs": {"cams": "c", "producers": {"cams": "classifier"}}}}) is None
+    assert pseudo_mask_row({**aff, "dataset": {"name": "coco14"}}) is None
+    got = beside("pseudo_masks/val", 0.70, 73.37)
+    assert got == {"pseudo_masks/val/thesis_miou": pytest.approx(0.7337), "pseudo_masks/val/thesis_diff": pytest.approx(-0.0337)}
+    assert beside("x", 0.7, None) == {}
+
+    run = tmp_path / "affinity" / "voc12" / "resnest269" / "default"
+    run.mkdir(parents=True)
+    dl = {"dataset": {"name": "voc12"}, "backbone": {"name": "resnest269"}, "run_name": "default",
+          "stage": {"name": "deeplab", "masks": str(run / "pseudo_masks")}}
+    assert segmentation_row(dl) is None  # the masks' producer is unknown
+    (run / "config.yaml").write_text(yaml.safe_dump(aff))
+    assert segmentation_row(dl) == "P-NOC+LS+C2AM-H" and value(2, "P-NOC+LS+C2AM-H", "val") == 71.5
+    (run / "config.yaml").write_text(yaml.safe_dump({**aff, "stage": {**aff["stage"], "inputs": {}}}))
+    assert segmentation_row(dl) is None
