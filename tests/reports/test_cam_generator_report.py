@@ -96,12 +96,13 @@ def test_table8_rows_reproduce_the_thesis_arithmetic():
 def test_cam_generators_pipeline_writes_tables_7_8_and_figure_15(tmp_path, data_dir):
     args = [*TINY, "pipeline=cam_generators", f"paths.runs_dir={tmp_path / 'runs'}", f"paths.data_dir={data_dir}",
             "dataset.predict_splits=[train]", "dataset.eval_splits=[train]", "trainer.limit_val_batches=0",
-            "stage.max_epochs=2", "stage.evaluation.monitor_train_cam_miou=true"]
+            "stage.max_epochs=2", "trainer.limit_train_batches=1", "stage.evaluation.monitor_train_cam_miou=true",
+            "+pipeline.steps.occse.enabled=false", "+pipeline.steps.poc.enabled=false"]  # two generators are enough
     done = subprocess.run([sys.executable, "run.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=900,
                           env=dict(os.environ, HYDRA_FULL_ERROR="1"))
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     out = tmp_path / "runs" / "pipeline" / "cam_generators" / "synthetic" / "resnet18" / "default"
-    steps = ["classifier", "puzzle", "occse", "poc", "pnoc"]
+    steps = ["classifier", "puzzle", "pnoc"]
     table8 = (out / "table8.csv").read_text().splitlines()
     assert table8[0].split(",") == ["class", "group", "size", "%S", "%C", "L", *steps]
     for step in steps:  # the IoU column is the step's own evaluation, in percent
