@@ -76,12 +76,8 @@ def segmentation_row(cfg: dict) -> str | None:
     s = cfg["stage"]
     if not _thesis_setup(cfg) or s.get("name") != "deeplab" or cfg.get("run_name") != "default" or not s.get("masks"):
         return None
-    producer = Path(str(s["masks"])).parent / "config.yaml"
-    if not producer.is_file():
-        return None
-    from omegaconf import OmegaConf
-
-    return "P-NOC+LS+C2AM-H" if pseudo_mask_row(OmegaConf.to_container(OmegaConf.load(producer))) else None
+    producer = _producer_config(s["masks"])
+    return "P-NOC+LS+C2AM-H" if producer and pseudo_mask_row(producer) else None
 
 
 def beside(prefix: str, ours: float, thesis_percent: float | None) -> dict:
@@ -89,3 +85,42 @@ def beside(prefix: str, ours: float, thesis_percent: float | None) -> dict:
     if thesis_percent is None:
         return {}
     return {f"{prefix}/thesis_miou": thesis_percent / 100.0, f"{prefix}/thesis_diff": ours - thesis_percent / 100.0}
+
+
+def _producer_config(folder) -> dict | None:
+    """The resolved config of the run whose artifact folder is `folder` (its config.yaml), or None."""
+    path = Path(str(folder)).parent / "config.yaml"
+    if not folder or not path.is_file():
+        return None
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(OmegaConf.load(path))
+
+
+def saliency_row(cfg: dict) -> tuple[str, str] | None:
+    """Table 9's (row without its `cams=` part, column) of a saliency run of the thesis's final pipeline: the
+    voc12_ccamh_rs269 recipe (C²AM-H RS269 with hints from the P-NOC CAMs; column P, the prior) and the
+    voc12_poolnet_rn50 recipe trained on that run's pseudo saliency (column R, refined); run `default`, VOC12."""
+    s = cfg["stage"]
+    if cfg["dataset"].get("name") != "voc12" or cfg.get("run_name") != "default":
+        return None
+    if s.get("name") == "ccam" and cfg["backbone"].get("name") == "resnest269" \
+            and (s.get("hints") or {}).get("enabled") and s.get("inputs_producer") == "stage=pnoc":
+        return "C2AM-H RS269 hints=RS269 P-NOC+LS", "P"
+    if s.get("name") == "saliency" and cfg["backbone"].get("name") == "resnet50":
+        producer = _producer_config((s.get("inputs") or {}).get("pseudo_saliency"))
+        prior = saliency_row(producer) if producer else None
+        return (prior[0], "R") if prior and prior[1] == "P" else None
+    return None
+
+
+def beside_saliency(cfg: dict, split: str, prefix: str, class_miou: float, cam_miou: float | None) -> dict:
+    """Table 9 beside a saliency evaluation on VOC12 train: `{prefix}class/thesis_*` (classes from the ground
+    truth, the thesis's `cams=GT` rows) and `{prefix}cam/thesis_*` (classes from the P-NOC CAMs)."""
+    row = saliency_row(cfg) if split == "train" else None
+    if row is None:
+        return {}
+    out = beside(f"{prefix}class", class_miou, value(9, f"{row[0]} cams=GT", row[1]))
+    if cam_miou is not None and "pnoc/" in str((cfg["stage"].get("evaluation") or {}).get("cams", "")):
+        out.update(beside(f"{prefix}cam", cam_miou, value(9, f"{row[0]} cams=RS269 P-NOC+LS", row[1])))
+    return out
