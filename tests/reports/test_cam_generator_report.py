@@ -115,3 +115,17 @@ def test_cam_generators_pipeline_writes_tables_7_8_and_figure_15(tmp_path, data_
         row = next(line for line in table7.splitlines() if line.startswith(f"| {step} |")).split("|")
         assert all(c.strip() != "-" for c in row[2:4]), row
     assert (out / "figure15.png").stat().st_size > 1000
+
+
+def test_thesis_columns_beside_the_thesis_runs():
+    from wsss.reports.cam_generators import table7_markdown
+
+    stats, runs = thesis_table8()
+    ours = runs[-1]
+    ours.name, ours.thesis_row, ours.epochs = "pnoc", "RS269 P-NOC+LS", [0.5, 0.6]
+    columns, rows = table8_rows(stats, [ours])
+    assert columns[-2:] == ["pnoc", "thesis P-NOC+LS"]
+    aeroplane = next(r for r in rows if r["class"] == "aeroplane")
+    assert aeroplane["thesis P-NOC+LS"] == 59.8 and aeroplane["pnoc"] == pytest.approx(59.8)
+    row = next(line for line in table7_markdown([ours], "train").splitlines() if line.startswith("| pnoc |"))
+    assert row == "| pnoc | 50.0 | 60.0 | 60.0 | 50.0 | 58.7 | 62.7 |"  # E1 E2 Max TTA, thesis Max and TTA
