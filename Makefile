@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 RUN_ARGS ?=
 
-.PHONY: install run test test-fast test-slurm slurm-up bench clean help
+.PHONY: install run test test-fast test-slurm slurm-up bench gpu-check gpu-check-cpu clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -39,6 +39,12 @@ slurm-up:  ## start the local one-node SLURM cluster (root; installs slurm-wlm a
 
 bench: install  ## CPU benchmarks, each printing ratios against a reference measured in the same run
 	for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+gpu-check:  ## the device check on a one-GPU machine (bench/gpu_check.sh; report in $$OUT or gpu_check_out/)
+	bash bench/gpu_check.sh
+
+gpu-check-cpu: install  ## the same check in its tiny CPU mode (what the test suite runs)
+	$(PY) bench/gpu_check.py --cpu --out gpu_check_out
 
 clean:  ## remove run folders and caches (not the data cache)
 	rm -rf runs outputs multirun .pytest_cache

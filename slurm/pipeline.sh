@@ -8,7 +8,7 @@
 # optionally preceded by sbatch options for that stage and ' -- ':
 #
 #   stage=pnoc dataset=voc12 backbone=resnest269 run_name=default
-#   --gpus-per-node=1 --ntasks-per-node=1 -- stage=cams dataset=voc12 backbone=resnest269 trainer.devices=1
+#   --gpus-per-node=1 --ntasks-per-node=1 -- experiment=voc12_ccamh_rs269 trainer.devices=1
 #
 # Blank lines and '#' lines are skipped. SBATCH_OPTIONs after the file go to every stage (e.g.
 # --partition=gpu, or --gpus-per-node=0 on the CPU-only local cluster); per-line options come after

@@ -34,3 +34,11 @@ def run_stage(make_cfg):
         return metrics, Path(cfg.paths.run_dir)
 
     return go
+
+
+@pytest.fixture(scope="session")
+def voc_root(tmp_path_factory) -> Path:
+    """A tiny VOC2012 + SBD tree in the real layout (tests/fixtures/voc_layout.py), written once per session."""
+    from tests.fixtures.voc_layout import make_voc_tree
+
+    return make_voc_tree(tmp_path_factory.mktemp("VOCdevkit") / "VOC2012")

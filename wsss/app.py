@@ -85,6 +85,11 @@ def main(cfg: DictConfig) -> float | None:
     from wsss.sweep import objective_value
 
     try:
+        if cfg.get("fetch_weights"):  # on a login node: the ImageNet weights of this command, nothing else
+            from wsss.weights import fetch_for_config
+
+            fetch_for_config(cfg)
+            return None
         if cfg.get("pipeline"):
             from wsss.pipeline import run_pipeline
 

@@ -5,12 +5,24 @@ same folder and renamed into place, so a killed job never leaves a partial file 
 name; `missing(ids)` tells a resumed job what is left to do. The manifest (who produced the
 folder, from which config and checkpoint, for which data set and split, how many files) is
 written only when the folder is complete.
+
+Identity. A manifest names its producer (`producer`: the checkpoint's content hash, a hash of the settings
+that change the output, and the identity of every input folder it read), and lists the image ids it
+covers. A writer that finds files of another producer removes them before writing (`begin`), so a
+resumed predict never keeps files of older weights; the pipeline asks `stale_reason` whether a finished
+folder still matches its checkpoint and inputs.
+
+Splits. A split is a list of ids: a consumer asking for split S of an artifact kind gets `<kind>/S/`, or
+any finished sibling folder whose manifest covers every id of S (VOC's `train` is read from the
+`train_aug` predictions), see `open_split`. When none does, the error names the producing stage and the
+command that writes the split.
 """
 from __future__ import annotations
 
 import hashlib
 import io
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -20,7 +32,10 @@ from typing import Any, Iterable
 import numpy as np
 from PIL import Image
 
+log = logging.getLogger(__name__)
+
 MANIFEST = "manifest.json"
+PENDING = ".producer.json"   # the producer of a folder being written (before its manifest exists)
 
 
 def _umask() -> int:
@@ -165,15 +180,56 @@ class ArtifactDir:
             return None
         return json.loads(self.manifest_path.read_text())
 
-    def write_manifest(self, **info: Any) -> dict:
+    def write_manifest(self, ids: list[str] | None = None, **info: Any) -> dict:
+        """The manifest, written last; `ids` = the images the folder covers (a consumer may read any
+        split whose ids they include). The producer recorded by `begin` goes into it."""
         info = dict(info)
         info["count"] = sum(1 for _ in self.root.glob(f"*{self.suffix}"))
         info["suffix"] = self.suffix
+        if ids is not None:
+            info["ids"] = sorted(ids)
+        pending = self.root / PENDING
+        if "producer" not in info and pending.is_file():
+            info["producer"] = json.loads(pending.read_text())
         atomic_write_json(self.manifest_path, info)
         return info
 
     def invalidate(self) -> None:
         self.manifest_path.unlink(missing_ok=True)
+
+    def recorded_producer(self) -> dict | None:
+        """Who wrote the files here: the manifest's producer, or that of an unfinished write."""
+        m = self.manifest()
+        if m is not None:
+            return m.get("producer")
+        pending = self.root / PENDING
+        return json.loads(pending.read_text()) if pending.is_file() else None
+
+    def begin(self, producer: dict) -> bool:
+        """Prepare to write files of `producer`: files of another (or an unrecorded) producer are removed.
+
+        Call on one process only, before the writers list what is missing. Returns True when it removed."""
+        old = self.recorded_producer()
+        has_files = self.root.is_dir() and any(self.root.glob(f"*{self.suffix}"))
+        stale = has_files and old != producer
+        if stale:
+            log.warning("%s holds files of another producer (%s); rewriting them for %s", self.root,
+                        describe_change(old, producer), producer_summary(producer))
+            self.remove()
+        elif old != producer:
+            self.invalidate()
+        self.root.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.root / PENDING, producer)  # the manifest takes it over when the folder is done
+        return stale
+
+    def prepare(self, producer: dict, ids: Iterable[str]) -> list[str]:
+        """Single-process writers (derived artifacts): `begin`, then the ids still to write."""
+        self.clean_temporaries()
+        self.begin(producer)
+        missing = self.missing(ids)
+        if missing:
+            self.invalidate()
+        return missing
 
     def check(self, expect: dict[str, Any], producer_hint: str = "") -> dict:
         """Fail clearly when the folder is incomplete or made for other data than the consumer's."""
@@ -189,3 +245,147 @@ class ArtifactDir:
 
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+# -- identity of what produced a folder -----------------------------------------------------------------
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def file_digest(path: str | Path) -> str:
+    """sha256 (16 hex digits) of a file's content, cached per (path, size, mtime) within the process."""
+    path = Path(path)
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 22), b""):
+                h.update(block)
+        _DIGESTS[key] = h.hexdigest()[:16]
+    return _DIGESTS[key]
+
+
+def checkpoint_identity(path: str | Path | None) -> dict | str:
+    """What weights a predict used: `{path, sha256}` of the checkpoint file, or "untrained"."""
+    if not path:
+        return "untrained"
+    return {"path": str(path), "sha256": file_digest(path)}
+
+
+def folder_identity(kind_root: str | Path) -> str | None:
+    """A digest of the producers of every finished split folder under `<kind_root>/` (None: nothing there).
+
+    A consumer records it for each input folder, so that new producers of its inputs make it stale."""
+    records = []
+    for manifest in sorted(Path(kind_root).glob(f"*/{MANIFEST}")):
+        m = json.loads(manifest.read_text())
+        records.append([manifest.parent.name, m.get("producer"), m.get("count")])
+    return config_hash(records) if records else None
+
+
+def producer_summary(producer: dict | None) -> str:
+    if not producer:
+        return "no recorded producer"
+    ckpt = producer.get("checkpoint")
+    weights = f"{ckpt['path']} (sha256 {ckpt['sha256']})" if isinstance(ckpt, dict) else str(ckpt)
+    return f"weights {weights}, settings {producer.get('settings')}"
+
+
+def describe_change(old: dict | None, new: dict) -> str:
+    if not old:
+        return "no recorded producer"
+    changed = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    return "changed: " + ", ".join(changed)
+
+
+def stale_reason(folder: ArtifactDir) -> str | None:
+    """Why a finished folder no longer matches what it was made from (its checkpoint file or an input
+    folder changed since), or None. Settings are the run's config, compared by whoever composed it."""
+    producer = (folder.manifest() or {}).get("producer") or {}
+    ckpt = producer.get("checkpoint")
+    if isinstance(ckpt, dict):
+        path = Path(ckpt["path"])
+        if not path.is_file():
+            return f"{folder.root} was made by {path}, which no longer exists"
+        if file_digest(path) != ckpt.get("sha256"):
+            return f"{folder.root} was made by an older {path} (the checkpoint changed since)"
+    for path, digest in (producer.get("inputs") or {}).items():
+        if folder_identity(path) != digest:
+            return f"{folder.root} was made from {path}, which changed since"
+    return None
+
+
+# -- splits: a split is a list of ids --------------------------------------------------------------------
+def covering_folder(kind_root: str | Path, split: str, ids: list[str], suffix: str) -> ArtifactDir | None:
+    """The finished folder holding every id of `split`: `<kind_root>/<split>/` first, then any sibling
+    whose manifest lists all of `ids` (e.g. `train_aug` for `train`); None when there is none."""
+    kind_root = Path(kind_root)
+    own = ArtifactDir(kind_root / split, suffix)
+    m = own.manifest()
+    if m is not None and ("ids" not in m or set(ids) <= set(m["ids"])):
+        return own
+    wanted = set(ids)
+    for manifest in sorted(kind_root.glob(f"*/{MANIFEST}")):
+        other = json.loads(manifest.read_text())
+        if wanted <= set(other.get("ids") or ()):
+            return ArtifactDir(manifest.parent, suffix)
+    return None
+
+
+def open_split(kind_root: str | Path, split: str, ids: list[str], suffix: str, dataset: str | None = None,
+               kind: str | None = None) -> ArtifactDir:
+    """The finished artifacts of `split` under `kind_root`, checked (data set, kind); else an error that names
+    the stage that writes them and the command to run."""
+    if not kind_root:
+        raise ValueError(f"no input folder given for the {suffix} artifacts of split {split!r}")
+    folder = covering_folder(kind_root, split, ids, suffix)
+    if folder is None:
+        raise FileNotFoundError(
+            f"{Path(kind_root) / split}: no finished artifacts of split {split!r} ({len(ids)} images); "
+            f"no {MANIFEST} under {kind_root} lists them. {producer_hint(kind_root, split)}")
+    m = folder.manifest() or {}
+    for key, want in (("dataset", dataset), ("kind", kind)):
+        if want is not None and key in m and m[key] != want:
+            raise ValueError(f"{folder.root}: artifacts were made for {key}={m[key]!r}, but this stage expects "
+                             f"{key}={want!r}")
+    return folder
+
+
+def run_folder_of(path: str | Path) -> Path | None:
+    """The run folder (holding run.json) that `path` lies in, if any."""
+    for p in [Path(path), *Path(path).parents]:
+        if (p / "run.json").is_file():
+            return p
+    return None
+
+
+def producer_hint(kind_root: str | Path, split: str) -> str:
+    """'They are written by stage X: python run.py ...', read from the producing run's run.json."""
+    run_dir = run_folder_of(kind_root)
+    if run_dir is None:
+        return run_folder_hint(Path(kind_root), split)
+    info = json.loads((run_dir / "run.json").read_text())
+    overrides = [o for o in info.get("overrides") or [] if not o.split("=")[0].lstrip("+~") in
+                 ("tasks", "dataset.predict_splits")]
+    splits = list(dict.fromkeys([*(info.get("predict_splits") or []), split]))
+    command = " ".join(["python run.py", *overrides, f"dataset.predict_splits=[{','.join(splits)}]"])
+    return (f"They are written by stage={info.get('stage')} (run folder {run_dir}), whose predict splits "
+            f"{info.get('predict_splits')} do not cover {split!r}; this writes them (training resumes, "
+            f"nothing is retrained): {command}")
+
+
+def run_folder_hint(kind_root: Path, split: str) -> str:
+    """The hint for a folder no run has written: the stage its path names (<runs>/<stage>/<dataset>/<backbone>/
+    <run_name>/<kind>), and its command."""
+    stages = Path(__file__).resolve().parents[1] / "conf" / "stage"
+    parts = kind_root.parts
+    for i in range(len(parts) - 4):
+        if (stages / f"{parts[i]}.yaml").is_file() and i + 4 == len(parts) - 1:
+            stage, dataset, backbone, run_name = parts[i:i + 4]
+            return (f"Nothing has run in {Path(*parts[:i + 4])}; it is the run folder of stage={stage}, written by: "
+                    f"python run.py stage={stage} dataset={dataset} backbone={backbone} run_name={run_name} "
+                    f"paths.runs_dir={Path(*parts[:i])} (with the same experiment=... as this run; {split!r} must "
+                    "be among its dataset.predict_splits)")
+    return (f"No run has written {kind_root} (no run.json above it): run the stage that makes these artifacts "
+            f"first (run folder <runs>/<stage>/<dataset>/<backbone>/<run_name>/) with {split!r} in its "
+            "dataset.predict_splits, or point this stage's input at its artifact folder.")

@@ -15,6 +15,10 @@ which gives each step its run folder and resolved configuration:
   run.py writes config.yaml when a run starts and metrics.json after its last task (after the artifact
   manifests), so a metrics.json newer than config.yaml, and a config.yaml equal to the step's composed
   configuration (trainer, logger, paths and num_workers aside), mean the run finished with that config;
+  and every artifact manifest must still match its producer (the checkpoint and input folders it
+  records, `wsss.artifacts.stale_reason`, the rule a predict applies before writing);
+- a step maps a pipeline-level experiment to its own recipe: `experiments: {<experiment>: <recipe>}` runs
+  the step with `experiment=<recipe>` instead (a list there adds overrides to the pipeline's experiment);
 - an interrupted pipeline resumes where it stopped: finished steps are up to date, the interrupted stage
   resumes from last.ckpt and writes only its missing artifacts.
 Command-line overrides go to every step; `stage.*` ones only to steps whose stage has the key (one that
@@ -43,7 +47,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from wsss.artifacts import RESUMABLE_KEYS, atomic_write_json, atomic_write_text, config_hash
+from wsss.artifacts import (MANIFEST, RESUMABLE_KEYS, ArtifactDir, atomic_write_json, atomic_write_text, config_hash,
+                            stale_reason)
 
 log = logging.getLogger("wsss.pipeline")
 
@@ -70,7 +75,18 @@ class Step:
     needs: list[str] = field(default_factory=list)   # ids of the earlier steps whose outputs it reads
     inputs: dict[str, str] = field(default_factory=dict)  # override value path -> producing step id
     status: str = "pending"
-    seconds: float = 0.0
+    seconds: float | None = None         # wall time of its run; an up-to-date step shows the recorded one
+
+    @property
+    def time_file(self) -> Path:
+        return self.run_dir / "pipeline_seconds.json"
+
+    def recorded_seconds(self) -> float | None:
+        """The wall time this step's run folder recorded when a pipeline last ran it (None when none did)."""
+        try:
+            return float(json.loads(self.time_file.read_text())["seconds"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
 
     def command(self) -> list[str]:
         return [sys.executable, str(RUN_PY), *self.overrides]
@@ -188,9 +204,15 @@ def plan(pipeline: dict, general: list[str], stage_overrides: list[str], run_nam
         if not stage_exists(stage, conf_dir):
             log.info("step %s: conf/stage/%s.yaml does not exist (stage not available yet): left out", sid, stage)
             continue
-        own = [*(spec.get("overrides") or []), *((spec.get("experiments") or {}).get(experiment) or [])]
-        own = [resolve_override(str(t), namespace, sid) for t in own]
-        base = [f"stage={stage}", *general, f"run_name={run_name}"]
+        recipe = (spec.get("experiments") or {}).get(experiment) or []
+        if isinstance(recipe, str):   # the step's own recipe replaces the pipeline's experiment
+            recipe = [f"experiment={recipe}"]
+        own = [resolve_override(str(t), namespace, sid) for t in [*(spec.get("overrides") or []), *recipe]]
+        if any(t.startswith("experiment=") for t in own):
+            step_general = [t for t in general if not t.startswith("experiment=")]
+        else:
+            step_general = general
+        base = [f"stage={stage}", *step_general, f"run_name={run_name}"]
         plain, _ = compose_step([*base, *own])
         applicable = []
         for text, ov in zip(stage_overrides, stage_keys):
@@ -243,6 +265,15 @@ def why_not_done(step: Step, check_config: bool = True) -> str | None:
         saved = OmegaConf.to_container(OmegaConf.load(cfg_file), resolve=False)
         if config_hash(comparable(saved)) != config_hash(comparable(step.plain)):
             return "its configuration changed"
+    return stale_artifacts(step.run_dir)
+
+
+def stale_artifacts(run_dir: Path) -> str | None:
+    """Why an artifact folder of the run no longer matches its producer (same rule as a predict's), or None."""
+    for manifest in sorted(run_dir.glob(f"*/*/{MANIFEST}")):
+        reason = stale_reason(ArtifactDir(manifest.parent, ""))
+        if reason:
+            return reason
     return None
 
 
@@ -281,8 +312,12 @@ def summary_rows(steps: list[Step]) -> list[dict]:
         values = reported(s) or [("", float("nan"))]
         for key, value in values:
             rows.append({"step": s.id, "stage": s.stage, "metric": key, "value": value, "status": s.status,
-                         "seconds": round(s.seconds, 1), "run_dir": str(s.run_dir)})
+                         "seconds": seconds_cell(s.seconds), "run_dir": str(s.run_dir)})
     return rows
+
+
+def seconds_cell(seconds: float | None) -> float | str:
+    return "-" if seconds is None else round(seconds, 1)
 
 
 def cell(value: Any, percent: bool = False) -> str:
@@ -312,7 +347,8 @@ def write_summary(steps: list[Step], out_dir: Path, title: str) -> dict:
 
 def record(steps: list[Step], out_dir: Path) -> None:
     atomic_write_json(out_dir / "pipeline.json", [
-        {"id": s.id, "stage": s.stage, "status": s.status, "seconds": round(s.seconds, 1), "run_dir": str(s.run_dir),
+        {"id": s.id, "stage": s.stage, "status": s.status, "seconds": seconds_cell(s.seconds),
+         "run_dir": str(s.run_dir),
          "needs": s.needs, "command": "python run.py " + " ".join(s.overrides)} for s in steps])
 
 
@@ -338,13 +374,14 @@ def execute(steps: list[Step], out_dir: Path, cwd: Path, name: str, title: str) 
     for s in steps:
         reason = why_not_done(s)
         if reason is None:
-            s.status = "up to date"
+            s.status, s.seconds = "up to date", s.recorded_seconds()
             log.info("step %s (stage=%s): up to date in %s", s.id, s.stage, s.run_dir)
             continue
         log.info("step %s (stage=%s): runs (%s)", s.id, s.stage, reason)
         check_inputs(s, by_id)
         start = time.monotonic()
         s.status = "running"
+        s.time_file.unlink(missing_ok=True)  # a stale time must not outlive the run it timed
         record(steps, out_dir)
         try:
             run_step(s, cwd, name)
@@ -355,6 +392,7 @@ def execute(steps: list[Step], out_dir: Path, cwd: Path, name: str, title: str) 
             raise
         s.seconds = time.monotonic() - start
         s.status = "ran"
+        atomic_write_json(s.time_file, {"seconds": round(s.seconds, 1), "pipeline": name})
         left = why_not_done(s, check_config=False)
         if left:
             raise PipelineError(f"step {s.id!r} exited 0 but its run folder is not complete ({left}): {s.run_dir}")
@@ -362,13 +400,18 @@ def execute(steps: list[Step], out_dir: Path, cwd: Path, name: str, title: str) 
     return write_summary(steps, out_dir, title)
 
 
-def show_plan(steps: list[Step]) -> dict:
-    """pipeline.dry_run=true: what would run, and why, without running anything."""
+def show_plan(steps: list[Step], out_dir: Path) -> dict:
+    """pipeline.dry_run=true: what would run, and why, without running anything; the steps' overrides, one
+    line each, go to `<out_dir>/steps.txt` (the input of slurm/pipeline.sh: one SLURM job per step)."""
     plan_ = {}
     for s in steps:
         reason = why_not_done(s)
         plan_[s.id] = "up to date" if reason is None else f"runs ({reason})"
         print(f"{s.id}: {plan_[s.id]}\n  python run.py {' '.join(s.overrides)}", flush=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_dir / "steps.txt", "".join(" ".join(s.overrides) + "\n" for s in steps))
+    print(f"one line per step: {out_dir / 'steps.txt'} (slurm/pipeline.sh {out_dir / 'steps.txt'} submits them "
+          "as a chain of jobs)", flush=True)
     return {}
 
 
@@ -398,7 +441,7 @@ def run_pipeline(cfg: DictConfig) -> dict:
             s.overrides += [f"logger.wandb.group={group}", f"logger.wandb.tags={format_value(tags)}"]
     log.info("pipeline %s: %s", spec.get("name"), " -> ".join(f"{s.id}" for s in steps))
     if spec.get("dry_run"):
-        return show_plan(steps)
+        return show_plan(steps, Path(hc.runtime.output_dir))
     title = f"pipeline {spec.get('name')} · {cfg.dataset.name} · {cfg.backbone.name} · {run_name}"
     metrics = execute(steps, Path(hc.runtime.output_dir), Path(hc.runtime.cwd), str(spec.get("name")), title)
     from wsss.reports import write_reports  # the pipeline file's `reports:` (thesis analyses of the runs)

@@ -16,7 +16,8 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.strategies import DDPStrategy
 
-from wsss.artifacts import RESUMABLE_KEYS, ArtifactDir, atomic_write_json, atomic_write_text, config_hash
+from wsss.artifacts import (RESUMABLE_KEYS, ArtifactDir, atomic_write_json, atomic_write_text, checkpoint_identity,
+                            config_hash, folder_identity, open_split)
 from wsss.data.scan import scan_for_run
 from wsss.reliability import AtomicCheckpointIO, check_disk_for_predict, reliability_callbacks
 from wsss.stages.base import Stage
@@ -46,8 +47,54 @@ def training_identity(cfg: dict) -> str:
               "export", "pseudo_masks", "crf_processes"):
         stage.pop(k, None)
     ident["stage"] = stage
-    ident["dataset"] = {k: v for k, v in ident.get("dataset", {}).items() if k != "scan"}
+    # which splits are predicted or evaluated does not change the weights
+    ident["dataset"] = {k: v for k, v in ident.get("dataset", {}).items()
+                        if k not in ("scan", "predict_splits", "eval_splits")}
     return config_hash(ident)
+
+
+# Stage keys that change no predicted artifact (evaluation, schedules whose effect the checkpoint carries,
+# the options of later tasks that have their own identity).
+NOT_OUTPUT_STAGE_KEYS = ("tasks", "evaluation", "max_epochs", "checkpoint", "predict_splits", "eval_splits", "export",
+                         "pseudo_masks", "crf_processes", "pseudo")
+
+
+def output_settings(plain: dict) -> str:
+    """Hash of the settings that change what a predict writes, besides the weights and the input folders."""
+    stage = {k: v for k, v in plain["stage"].items() if k not in NOT_OUTPUT_STAGE_KEYS}
+    dataset = {k: plain["dataset"].get(k) for k in ("name", "_target_", "args")}
+    return config_hash({"stage": stage, "dataset": dataset, "backbone": plain.get("backbone")})
+
+
+def input_folders(plain: dict) -> list[str]:
+    """The artifact folders a stage reads (`stage.inputs.*`, `stage.masks`), as configured."""
+    s = plain["stage"]
+    paths = [v for k, v in (s.get("inputs") or {}).items() if isinstance(v, str) and k != "producers"]
+    if isinstance(s.get("masks"), str) and s["masks"] != "gt":
+        paths.append(s["masks"])
+    return paths
+
+
+def predict_weights(plain: dict, run_dir: Path) -> Path | None:
+    """The checkpoint a predict of this run uses: `stage.checkpoint`, else the run's last.ckpt."""
+    ckpt = plain["stage"].get("checkpoint")
+    return Path(ckpt) if ckpt else last_checkpoint(run_dir)
+
+
+def producer_identity(plain: dict, weights: str | Path | None) -> dict:
+    """What a predicted artifact folder depends on: weights, output settings, input folders."""
+    return {"checkpoint": checkpoint_identity(weights), "settings": output_settings(plain),
+            "inputs": {p: folder_identity(p) for p in input_folders(plain)}}
+
+
+def command_overrides(plain: dict) -> list[str]:
+    """The command line of this run (Hydra's task overrides), or the keys that name its run folder."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        return list(HydraConfig.get().overrides.task)
+    return [f"stage={plain['stage']['name']}", f"dataset={plain['dataset']['name']}",
+            f"backbone={plain['backbone']['name']}", f"run_name={plain.get('run_name')}"]
 
 
 def git_commit() -> str | None:
@@ -72,17 +119,20 @@ def record_run(cfg: DictConfig, plain: dict, run_dir: Path) -> None:
                 "resuming it would mix two experiments. Pick another run_name=..., or delete that folder.")
     atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     atomic_write_json(info_path, {"identity": ident, "commit": git_commit(), "stage": plain["stage"]["name"],
-                                  "dataset": plain["dataset"]["name"], "backbone": plain["backbone"]["name"]})
+                                  "dataset": plain["dataset"]["name"], "backbone": plain["backbone"]["name"],
+                                  "overrides": command_overrides(plain),
+                                  "predict_splits": list(plain["stage"].get("predict_splits")
+                                                         or plain["dataset"].get("predict_splits") or [])})
 
 
 # -- trainer ----------------------------------------------------------------------------------------
 def build_trainer(cfg: dict, module: Stage, run_dir: Path) -> L.Trainer:
     t = dict(cfg["trainer"])
     strategy = t.pop("strategy", "auto")
-    if strategy == "ddp" and module.scfg.get("find_unused_parameters", False):
-        strategy = DDPStrategy(find_unused_parameters=True)
-    elif strategy == "ddp":
-        strategy = DDPStrategy()
+    backend = t.pop("process_group_backend", None)  # +trainer.process_group_backend=gloo: ranks sharing a GPU
+    if strategy == "ddp":
+        strategy = DDPStrategy(find_unused_parameters=bool(module.scfg.get("find_unused_parameters", False)),
+                               process_group_backend=backend)
     loggers = [instantiate(spec) for spec in (cfg.get("logger") or {}).values() if spec and "_target_" in spec]
     callbacks = [ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0,
                                  every_n_train_steps=cfg.get("checkpoint_every_n_steps") or None)]
@@ -107,6 +157,7 @@ def fit(ctx: "Context") -> dict:
         log.info("resuming from %s", ckpt)
     ctx.trainer.fit(ctx.module, datamodule=ctx.dm, ckpt_path=ckpt)
     ctx.trained = True
+    ctx.weights = last_checkpoint(ctx.run_dir)  # saved at the end of the last epoch: the weights in memory
     return {k: float(v) for k, v in ctx.trainer.callback_metrics.items() if v.numel() == 1}
 
 
@@ -117,17 +168,25 @@ def ensure_weights(ctx: "Context") -> None:
     ckpt = ctx.module.scfg.get("checkpoint") or last_checkpoint(ctx.run_dir)
     if ckpt:
         ctx.module.load_weights(ckpt)
-        ctx.weights = str(ckpt)
+        ctx.weights = Path(ckpt)
         log.info("loaded weights from %s", ckpt)
     else:
         log.warning("no checkpoint for %s: predicting with untrained (or ImageNet-initialised) weights",
                     ctx.run_dir)
-        ctx.weights = "untrained"
+        ctx.weights = None
     ctx.trained = True
 
 
 def artifact_dir(ctx: "Context", split: str) -> ArtifactDir:
+    """The folder this run writes its artifacts of `split` to."""
     return ArtifactDir(ctx.run_dir / ctx.module.artifact / split, getattr(ctx.module, "artifact_suffix", ".npz"))
+
+
+def own_artifacts(ctx: "Context", split: str, kind: str | None = None, suffix: str | None = None) -> ArtifactDir:
+    """This run's finished artifacts of `split` (its own folder, or a predicted split holding all its ids)."""
+    kind = kind or ctx.module.artifact
+    suffix = suffix or getattr(ctx.module, "artifact_suffix", ".npz")
+    return open_split(ctx.run_dir / kind, split, ctx.dm.split(split).ids, suffix, ctx.plain["dataset"]["name"])
 
 
 @task("predict")
@@ -151,6 +210,8 @@ def predict_missing(ctx: "Context", writer: ArtifactDir, split: str, kind: str, 
     ids = ctx.dm.split(split).ids
     if ctx.trainer.is_global_zero:
         writer.clean_temporaries()
+        writer.begin(producer_identity(ctx.plain, ctx.weights))  # files of other weights or settings go
+    ctx.trainer.strategy.barrier()
     missing = writer.missing(ids)
     if missing:
         writer.invalidate()
@@ -167,14 +228,17 @@ def predict_missing(ctx: "Context", writer: ArtifactDir, split: str, kind: str, 
         left = writer.missing(ids)
         if left:
             raise RuntimeError(f"{writer.root}: {len(left)} images were not written, e.g. {left[:3]}")
-        write_artifact_manifest(ctx, writer, kind, split, **manifest_extra, written_by_rank=collect_shards(writer))
+        write_artifact_manifest(ctx, writer, kind, split, ids=ids, **manifest_extra,
+                                written_by_rank=collect_shards(writer))
     return len(ids)
 
 
 def write_artifact_manifest(ctx: "Context", writer: ArtifactDir, kind: str, split: str, **extra) -> None:
-    """The manifest every artifact folder carries: who wrote it, from which data and weights."""
+    """The manifest every artifact folder carries: who wrote it, from which data and weights, for which ids."""
+    extra.setdefault("ids", ctx.dm.split(split).ids)
     writer.write_manifest(stage=ctx.plain["stage"]["name"], kind=kind, dataset=ctx.plain["dataset"]["name"],
-                          split=split, config_hash=training_identity(ctx.plain), checkpoint=ctx.weights, **extra)
+                          split=split, config_hash=training_identity(ctx.plain),
+                          checkpoint=str(ctx.weights) if ctx.weights else "untrained", **extra)
 
 
 def record_shard(writer: ArtifactDir, rank: int) -> None:
@@ -219,8 +283,7 @@ def evaluate(ctx: "Context") -> dict:
     metrics, curves = {}, {}
     device = "cuda" if torch.cuda.is_available() else "cpu"
     for split, ds in evaluated_splits(ctx):
-        cams = artifact_dir(ctx, split)
-        cams.check({"dataset": ctx.plain["dataset"]["name"], "split": split}, producer_hint="the predict task")
+        cams = own_artifacts(ctx, split)
         crf_options = [None] + ([ev["crf"]] if ev.get("crf") else [])
         for crf in crf_options:
             name = f"{split}" + ("+crf" if crf else "")
@@ -234,7 +297,7 @@ def evaluate(ctx: "Context") -> dict:
         from wsss.logging_utils import log_evaluation
 
         log_evaluation(ctx.trainer.loggers, metrics, ctx.run_dir, ctx.module.artifact, dataset=ctx.dm.split(split),
-                       artifact_dir=artifact_dir(ctx, split).root)
+                       artifact_dir=cams.root)
     return metrics
 
 
@@ -249,7 +312,7 @@ class Context:
         self.dm = self.module.datamodule()
         self.trainer = build_trainer(self.plain, self.module, self.run_dir)
         self.trained = False
-        self.weights: str | None = None
+        self.weights: Path | None = None   # the checkpoint predictions come from (None: untrained)
 
     def tasks(self) -> list[str]:
         for module in TASK_MODULES:

@@ -87,7 +87,7 @@ def test_voc_labels_fall_back_to_masks_and_aug_masks_win(tmp_path):
     write_voc_tree(tmp_path, aug=True)
     (tmp_path / "Annotations" / "2007_000001.xml").unlink()
     ds = VOCDataset(tmp_path, "train")
-    assert ds.masks_dir.name == "SegmentationClassAug"
+    assert ds.mask_path("2007_000001").parent.name == "SegmentationClassAug"
     assert set(np.nonzero(ds.label("2007_000001"))[0]) == {6}  # from the Aug mask, class index 7 - 1
 
 

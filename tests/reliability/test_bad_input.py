@@ -1,5 +1,6 @@
 """Bad input fails up front with a message naming the file, key or value and what was expected."""
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -64,7 +65,7 @@ def test_truncated_png_and_jpeg(data):
     with pytest.raises(DataScanError) as e:
         check(plain, ["fit"])
     msg = str(e.value)
-    assert "split 'train': 2 of 16 images" in msg
+    assert "split 'train': 2 problems in 16 images" in msg
     assert f"{png}: corrupt or truncated image" in msg and f"{jpg}: truncated JPEG" in msg
 
 
@@ -119,7 +120,7 @@ def test_the_run_fails_before_training_and_scan_false_skips(data, tmp_path):
         run(cfg)
     assert not (tmp_path / "run" / "checkpoints").exists()
     cfg = compose_config(tmp_path / "run", tmp_path / "data", [*SMALL, "tasks=[fit]", "dataset.scan=false",
-                                                               "stage.max_epochs=0"], tiny=False)
+                                                               "stage.max_epochs=1"], tiny=False)
     run(cfg)  # skipped: the data module then leaves that image out of training with a warning
 
 
@@ -180,3 +181,86 @@ def test_run_identity_ignores_how_it_runs_but_not_what_it_computes():
     assert training_identity(same) == training_identity(base)
     assert training_identity({**base, "seed": 1}) != training_identity(base)
     assert training_identity({**base, "stage": {"name": "classifier", "lr": 0.2}}) != training_identity(base)
+
+
+# -- labels meeting metrics -------------------------------------------------------------------------
+def test_confusion_matrices_refuse_values_outside_the_classes():
+    from wsss.metrics.segmentation import confusion_matrices, confusion_matrix
+
+    target = torch.tensor([0, 1, 2, 255, 2])
+    pred = torch.tensor([0, 2, 2, 9, 1])  # 9 sits on an ignored pixel: not counted, not an error
+    by_hand = [[1, 0, 0], [0, 0, 1], [0, 1, 1]]  # rows = ground truth, columns = prediction
+    assert confusion_matrix(pred, target, 3).tolist() == by_hand
+    assert confusion_matrices(pred[None], target, 3)[0].tolist() == by_hand
+    for counts in (lambda p, t: confusion_matrix(p, t, 3), lambda p, t: confusion_matrices(p[None], t, 3)):
+        with pytest.raises(ValueError, match=r"the prediction holds the value 5, outside the class indices 0..2"):
+            counts(torch.tensor([5, 1, 2, 0, 2]), target)  # once counted as a true positive of class 1
+        with pytest.raises(ValueError, match=r"the prediction holds the value -1"):
+            counts(torch.tensor([-1, 1, 2, 0, 2]), target)
+        with pytest.raises(ValueError, match=r"the ground truth holds the value 3"):
+            counts(pred, torch.tensor([3, 1, 2, 255, 2]))
+
+
+def test_cams_of_another_class_list_name_the_cam_file(data):
+    from wsss.cams.evaluate import sweep
+
+    plain, root = data
+    ds = WSSSDataModule(plain["dataset"], 4, (0,) * 3, (1,) * 3).split("val")
+    cams = ArtifactDir(root.parent / "cams" / "val", ".npz")
+    for image_id in ds.ids:  # 5 classes; a CAM of class index 7 comes from a model of another data set
+        cams.write_npz(image_id, keys=np.array([7], np.int64), cams=np.ones((1, 32, 32), np.float16))
+    with pytest.raises(ValueError, match=rf"cams/val/{ds.ids[0]}.npz against .*{ds.ids[0]}.png: the prediction "
+                                         r"holds the value 8, outside the class indices 0..5"):
+        sweep(ds, cams.root, [0.5])
+
+
+# -- hyperparameters --------------------------------------------------------------------------------
+@pytest.mark.parametrize("override, expected", [
+    ("stage.batch_size=0", "stage.batch_size=0: expected an integer >= 1"),
+    ("stage.lr=-0.1", "stage.lr=-0.1: expected a positive number"),
+    ("stage.lr=abc", "stage.lr='abc': expected a positive number"),
+    ("stage.weight_decay=-1e-4", "stage.weight_decay=-0.0001: expected a number >= 0"),
+    ("stage.max_epochs=0", "stage.max_epochs=0: expected an integer >= 1"),
+    ("stage.momentum=1.5", "stage.momentum=1.5: expected a number in [0, 1)"),
+    ("num_workers=-2", "num_workers=-2: expected an integer >= 0"),
+    ("dataset.crop_size=0", "dataset.crop_size=0: expected an integer >= 1"),
+    ("dataset.min_size=40", "dataset.min_size=40 > dataset.max_size=36"),
+])
+def test_bad_numeric_hyperparameters_name_the_key(tmp_path, data_dir, override, expected):
+    from wsss.tasks import run
+
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        run(compose_config(tmp_path / "run", data_dir, [*SMALL, override], tiny=False))
+    assert not (tmp_path / "run" / "run.json").exists()
+
+
+def test_nested_stage_keys_are_checked_by_name(tmp_path, data_dir):
+    from wsss.hyperparameters import hyperparameter_problems
+
+    plain = OmegaConf.to_container(compose_config(tmp_path / "run", data_dir, ["stage=pnoc", "stage.noc.lr_factor=0"]),
+                                   resolve=True)
+    assert hyperparameter_problems(plain) == ["stage.noc.lr_factor=0: expected a positive number"]
+
+
+# -- checkpoints of another backbone ----------------------------------------------------------------
+@pytest.mark.parametrize("stage_name, load", [
+    ("classifier", lambda module, path: module.load_weights(path)),
+    ("occse", lambda module, path: module.load_oc(path)),  # the ordinary classifier of OC-CSE / P-OC / P-NOC
+])
+def test_checkpoint_of_another_backbone_names_file_and_backbones(tmp_path, data_dir, stage_name, load):
+    from hydra.utils import get_class
+
+    def stage(name, *overrides):
+        cfg = compose_config(tmp_path / "run", data_dir, [*SMALL, f"stage={name}", *overrides], tiny=False)
+        plain = OmegaConf.to_container(cfg, resolve=True)
+        return get_class(plain["stage"]["_target_"])(plain)
+
+    trained = stage("classifier")
+    ckpt = tmp_path / "resnet18.ckpt"
+    torch.save({"state_dict": trained.state_dict(), "hyper_parameters": {"cfg": trained.cfg}}, ckpt)
+    for other, why in (("resnet34", "missing"), ("resnet50", "of another shape")):
+        with pytest.raises(ValueError) as e:
+            load(stage(stage_name, f"backbone.name={other}"), ckpt)
+        msg = str(e.value)
+        assert f"{ckpt}' does not fit the configured model (backbone={other}): saved with backbone 'resnet18'" in msg
+        assert why in msg and "Run with backbone=resnet18." in msg and len(msg) < 600

@@ -184,7 +184,8 @@ def test_changed_settings_rewrite_the_whole_folder(chain, tmp_path):
 
 def test_missing_cam_folder_names_the_classifier_stage(chain, tmp_path):
     with pytest.raises(FileNotFoundError, match="stage=classifier"):
-        run_in(tmp_path / "aff", chain["data_dir"], *TINY_AFFINITY, f"stage.inputs.cams={tmp_path / 'nowhere'}",
+        cams = tmp_path / "classifier/synthetic/resnet18/default/cams"  # a run folder nothing has run in
+        run_in(tmp_path / "aff", chain["data_dir"], *TINY_AFFINITY, f"stage.inputs.cams={cams}",
                "tasks=[affinity_labels]")
 
 
@@ -200,12 +201,13 @@ def test_foreign_cam_folder_is_rejected(chain, tmp_path):
 
 def test_missing_saliency_folder_names_the_saliency_stage(chain, tmp_path):
     with pytest.raises(FileNotFoundError, match="stage=saliency"):
-        run_in(tmp_path / "aff", chain["data_dir"], *chain["common"], f"stage.inputs.saliency={tmp_path / 'none'}",
+        saliency = tmp_path / "saliency/synthetic/resnet18/default/saliency"
+        run_in(tmp_path / "aff", chain["data_dir"], *chain["common"], f"stage.inputs.saliency={saliency}",
                "tasks=[affinity_labels]")
 
 
 def test_pool_imap_keeps_order_and_bounds_what_is_in_flight():
-    from wsss.stages.affinity import pool_imap
+    from wsss.refine.pool import pool_imap
 
     consumed = []
 

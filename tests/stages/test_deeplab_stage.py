@@ -102,7 +102,7 @@ def test_foreign_or_missing_pseudo_masks_fail_clearly(make_cfg, tmp_path):
     dm = DeepLabStage(cfg).datamodule()
     noisy_pseudo_masks(dm, tmp_path / "voc", ["train"], dataset="voc12")
     for masks, error, match in ((tmp_path / "voc", ValueError, "dataset='voc12'"),
-                                (tmp_path / "none", FileNotFoundError, "cam_masks")):
+                                (tmp_path / "none", FileNotFoundError, "no finished artifacts of split 'train'")):
         cfg["stage"]["masks"] = str(masks)
         with pytest.raises(error, match=match):
             DeepLabStage(cfg).datamodule().train_dataloader()

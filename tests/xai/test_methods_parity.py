@@ -88,8 +88,10 @@ def test_gradcampp_closed_form_equals_autograd(make_tiny, images, eps):
 @pytest.mark.parametrize("strides", [(1, 2), (2, 2)])
 def test_scorecam_all_labels_match_pgc_per_label(make_tiny, images, strides):
     net = make_tiny(strides=strides)
-    pgc_convention = dict(align_corners=True, mask_eps=1e-8, score="logit", softmax=True, skip_constant=False)
+    pgc_convention = dict(align_corners=True, mask_eps=1e-8, score="logit", softmax=True, skip_constant=False,
+                          resize_before_relu=False)
     ours = ScoreCAM(batch_size=16, **pgc_convention, **PGC)(net.split_gap(), images, TARGETS)
+    torch.testing.assert_close(ScoreCAM.pytorch_grad_cam(batch_size=16)(net.split_gap(), images, TARGETS), ours)
     ref = reference(pgc.ScoreCAM, net, images, TARGETS, attrs={"batch_size": 64})
     torch.testing.assert_close(ours, ref, atol=TOL, rtol=0)
     # negative control: half-pixel mask upsampling is another convention
@@ -182,11 +184,12 @@ def test_ragged_targets_pad_with_zero_maps(make_tiny, images):
     assert torch.allclose(minmax_normalize(full), full)
 
 
-def test_scorecam_paper_variant_matches_per_channel_loop(make_tiny, images):
-    """Default ScoreCAM = the MinMax notebooks' loop: M_c = Σ_k σ(s_c(x ⊙ N_k)) · up(A_k) at input size."""
+def test_scorecam_default_is_the_notebooks_per_channel_loop(make_tiny, images):
+    """Default ScoreCAM = the MinMax notebooks' loop: M_c = Σ_k σ(s_c(x ⊙ N_k)) · up(A_k) at input size, then
+    ReLU and min-max there; the classifier's bias is in σ(s_c) (TinyCNN's head has one)."""
     net = make_tiny(strides=(2, 2))
     targets = torch.tensor([[0, 3], [1, 2], [4, 4]])
-    ours = ScoreCAM(batch_size=10, resolution="input", resize_before_relu=True)(net.split_gap(), images, targets)
+    ours = ScoreCAM(batch_size=10)(net.split_gap(), images, targets)
     with torch.no_grad():
         acts = net.features(images)
         expected = torch.zeros(3, 2, 32, 32)
@@ -201,6 +204,10 @@ def test_scorecam_paper_variant_matches_per_channel_loop(make_tiny, images):
                 expected[b] += probs[targets[b], None, None] * up
         expected = minmax_normalize(expected.clamp(min=0))
     torch.testing.assert_close(ours, expected, atol=1e-5, rtol=0)
+    # negative control: the sum at feature resolution (ReLU before the resize) is another path
+    feature_sum = ScoreCAM(batch_size=10, resolution="feature", resize_before_relu=False)
+    resized = F.interpolate(feature_sum(net.split_gap(), images, targets), size=(32, 32), mode="bilinear")
+    assert (resized - expected).abs().max() > 1e-3
 
 
 def test_probability_score_scales_gradients_by_sigmoid_derivative(make_tiny, images):

@@ -67,10 +67,13 @@ class SweepResult:
     best_miou: float
     iou: list[float]           # per class at the best threshold
     classes: list[str]
+    images: int = 0            # images scored, and their ground-truth pixels (void aside)
+    pixels: int = 0
 
     def as_dict(self, prefix: str = "") -> dict:
         d = {"thresholds": self.thresholds, "miou_curve": self.miou, "best_threshold": self.best_threshold,
-             "miou": self.best_miou, "iou": dict(zip(self.classes, self.iou))}
+             "miou": self.best_miou, "iou": dict(zip(self.classes, self.iou)), "images": self.images,
+             "pixels": self.pixels}
         return {f"{prefix}{k}": v for k, v in d.items()}
 
 
@@ -84,18 +87,23 @@ def sweep(dataset, cam_dir: str | Path, thresholds: Sequence[float] | None = Non
     loader = DataLoader(_CAMPairs(dataset, cams, with_image=bool(crf), key=key), batch_size=None, num_workers=num_workers)
     confusion = torch.zeros(len(ts), num_labels, num_labels, dtype=torch.long, device=device)
     refine = _crf_refiner(crf) if crf else None
+    images = 0
     for image_id, maps, keys, mask, image in loader:
+        images += 1
         maps, keys, mask = maps.to(device), keys.to(device), mask.to(device)
         preds = threshold_predictions(maps, keys, ts, tuple(mask.shape))
         if refine is not None:
             preds = torch.from_numpy(refine(image, preds.cpu().numpy(), num_labels)).to(device)
-        confusion += confusion_matrices(preds, mask, num_labels)
+        try:
+            confusion += confusion_matrices(preds, mask, num_labels)
+        except ValueError as e:  # e.g. CAMs made for another class list
+            raise ValueError(f"{cams.root}/{image_id}.npz against {dataset.mask_path(image_id)}: {e}") from None
     ious = iou_per_class(confusion)
     curve = ious.nanmean(-1)
     best = int(curve.argmax())
     classes = ["background", *dataset.classes]
     return SweepResult(thresholds, [float(v) for v in curve], thresholds[best], float(curve[best]),
-                       [float(v) for v in ious[best]], classes)
+                       [float(v) for v in ious[best]], classes, images, int(confusion[best].sum()))
 
 
 def _crf_refiner(crf: dict):

@@ -182,6 +182,7 @@ class COCODataset(ImageFolderDataset):
         if not self.images_dir.is_dir():
             raise FileNotFoundError(f"{self.images_dir}: image folder of COCO split {split!r} is missing")
         json_path = self.root / annotations.format(split=split)
+        self.label_files = (json_path,)
         if not json_path.is_file():
             raise FileNotFoundError(f"{json_path}: COCO instances JSON of split {split!r} is missing")
         cache_file = None

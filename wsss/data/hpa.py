@@ -24,6 +24,7 @@ from typing import Mapping, Sequence
 import numpy as np
 from PIL import Image
 
+from wsss.data.images import image_to_rgb
 from wsss.data.planet import read_tag_csv, seeded_split
 from wsss.data.voc import ImageFolderDataset
 
@@ -43,11 +44,9 @@ def read_stain(path: Path) -> np.ndarray:
     JPEGs are tinted) keep their strongest channel, which is the stain itself."""
     try:
         with Image.open(path) as img:
-            if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-                return (np.asarray(img, dtype=np.float64) / 257.0).round().clip(0, 255).astype(np.uint8)
             if img.mode == "L":
                 return np.asarray(img)
-            return np.asarray(img.convert("RGB")).max(axis=2)
+            return image_to_rgb(img, path).max(axis=2)  # 16-bit grey scaled by wsss/data/images.py
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: stain image is missing") from None
     except OSError as e:
@@ -90,6 +89,7 @@ class HPADataset(ImageFolderDataset):
         self.image_suffix = image_suffix
         self.classes = tuple(classes)
         csv_path = self.root / csv_file
+        self.label_files = (csv_path,)
         targets = read_tag_csv(csv_path, "Id", "Target")
         self._labels = {i: self._parse_target(t, i, csv_path) for i, t in targets.items()}
         fractions = dict(fractions) if fractions else {"train": 0.9, "val": 0.1}

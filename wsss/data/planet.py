@@ -88,6 +88,7 @@ class PlanetDataset(ImageFolderDataset):
         self.image_suffix = image_suffix
         self.classes = tuple(classes)
         csv_path = self.root / csv_file
+        self.label_files = (csv_path,)
         tags = read_tag_csv(csv_path, "image_name", "tags")
         index = {c: i for i, c in enumerate(self.classes)}
         self._labels: dict[str, np.ndarray] = {}

@@ -8,12 +8,15 @@ loader serves both.
 """
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from wsss.data.images import read_rgb
 
 VOC_CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -22,6 +25,8 @@ VOC_CLASSES = (
 )
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+# the mask folders of `masks: auto`, in the order they are searched for each image
+MASK_FOLDERS = ("SegmentationClassAug", "SegmentationClass")
 
 
 @dataclass
@@ -37,6 +42,7 @@ class ImageFolderDataset:
 
     classes: tuple[str, ...]
     ids: list[str]
+    label_files: tuple[Path, ...] = ()  # files holding every image's labels (a CSV, a JSON), for the scan cache
 
     @property
     def num_classes(self) -> int:
@@ -58,15 +64,12 @@ class ImageFolderDataset:
     def label(self, image_id: str) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def label_paths(self, image_id: str) -> list[Path]:
+        """The per-image files `label` reads (none when the labels live in `label_files`)."""
+        return []
+
     def load_image(self, image_id: str) -> np.ndarray:
-        path = self.image_path(image_id)
-        try:
-            with Image.open(path) as img:
-                return np.asarray(img.convert("RGB"))
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{path}: image of {image_id!r} is missing") from None
-        except OSError as e:
-            raise OSError(f"{path}: cannot decode image of {image_id!r} (corrupt or truncated file?): {e}") from None
+        return read_rgb(self.image_path(image_id))  # 16-bit, palette, grey, CMYK: wsss/data/images.py
 
     def load_mask(self, image_id: str) -> np.ndarray | None:
         path = self.mask_path(image_id)
@@ -85,19 +88,53 @@ class ImageFolderDataset:
         return bool(self.ids) and self.mask_path(self.ids[0]) is not None and self.mask_path(self.ids[0]).is_file()
 
 
+# a line of the DeepLab SBD release's lists: "/JPEGImages/<id>.jpg /SegmentationClassAug/<id>.png"
+DEEPLAB_LIST_LINE = re.compile(r"^/?JPEGImages/([^/\\]+)\.(?:jpg|jpeg|png)$")
+
+
 def read_split(path: Path) -> list[str]:
+    """The ids of a split file: the first word of each non-empty line, or the image's name in the image-mask
+    list format of the DeepLab SBD release. Duplicate or path-like ids are refused."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: split file is missing")
-    ids = [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+    ids, lines = [], []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if line.strip():
+            first = line.split()[0]
+            listed = DEEPLAB_LIST_LINE.match(first)  # "/JPEGImages/<id>.jpg /SegmentationClassAug/<id>.png"
+            ids.append(listed.group(1) if listed else first)
+            lines.append(number)
     if not ids:
         raise ValueError(f"{path}: split file lists no image")
+    problems = id_problems(ids, lines)
+    if problems:
+        raise ValueError(f"{path}: {len(problems)} bad image id(s) in the split file:\n  " + "\n  ".join(problems[:10]))
     return ids
+
+
+def id_problems(ids: list[str], lines: list[int] | None = None) -> list[str]:
+    """Ids that would be read or written twice, or outside their folder (artifacts are `<folder>/<id>.<ext>`)."""
+    where = (lambda i: f"line {lines[i]}") if lines else (lambda i: f"entry {i + 1}")
+    problems, first = [], {}
+    for i, image_id in enumerate(ids):
+        if image_id in first:
+            problems.append(f"{where(i)}: id {image_id!r} is listed again (first at {where(first[image_id])}); "
+                            "each image must be listed once")
+            continue
+        first[image_id] = i
+        if "/" in image_id or "\\" in image_id or ".." in image_id:
+            problems.append(f"{where(i)}: id {image_id!r} looks like a path; an id is a file name without folder "
+                            "or extension (e.g. 2007_000032)")
+    return problems
 
 
 def labels_from_xml(path: Path, class_index: dict[str, int]) -> np.ndarray:
     """Every <object> of the annotation (difficult ones included); zero-area boxes are dropped."""
     label = np.zeros(len(class_index), np.float32)
-    root = ET.parse(path).getroot()
+    try:
+        root = ET.parse(path).getroot()
+    except ET.ParseError as e:
+        raise ValueError(f"{path}: malformed XML annotation ({e})") from None
     for obj in root.iter("object"):
         name = (obj.findtext("name") or "").strip()
         if name not in class_index:
@@ -139,7 +176,7 @@ class VOCDataset(ImageFolderDataset):
         self._class_index = {c: i for i, c in enumerate(self.classes)}
         split_file = self._split_file(split)
         self.ids = read_split(split_file)
-        self.masks_dir = self._masks_dir(masks)
+        self.mask_dirs = self._mask_dirs(masks)
         self._labels: dict[str, np.ndarray] = {}
 
     def _split_file(self, split: str) -> Path:
@@ -149,13 +186,16 @@ class VOCDataset(ImageFolderDataset):
                 return p
         raise FileNotFoundError(f"{self.root}/ImageSets/{{Segmentation,Main}}/{split}.txt: split {split!r} is missing")
 
-    def _masks_dir(self, masks: str) -> Path | None:
-        if masks not in ("auto", "none"):
-            return self.root / masks
+    def _mask_dirs(self, masks: str) -> tuple[Path, ...]:
+        """The mask folders, searched in this order for each image.
+
+        `auto`: SegmentationClassAug (SBD's grey masks) first, then SegmentationClass (VOC's palette
+        masks): the Aug download lacks the val images, whose masks only VOC's own folder holds."""
         if masks == "none":
-            return None
-        aug = self.root / "SegmentationClassAug"
-        return aug if aug.is_dir() else self.root / "SegmentationClass"
+            return ()
+        if masks != "auto":
+            return (self.root / masks,)
+        return tuple(d for d in (self.root / n for n in MASK_FOLDERS) if d.is_dir())
 
     def image_path(self, image_id: str) -> Path:
         for suffix in IMAGE_SUFFIXES:
@@ -165,9 +205,14 @@ class VOCDataset(ImageFolderDataset):
         return self.root / "JPEGImages" / f"{image_id}.jpg"
 
     def mask_path(self, image_id: str) -> Path | None:
-        if self.masks_dir is None:
-            return None
-        return self.masks_dir / f"{image_id}.png"
+        """The mask of `image_id` in the first folder that holds it (`mask_path(i).parent` says which); when
+        none does, its path in the last folder searched (named by errors), or None without mask folders."""
+        path = None
+        for folder in self.mask_dirs:
+            path = folder / f"{image_id}.png"
+            if path.is_file():
+                return path
+        return path
 
     def label(self, image_id: str) -> np.ndarray:
         if image_id not in self._labels:
@@ -180,3 +225,8 @@ class VOCDataset(ImageFolderDataset):
                     raise FileNotFoundError(f"{xml}: no annotation and no mask to read the labels of {image_id!r} from")
                 self._labels[image_id] = labels_from_mask(mask, self.num_classes)
         return self._labels[image_id]
+
+    def label_paths(self, image_id: str) -> list[Path]:
+        xml = self.root / "Annotations" / f"{image_id}.xml"
+        mask = self.mask_path(image_id)
+        return [xml] if xml.is_file() or mask is None else [xml, mask]

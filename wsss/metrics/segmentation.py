@@ -13,25 +13,40 @@ from torchmetrics import Metric
 IGNORE = 255
 
 
+def check_range(values: torch.Tensor, num_classes: int, what: str) -> None:
+    """Values must be class indices 0..num_classes-1: bincount would count any other value in a wrong cell."""
+    if not values.numel():
+        return
+    low, high = torch.aminmax(values)
+    bad = int(low) if int(low) < 0 else int(high) if int(high) >= num_classes else None
+    if bad is not None:
+        raise ValueError(f"{what} holds the value {bad}, outside the class indices 0..{num_classes - 1} "
+                         f"(num_classes={num_classes}; only the ground truth may hold {IGNORE} = ignore)")
+
+
 def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
                      ignore_index: int = IGNORE) -> torch.Tensor:
-    """(K, K) counts, rows = ground truth, columns = prediction."""
+    """(K, K) counts, rows = ground truth, columns = prediction (values checked as in `confusion_matrices`)."""
     valid = target != ignore_index
     t = target[valid].long()
     p = pred[valid].long()
-    if t.numel() and (int(t.max()) >= num_classes or int(p.max()) >= num_classes):
-        raise ValueError(f"labels must be < num_classes={num_classes} (255 = ignore); got ground truth up to "
-                         f"{int(t.max())} and prediction up to {int(p.max())}")
-    idx = t * num_classes + p
-    return torch.bincount(idx, minlength=num_classes**2).reshape(num_classes, num_classes)
+    check_range(t, num_classes, "the ground truth")
+    check_range(p, num_classes, "the prediction")
+    return torch.bincount(t * num_classes + p, minlength=num_classes**2).reshape(num_classes, num_classes)
 
 
 def confusion_matrices(preds: torch.Tensor, target: torch.Tensor, num_classes: int,
                        ignore_index: int = IGNORE) -> torch.Tensor:
-    """(T, K, K) counts for T candidate predictions (T, ...) of the same target, in one bincount."""
+    """(T, K, K) counts for T candidate predictions (T, ...) of the same target, in one bincount.
+
+    Pixels whose target is `ignore_index` are left out; every other target and every prediction at a
+    counted pixel must be a class index, or this raises (naming the value).
+    """
     valid = target != ignore_index
     t = target[valid].long()
     p = preds[:, valid].long()
+    check_range(t, num_classes, "the ground truth")
+    check_range(p, num_classes, "the prediction")
     n = preds.shape[0]
     k2 = num_classes**2
     offset = torch.arange(n, device=preds.device)[:, None] * k2

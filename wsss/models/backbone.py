@@ -13,6 +13,7 @@ import timm
 import torch
 from torch import nn
 
+from wsss import weights
 from wsss.models.checkpoints import load_checkpoint, state_dict_of
 
 log = logging.getLogger(__name__)
@@ -32,9 +33,10 @@ TIMM_NAMES = {
 # Architectures whose timm implementation accepts `output_stride` (dilated last stages).
 DILATABLE = ("resnet", "resnest", "efficientnet")
 
-# Stages returned, from stride 4 to the deepest: the stem (stride 2) is never used by a head, and
-# timm's VGG adds a stride-32 pre-logits block that the GAP classifier of the thesis does not have.
-OUT_INDICES = {"vgg": (2, 3, 4)}
+# Stages returned, from stride 4 to the deepest: the stem (stride 2) is never used by a head. VGG16-GAP ends at
+# block5_pool (timm `features.30`, stride 32, 7×7 at 224 px) as in the MinMax-CAM notebooks; timm's pre-logits
+# ConvMlp after it is not part of that classifier.
+OUT_INDICES = {"vgg": (2, 3, 4, 5)}
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -54,7 +56,7 @@ class Backbone(nn.Module):
 
     Args:
         name: short name (see TIMM_NAMES) or any timm id.
-        pretrained: load ImageNet weights through timm (needs network or a local hub cache).
+        pretrained: load ImageNet weights through timm, from the hub cache when there (wsss/weights.py).
         weights_path: a local state dict to load instead (offline clusters).
         output_stride: 32, 16 or 8 for architectures that allow dilation; None keeps the native stride.
         in_chans: input channels (4 for HPA); timm adapts the first convolution.
@@ -66,8 +68,12 @@ class Backbone(nn.Module):
         super().__init__()
         self.name = name
         tid = timm_name(name)
-        kwargs = dict(features_only=True, pretrained=pretrained and not weights_path, in_chans=in_chans,
+        pretrained = pretrained and not weights_path
+        kwargs = dict(features_only=True, pretrained=pretrained, in_chans=in_chans,
                       out_indices=OUT_INDICES.get(tid.split("_")[0].rstrip("0123456789"), (1, 2, 3, 4)))
+        cached = weights.local_weights(name) if pretrained else None  # a clear error where none can come
+        if cached:
+            kwargs["pretrained_cfg_overlay"] = {"file": str(cached)}
         if output_stride and output_stride != 32:
             if not any(tid.startswith(p) for p in DILATABLE):
                 raise ValueError(f"backbone.output_stride={output_stride} is not supported by {name!r} "
@@ -75,7 +81,12 @@ class Backbone(nn.Module):
             kwargs["output_stride"] = output_stride
         if drop_path_rate:
             kwargs["drop_path_rate"] = drop_path_rate
-        self.body = timm.create_model(tid, **kwargs)
+        try:
+            self.body = timm.create_model(tid, **kwargs)
+        except Exception as e:
+            if pretrained and weights.is_download_error(e):
+                raise weights.download_failed(name, e) from None
+            raise
         if weights_path:
             self.load_weights(weights_path)
         info = self.body.feature_info
@@ -94,7 +105,15 @@ class Backbone(nn.Module):
         return self.reductions[-1]
 
     def load_weights(self, path: str | Path) -> None:
-        state = state_dict_of(load_checkpoint(path, "backbone.weights_path"))
+        if str(path).endswith(".safetensors"):  # the file the hub serves for timm models
+            from safetensors.torch import load_file
+
+            if not Path(path).is_file():
+                raise FileNotFoundError(f"backbone.weights_path={str(path)!r} does not exist")
+
+            state = load_file(str(path), device="cpu")
+        else:
+            state = state_dict_of(load_checkpoint(path, "backbone.weights_path"))
         missing, unexpected = self.body.load_state_dict(state, strict=False)
         loaded = len(self.body.state_dict()) - len(missing)
         if loaded == 0:

@@ -1,4 +1,8 @@
-"""The CAM network: backbone features → bias-free 1×1 convolution → global average pooling.
+"""The CAM network: backbone features → 1×1 convolution → global average pooling (+ optional bias).
+
+The CAM generators (classifier, Puzzle-CAM, OC-CSE, P-NOC) are bias-free as upstream. The classifier that the
+XAI benchmark explains is the thesis's "sigmoid dense layer" `y = σ(GAP(A)·W + b)` (eq. 25, §A.1.2):
+`bias=True` adds the per-class b to the logits. b never enters a CAM (it is constant over space).
 
 With Kernel Usage Regularization (thesis eq. 25) the classifier uses the re-parametrised weights
 `W_r = α · W ⊙ softmax(W)`, the softmax taken over the class axis of each kernel's weights, so that
@@ -14,10 +18,14 @@ from wsss.models.backbone import Backbone
 
 
 class CAMHead(nn.Module):
-    def __init__(self, in_channels: int, num_classes: int, kur: bool = False, kur_alpha: float = 1.0):
+    """1×1 classifier of the features: raw CAMs from `forward`, the logits' bias (or None) in `bias`."""
+
+    def __init__(self, in_channels: int, num_classes: int, kur: bool = False, kur_alpha: float = 1.0,
+                 bias: bool = False):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(num_classes, in_channels))
         nn.init.kaiming_normal_(self.weight.view(num_classes, in_channels, 1, 1))
+        self.bias = nn.Parameter(torch.zeros(num_classes)) if bias else None
         self.kur = kur
         self.kur_alpha = float(kur_alpha)
 
@@ -31,8 +39,13 @@ class CAMHead(nn.Module):
             return self.weight
         return self.kur_alpha * self.weight * torch.softmax(self.weight, dim=0)
 
+    def logits(self, cams: torch.Tensor) -> torch.Tensor:
+        """GAP of the raw CAMs, plus the bias when the head has one: (B, C)."""
+        pooled = gap(cams).float()
+        return pooled if self.bias is None else pooled + self.bias.float()
+
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """Raw class activation maps (B, C, h, w), pre-ReLU."""
+        """Raw class activation maps (B, C, h, w), pre-ReLU, without the bias."""
         w = self.effective_weight()
         return F.conv2d(features, w[:, :, None, None].to(features.dtype))
 
@@ -44,10 +57,11 @@ def gap(cams: torch.Tensor) -> torch.Tensor:
 class CAMNet(nn.Module):
     """Classifier whose logits are the spatial means of its class activation maps."""
 
-    def __init__(self, backbone: Backbone, num_classes: int, kur: bool = False, kur_alpha: float = 1.0):
+    def __init__(self, backbone: Backbone, num_classes: int, kur: bool = False, kur_alpha: float = 1.0,
+                 bias: bool = False):
         super().__init__()
         self.backbone = backbone
-        self.head = CAMHead(backbone.out_channels, num_classes, kur, kur_alpha)
+        self.head = CAMHead(backbone.out_channels, num_classes, kur, kur_alpha, bias)
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         return self.backbone(images)[-1]
@@ -55,7 +69,7 @@ class CAMNet(nn.Module):
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns (logits (B, C), raw CAMs (B, C, h, w))."""
         cams = self.head(self.features(images))
-        return gap(cams).float(), cams
+        return self.head.logits(cams), cams
 
     def new_modules(self) -> list[nn.Module]:
         return [self.head]

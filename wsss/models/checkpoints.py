@@ -37,3 +37,33 @@ def read_cam_network(path: Path, num_classes: int, key: str, dataset: str = "the
                          f"{num_classes}; use it on the data set it was trained on")
     trained = (ckpt.get("hyper_parameters") or {}).get("cfg") or {}
     return net, trained
+
+
+def saved_backbone(path: str | Path) -> str | None:
+    """The `backbone.name` a stage checkpoint was trained with (its saved config), None if not recorded."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # only asked while reporting another error: never hide that one
+        return None
+    cfg = (ckpt.get("hyper_parameters") or {}).get("cfg") or {} if isinstance(ckpt, dict) else {}
+    return (cfg.get("backbone") or {}).get("name")
+
+
+def load_matching(module: torch.nn.Module, state: dict, path: str | Path, key: str, backbone: str) -> None:
+    """`module.load_state_dict(state)`, or when the tensors do not fit (another backbone or architecture), a
+    short error naming the file, the backbone it was saved with and the configured one (not a state-dict dump)."""
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    reshaped = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if not (missing or unexpected or reshaped):
+        module.load_state_dict(state)
+        return
+    saved = saved_backbone(path)
+    origin = f"saved with backbone {saved!r}" if saved else "its backbone is not recorded"
+    example = (f"e.g. {reshaped[0]} is {tuple(state[reshaped[0]].shape)} there but {tuple(own[reshaped[0]].shape)} "
+               "here" if reshaped else f"e.g. missing {missing[:2]}, unexpected {unexpected[:2]}")
+    hint = f"run with backbone={saved}" if saved and saved != backbone else "use a checkpoint of this stage and backbone"
+    raise ValueError(f"{key}={str(path)!r} does not fit the configured model (backbone={backbone}): {origin}; "
+                     f"{len(missing)} tensors missing, {len(unexpected)} unexpected, {len(reshaped)} of another "
+                     f"shape ({example}). {hint[0].upper()}{hint[1:]}.")

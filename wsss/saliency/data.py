@@ -21,7 +21,7 @@ import torch
 from albumentations.pytorch import ToTensorV2
 from torch.utils.data import DataLoader, Dataset
 
-from wsss.artifacts import ArtifactDir
+from wsss.artifacts import ArtifactDir, open_split
 from wsss.data import transforms as T
 from wsss.data.datamodule import WSSSDataModule, collate
 
@@ -114,13 +114,9 @@ class PseudoSaliencySplit(Dataset):
                 "label": torch.from_numpy(self.split.label(image_id)), "has_mask": True}
 
 
-def checked_artifacts(folder: str, suffix: str, dataset: str, split: str, producer_hint: str) -> ArtifactDir:
-    """The artifact folder `<folder>/<split>/` after checking its manifest (data set and split)."""
-    if not folder:
-        raise ValueError(f"no input folder given for the {suffix} artifacts of split {split!r} ({producer_hint})")
-    art = ArtifactDir(f"{folder}/{split}", suffix)
-    art.check({"dataset": dataset, "split": split}, producer_hint=producer_hint)
-    return art
+def checked_artifacts(folder: str, suffix: str, dataset: str, split: str, ids: list[str]) -> ArtifactDir:
+    """The finished artifacts of `split` under `folder` (`<folder>/<split>/`, or a split holding all its ids)."""
+    return open_split(folder, split, ids, suffix, dataset)
 
 
 class SaliencyDataModule(WSSSDataModule):
@@ -129,17 +125,16 @@ class SaliencyDataModule(WSSSDataModule):
     Args (besides WSSSDataModule's):
         mode: "hints" (C²AM / C²AM-H) or "pseudo_saliency" (saliency network).
         inputs: folder holding `<split>/` artifact folders (CAMs or pseudo-saliency); None = no hints.
-        producer_hint: the command that makes `inputs`, for error messages.
         crop_size, resize_factor: of `ccam_train_transform` (hints mode).
     """
 
     def __init__(self, dataset: dict, batch_size: int, mean, std, mode: str, inputs: str | None,
-                 producer_hint: str, crop_size: int | None = None, resize_factor: float = 1.15,
+                 crop_size: int | None = None, resize_factor: float = 1.15,
                  augment: dict | None = None, num_workers: int = 0):
         super().__init__(dataset, batch_size, mean, std, augment=augment, num_workers=num_workers)
         if mode not in ("hints", "pseudo_saliency"):
             raise ValueError(f"mode={mode!r}; expected 'hints' or 'pseudo_saliency'")
-        self.mode, self.inputs, self.producer_hint = mode, inputs, producer_hint
+        self.mode, self.inputs = mode, inputs
         self.crop_size = int(crop_size or dataset["crop_size"])
         self.resize_factor = resize_factor
 
@@ -156,7 +151,7 @@ class SaliencyDataModule(WSSSDataModule):
         name = self.cfg["train_split"]
         if not self.inputs:
             return None
-        return checked_artifacts(self.inputs, ".npz", self.cfg["name"], name, self.producer_hint)
+        return checked_artifacts(self.inputs, ".npz", self.cfg["name"], name, self.split(name).ids)
 
     def polarity_dataloader(self, max_images: int | None = None, rank: int = 0, world: int = 1) -> DataLoader:
         """This rank's shard of the first `max_images` labelled training images, un-augmented, with hints."""
@@ -175,7 +170,7 @@ class SaliencyDataModule(WSSSDataModule):
             ds: Dataset = HintSplit(split, self.hint_artifacts(), tf, ids)
             collate_fn = collate_hints
         else:
-            targets = checked_artifacts(self.inputs, ".png", self.cfg["name"], name, self.producer_hint)
+            targets = checked_artifacts(self.inputs, ".png", self.cfg["name"], name, split.ids)
             c = self.cfg
             tf = T.train_transform(self.crop_size, c["min_size"], c["max_size"], self.mean, self.std, hflip=hflip)
             ds, collate_fn = PseudoSaliencySplit(split, targets, tf, ids), collate

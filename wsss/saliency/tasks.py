@@ -17,10 +17,10 @@ import logging
 
 import torch
 
-from wsss.artifacts import ArtifactDir
+from wsss.artifacts import ArtifactDir, config_hash, folder_identity, open_split
 from wsss.saliency.evaluate import evaluate_saliency
 from wsss.saliency.pseudo import pseudo_saliency_many
-from wsss.tasks import ensure_weights, evaluated_splits, predict_missing, task, write_artifact_manifest
+from wsss.tasks import ensure_weights, evaluated_splits, own_artifacts, predict_missing, task, write_artifact_manifest
 from wsss.thesis import beside_saliency
 
 log = logging.getLogger(__name__)
@@ -56,14 +56,11 @@ def pseudo_saliency(ctx) -> dict:
     for split in ctx.predict_splits():
         if ctx.trainer.is_global_zero:
             ds = ctx.dm.split(split)
-            source = saliency_dir(ctx, SALIENCY, split)
-            source.check({"dataset": ctx.plain["dataset"]["name"], "split": split},
-                         producer_hint="the predict_saliency task")
+            source = own_artifacts(ctx, split, SALIENCY, ".png")
             writer = saliency_dir(ctx, PSEUDO, split)
-            writer.clean_temporaries()
-            missing = writer.missing(ds.ids)
-            if missing:
-                writer.invalidate()
+            producer = {"settings": config_hash({"threshold": threshold, "crf": crf}),
+                        "inputs": {str(source.root.parent): folder_identity(source.root.parent)}}
+            missing = writer.prepare(producer, ds.ids)
             log.info("pseudo saliency/%s: %d of %d images to write", split, len(missing), len(ds.ids))
             for start in range(0, len(missing), chunk):
                 ids = missing[start:start + chunk]
@@ -89,15 +86,13 @@ def evaluate_saliency_task(ctx) -> dict:
     for split, ds in evaluated_splits(ctx):
         cam_dir = None
         if ev.get("cams"):
-            cams = ArtifactDir(f"{ev['cams']}/{split}", ".npz")
-            cams.check({"dataset": dataset_name, "split": split}, producer_hint="a CAM stage's predict task")
-            cam_dir = cams.root
+            cam_dir = open_split(ev["cams"], split, ds.ids, ".npz", dataset_name).root
         for kind in ctx.module.evaluated_kinds:
-            folder = saliency_dir(ctx, kind, split)
-            if folder.manifest() is None:
-                log.warning("%s: no manifest, not evaluated", folder.root)
+            try:
+                folder = own_artifacts(ctx, split, kind, ".png")
+            except FileNotFoundError as e:
+                log.warning("%s: not evaluated", e)
                 continue
-            folder.check({"dataset": dataset_name, "split": split}, producer_hint=f"the {kind} task")
             scores = evaluate_saliency(ds, folder.root, ev.get("thresholds"), cam_dir, device)
             metrics.update(scores.as_dict(prefix=f"{kind}/{split}/"))
             if kind == SALIENCY:  # thesis Table 9 beside ours when this is one of its runs

@@ -2,18 +2,18 @@
 
 `LabelMapWriter.submit(id, image, probs)` turns the probabilities of one image into a palette PNG
 (optionally through the DeepLab-v2 probability CRF, pnoc-spec §12) and writes it atomically. With
-`processes > 1` the CRF runs in a pool of spawned workers while the accelerator goes on with the next
-images; at most `2 · processes` images are in flight (bounded memory). `close()` waits for them and
+`processes > 1` the CRF runs in a pool of spawned workers (`wsss.refine.pool.OrderedPool`) while the
+accelerator goes on with the next images; fewer than `2 · processes` images are in flight (bounded
+memory). `close()` waits for them and
 re-raises the first error. This module imports only numpy, PIL and pydensecrf (fast worker start).
 """
 from __future__ import annotations
 
-import multiprocessing as mp
-from collections import deque
 import numpy as np
 
 from wsss.artifacts import ArtifactDir
 from wsss.refine.crf import DEEPLAB_V2_CRF, PairwiseParams, crf_probabilities
+from wsss.refine.pool import OrderedPool
 
 
 def label_map(probs: np.ndarray, image: np.ndarray | None = None, iterations: int = 0,
@@ -52,44 +52,34 @@ class LabelMapWriter:
         self.iterations = int(crf_iterations)
         self.params = params
         use_pool = processes > 1 and self.iterations > 0
-        self.pool = mp.get_context("spawn").Pool(processes) if use_pool else None
-        self.max_pending = 2 * processes
-        self.pending: deque = deque()
+        self.pool = OrderedPool(processes if use_pool else 1, window=2 * processes)
 
     def submit(self, image_id: str, probs: np.ndarray, image: np.ndarray | None = None) -> None:
         args = (str(self.writer.root), self.writer.suffix, image_id, np.asarray(probs, np.float32), image,
                 self.iterations, self.params)
-        if self.pool is None:
+        if self.pool.pool is None:
             self.writer.write_png(image_id, label_map(*args[3:]), palette=True)
             return
-        while len(self.pending) >= self.max_pending:
-            self._collect()
-        self.pending.append(self.pool.apply_async(write_label_map, args))
+        self._record(self.pool.submit(image_id, write_label_map, args))
 
-    def _collect(self) -> None:
-        image_id = self.pending.popleft().get()
+    def _record(self, done) -> None:
         written = getattr(self.writer, "written", None)  # what this rank wrote, for the manifest
         if written is not None:
-            written.append(image_id)
+            written.extend(image_id for image_id, _ in done)
 
     def close(self) -> None:
         """Wait for every submitted image; re-raise the first worker error."""
         try:
-            while self.pending:
-                self._collect()
+            self._record(list(self.pool.drain()))
         finally:
-            if self.pool is not None:
-                self.pool.close()
-                self.pool.join()
-                self.pool = None
+            self.pool.close()
 
     def __enter__(self) -> "LabelMapWriter":
         return self
 
     def __exit__(self, *exc) -> None:
-        if exc[0] is not None and self.pool is not None:
+        if exc[0] is not None:
             self.pool.terminate()
-            self.pool = None
         self.close()
 
 

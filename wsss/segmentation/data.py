@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from wsss.artifacts import ArtifactDir
+from wsss.artifacts import ArtifactDir, covering_folder, open_split
 from wsss.data import transforms as T
 from wsss.data.datamodule import WSSSDataModule, collate
 from wsss.data.datasets import TransformedSplit
@@ -80,10 +80,8 @@ class PredictSamples(Dataset):
 
 
 def pseudo_mask_folder(masks: str, split: str, dataset_name: str, ids: list[str]) -> ArtifactDir:
-    """The checked artifact folder `<masks>/<split>/`: manifest present, made for this data set, complete."""
-    folder = ArtifactDir(Path(masks) / split, ".png")
-    folder.check({"dataset": dataset_name, "split": split},
-                 producer_hint="the stage that makes pseudo masks (affinity, or classifier tasks=[cam_masks])")
+    """The finished pseudo masks of `split` under `masks` (`<masks>/<split>/`, or a split holding all its ids)."""
+    folder = open_split(masks, split, ids, ".png", dataset_name)
     missing = folder.missing(ids)
     if missing:
         raise FileNotFoundError(f"{folder.root}: {len(missing)} of {len(ids)} pseudo masks are missing, "
@@ -132,7 +130,13 @@ class SegmentationDataModule(WSSSDataModule):
             return False
         if self.uses_gt:
             return self.split(self.val_split).has_masks
-        return (Path(self.masks) / self.val_split).is_dir()
+        if (Path(self.masks) / self.val_split).is_dir():
+            return True
+        try:   # or a folder of another split holding all its ids
+            ids = self.split(self.val_split).ids
+        except FileNotFoundError:
+            return False
+        return covering_folder(self.masks, self.val_split, ids, ".png") is not None
 
     def train_dataloader(self) -> DataLoader:
         split = self.masked_split(self.train_split)

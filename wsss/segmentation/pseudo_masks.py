@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from wsss.artifacts import ArtifactDir
+from wsss.artifacts import ArtifactDir, config_hash, folder_identity
 from wsss.cams.evaluate import threshold_predictions
 
 
@@ -38,11 +38,10 @@ def pseudo_masks_from_cams(cams_dir: str | Path, out_dir: str | Path, ids: Seque
         raise ValueError(f"threshold={threshold}; expected a background threshold in [0, 1]")
     cams = ArtifactDir(cams_dir, ".npz")
     out = ArtifactDir(out_dir, ".png")
-    out.clean_temporaries()
-    todo = out.missing(ids)
-    if todo:
-        out.invalidate()
-    for image_id in todo:
+    producer = {"settings": config_hash({"threshold": float(threshold)}),
+                "inputs": {str(cams.root.parent): folder_identity(cams.root.parent)}}
+    for image_id in out.prepare(producer, ids):
         z = cams.read_npz(image_id)
         out.write_png(image_id, cam_mask(z["keys"], z["cams"], threshold), palette=True)
-    return out.write_manifest(kind="pseudo_masks", threshold=float(threshold), source=str(cams.root), **manifest)
+    return out.write_manifest(ids=list(ids), kind="pseudo_masks", threshold=float(threshold), source=str(cams.root),
+                              **manifest)

@@ -15,7 +15,7 @@ from wsss.segmentation.evaluate import (evaluate_predictions, iou_table_csv, iou
                                         scores_path)
 from wsss.segmentation.export import export_predictions
 from wsss.segmentation.pseudo_masks import pseudo_masks_from_cams
-from wsss.tasks import artifact_dir, evaluated_splits, task, training_identity
+from wsss.tasks import evaluated_splits, own_artifacts, task, training_identity
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +39,7 @@ def segmentation_evaluate(ctx) -> dict:
     metrics, rows = {}, {}
     name = f"{ctx.plain['stage']['name']}/{ctx.plain['run_name']}"
     for split, ds in evaluated_splits(ctx):
-        preds = artifact_dir(ctx, split)
-        preds.check({"dataset": ctx.plain["dataset"]["name"], "split": split}, producer_hint="tasks=[predict]")
+        preds = own_artifacts(ctx, split)
         scores = evaluate_predictions(ds, preds.root, _device(), ctx.plain["num_workers"])
         atomic_write_json(scores_path(ctx.run_dir, split), scores.as_dict())
         rows[f"{name} · {split}"] = scores
@@ -65,8 +64,7 @@ def export(ctx) -> dict:
         return {}
     opts = dict(ctx.plain["stage"].get("export") or {})
     split = opts.get("split", "test")
-    preds = artifact_dir(ctx, split)
-    preds.check({"dataset": ctx.plain["dataset"]["name"], "split": split}, producer_hint="tasks=[predict]")
+    preds = own_artifacts(ctx, split)
     path = export_predictions(preds.root, ctx.dm.split(split).ids, ctx.run_dir / "export",
                               ctx.module.num_classes, year=opts.get("year", "VOC2012"),
                               competition=opts.get("competition", "comp6"), split=split,
@@ -83,8 +81,7 @@ def best_threshold(ctx, split: str) -> float:
     if not ds.has_masks:
         raise ValueError(f"threshold=best needs ground-truth masks, but split {split!r} has none; set "
                          "stage.evaluation.pseudo_masks.threshold to a number")
-    cams = artifact_dir(ctx, split)
-    cams.check({"dataset": ctx.plain["dataset"]["name"], "split": split}, producer_hint="tasks=[predict]")
+    cams = own_artifacts(ctx, split)
     result = sweep(ds, cams.root, (ctx.plain["stage"].get("evaluation") or {}).get("thresholds"),
                    device=_device(), num_workers=ctx.plain["num_workers"])
     log.info("best CAM threshold on %s: %.2f (mIoU %.2f%%)", split, result.best_threshold, 100 * result.best_miou)
@@ -110,8 +107,7 @@ def cam_masks(ctx) -> dict:
         threshold = best_threshold(ctx, opts.get("threshold_split") or ctx.eval_splits()[0])
     out = {"pseudo_masks/threshold": float(threshold)}
     for split in opts.get("splits") or ctx.predict_splits():
-        cams = artifact_dir(ctx, split)
-        cams.check({"dataset": ctx.plain["dataset"]["name"], "split": split}, producer_hint="tasks=[predict]")
+        cams = own_artifacts(ctx, split)
         ids = ctx.dm.split(split).ids
         info = pseudo_masks_from_cams(cams.root, Path(ctx.run_dir) / "pseudo_masks" / split, ids, float(threshold),
                                       stage=ctx.plain["stage"]["name"], dataset=ctx.plain["dataset"]["name"],

@@ -8,6 +8,8 @@ Tasks (default order):
    CRFs in a process pool; palette PNGs in `run_dir/affinity_labels/<split>/`.
 2. `fit`: AffinityNet (IRN boundary branch, frozen backbone) trained with the affinity loss on the pixel
    pairs within `stage.radius` of the stride-4 grid of the train crops.
+The tasks other than `fit` and `predict` live in `wsss.refine.tasks` (the package of these artifacts).
+
 3. `predict` (the foundation task, through `predict_step`): boundary map with flip TTA, random walk of the
    stride-4 CAMs of the present classes (sparse, batched, on the module's device); npz `{keys, rw}` in
    `run_dir/rw/<split>/`, rw (n, H, W) float16 divided by its global max, no background plane (pnoc-spec
@@ -21,64 +23,28 @@ Every artifact folder is written atomically per image, resumably (only missing f
 from __future__ import annotations
 
 import logging
-import multiprocessing as mp
-from collections import deque
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from wsss.artifacts import ArtifactDir, config_hash
+from wsss.artifacts import ArtifactDir, open_split
 from wsss.data import transforms as T
 from wsss.data.datamodule import WSSSDataModule
 from wsss.data.datasets import TransformedSplit
-from wsss.data.ground_truth import ground_truth_mask
 from wsss.losses.affinity import affinity_loss
-from wsss.metrics.segmentation import confusion_matrix, iou_per_class
 from wsss.models.affinitynet import AffinityNet
 from wsss.models.checkpoints import load_checkpoint, state_dict_of
 from wsss.optim import sgd_poly
-from wsss.refine.affinity_labels import affinity_labels
 from wsss.refine.pairs import PairIndex, affinity_from_boundary, downsample_labels, grid_size, pair_labels
-from wsss.refine.random_walk import pseudo_mask, random_walk, upsample_and_normalise
+from wsss.refine.random_walk import random_walk, upsample_and_normalise
 from wsss.refine.rw_seeds import rw_seeds, seed_maps
+from wsss.refine.tasks import LABELS, RW, evaluate_affinity
 from wsss.stages.base import Stage
-from wsss.tasks import evaluated_splits, task, training_identity
 
 log = logging.getLogger(__name__)
 
-LABELS, RW, PSEUDO_MASKS = "affinity_labels", "rw", "pseudo_masks"
-
-
-# -- a bounded, ordered process pool ----------------------------------------------------------------
-def pool_imap(fn: Callable[..., Any], items: Iterable[tuple[Any, tuple]], processes: int = 1,
-              window: int | None = None, context: str = "spawn") -> Iterator[tuple[Any, Any]]:
-    """Yield `(key, fn(*args))` for every `(key, args)` of `items`, in order.
-
-    With `processes > 1` the calls run in a `spawn` pool (safe after CUDA was initialised); at most
-    `window` items (default 4 · processes) are loaded and in flight at a time, so a data set of any size
-    streams through bounded memory while the caller writes finished results. `fn` must be picklable and
-    should live in a light module (workers import it).
-    """
-    if processes < 1:
-        raise ValueError(f"stage.crf_processes={processes}; expected >= 1")
-    if processes == 1:
-        for key, args in items:
-            yield key, fn(*args)
-        return
-    window = window or 4 * processes
-    with mp.get_context(context).Pool(processes) as pool:
-        pending: deque = deque()
-        for key, args in items:
-            pending.append((key, pool.apply_async(fn, args)))
-            if len(pending) >= window:
-                done_key, result = pending.popleft()
-                yield done_key, result.get()
-        while pending:
-            done_key, result = pending.popleft()
-            yield done_key, result.get()
 
 
 # -- data -------------------------------------------------------------------------------------------
@@ -117,9 +83,7 @@ class AffinityDataModule(WSSSDataModule):
     def train_dataloader(self):
         name = self.cfg["train_split"]
         split = self.split(name)
-        labels = ArtifactDir(self.label_root / name, ".png")
-        labels.check({"dataset": self.cfg["name"], "split": name, "kind": LABELS},
-                     producer_hint="the affinity_labels task of stage=affinity")
+        labels = open_split(self.label_root, name, split.ids, ".png", self.cfg["name"], kind=LABELS)
         ids = [i for i in split.ids if split.label(i).sum() > 0]   # IGNORE_BG_IMAGES (pnoc-spec §9.4)
         if not ids:
             raise ValueError(f"split {name!r} has no image with a label")
@@ -143,6 +107,8 @@ def load_backbone_from(backbone: torch.nn.Module, path: str | Path, prefix: str 
 class AffinityStage(Stage):
     default_tasks = ("affinity_labels", "fit", "predict", "pseudo_masks", "evaluate")
     artifact = RW
+    # the foundation's `evaluate` task hands over to this (the stage's artifacts are not only CAMs)
+    evaluate_task = staticmethod(evaluate_affinity)
 
     def __init__(self, cfg: dict):
         super().__init__(cfg)
@@ -161,29 +127,33 @@ class AffinityStage(Stage):
     def dataset_name(self) -> str:
         return self.cfg["dataset"]["name"]
 
-    def _input(self, kind: str, split: str, suffix: str) -> ArtifactDir:
+    def _input(self, kind: str, split: str, ids: list[str], suffix: str) -> ArtifactDir:
         inputs = self.scfg.get("inputs") or {}
         if not inputs.get(kind):
             raise ValueError(f"stage.inputs.{kind} is not set")
         if (kind, split) not in self._checked:
-            folder = ArtifactDir(Path(inputs[kind]) / split, suffix)
-            producer = (inputs.get("producers") or {}).get(kind, "classifier" if kind == "cams" else "saliency")
-            folder.check({"dataset": self.dataset_name, "split": split},
-                         producer_hint=f"stage={producer} with split {split!r} among its predict splits, or point "
-                                       f"stage.inputs.{kind} at its artifact folder")
-            self._checked[(kind, split)] = folder
+            self._checked[(kind, split)] = open_split(inputs[kind], split, ids, suffix, self.dataset_name)
         return self._checked[(kind, split)]
 
-    def cam_input(self, split: str) -> ArtifactDir:
-        return self._input("cams", split, ".npz")
+    def cam_input(self, split: str, ids: list[str]) -> ArtifactDir:
+        return self._input("cams", split, ids, ".npz")
 
-    def saliency_input(self, split: str) -> ArtifactDir | None:
+    def saliency_input(self, split: str, ids: list[str]) -> ArtifactDir | None:
         if not (self.scfg.get("inputs") or {}).get("saliency"):
             return None
-        return self._input("saliency", split, ".png")
+        return self._input("saliency", split, ids, ".png")
 
     def artifact_dir(self, kind: str, split: str) -> ArtifactDir:
-        return ArtifactDir(self.run_dir / kind / split, ".png" if kind != RW else ".npz")
+        """The folder this run writes its `kind` artifacts of `split` to."""
+        return ArtifactDir(self.run_dir / kind / split, self.suffix(kind))
+
+    def own_artifacts(self, kind: str, split: str, ids: list[str]) -> ArtifactDir:
+        """This run's finished `kind` artifacts of `split` (own folder, or a split holding all its ids)."""
+        return open_split(self.run_dir / kind, split, ids, self.suffix(kind), self.dataset_name)
+
+    @staticmethod
+    def suffix(kind: str) -> str:
+        return ".npz" if kind == RW else ".png"
 
     def label_splits(self) -> list[str]:
         return list(self.scfg.get(LABELS, {}).get("splits") or [self.cfg["dataset"]["train_split"]])
@@ -261,7 +231,7 @@ class AffinityStage(Stage):
 
     def predict_step(self, batch: dict, batch_idx: int) -> None:
         split = self.trainer.datamodule.predict_split
-        cams = self.cam_input(split)
+        cams = self.cam_input(split, self.trainer.datamodule.split(split).ids)
         for i, image_id in enumerate(batch["id"]):
             image = batch["image"][i:i + 1]
             z = cams.read_npz(image_id)
@@ -273,158 +243,3 @@ class AffinityStage(Stage):
                                       rw=rw.cpu().numpy().astype(np.float16))
 
 
-# -- tasks ------------------------------------------------------------------------------------------
-def _affinity_stage(ctx) -> AffinityStage:
-    if not isinstance(ctx.module, AffinityStage):
-        raise TypeError(f"this task belongs to stage=affinity, not stage={ctx.plain['stage']['name']}")
-    return ctx.module
-
-
-def _write_all(ctx, writer: ArtifactDir, ids: list[str], make_items: Callable[[list[str]], Iterable],
-               fn: Callable, manifest: dict) -> int:
-    """Compute the missing files of `writer` with `fn` in the CRF pool; manifest last. Returns how many."""
-    old = writer.manifest()
-    if old is not None and old.get("config_hash") != manifest["config_hash"]:
-        log.warning("%s was made with other settings (config_hash %s, now %s): rewriting it", writer.root,
-                    old.get("config_hash"), manifest["config_hash"])
-        writer.remove()
-    writer.clean_temporaries()
-    missing = writer.missing(ids)
-    if missing:
-        writer.invalidate()
-    processes = int(ctx.module.scfg.get("crf_processes", 1))
-    log.info("%s: %d of %d images to write (%d processes)", writer.root, len(missing), len(ids), processes)
-    for image_id, array in pool_imap(fn, make_items(missing), processes=processes):
-        writer.write_png(image_id, array, palette=True)
-    left = writer.missing(ids)
-    if left:
-        raise RuntimeError(f"{writer.root}: {len(left)} images were not written, e.g. {left[:3]}")
-    writer.write_manifest(**manifest)
-    return len(missing)
-
-
-@task(LABELS)
-def make_affinity_labels(ctx) -> dict:
-    """Affinity labels of `stage.affinity_labels.splits` (default: the train split) from CAMs (+ saliency)."""
-    module = _affinity_stage(ctx)
-    if not ctx.trainer.is_global_zero:
-        return {}
-    p = dict(module.scfg.get(LABELS) or {})
-    params = (p.get("fg_threshold", 0.40), p.get("bg_threshold", 0.10), p.get("crf_iterations", 10),
-              p.get("gt_prob", 0.7))
-    out = {}
-    for split in module.label_splits():
-        ds = ctx.dm.split(split)
-        cams, saliency = module.cam_input(split), module.saliency_input(split)
-
-        def items(ids, ds=ds, cams=cams, saliency=saliency):
-            for image_id in ids:
-                z = cams.read_npz(image_id)
-                sal = saliency.read_png(image_id) if saliency is not None else None
-                yield image_id, (z["cams"], z["keys"], ds.load_image(image_id), sal, *params)
-
-        writer = module.artifact_dir(LABELS, split)
-        settings = {"inputs": module.scfg.get("inputs"), LABELS: p}
-        n = _write_all(ctx, writer, ds.ids, items, affinity_labels, dict(
-            stage=module.scfg["name"], kind=LABELS, dataset=module.dataset_name, split=split,
-            config_hash=config_hash({"dataset": {k: ctx.plain["dataset"].get(k) for k in ("name", "args")}, **settings}), **settings,
-            num_classes=module.num_classes))
-        out.update({f"{LABELS}/{split}/count": len(ds.ids), f"{LABELS}/{split}/written": n})
-    return out
-
-
-@task(PSEUDO_MASKS)
-def make_pseudo_masks(ctx) -> dict:
-    """Pseudo masks of the predict splits: argmax over [bg threshold, RW maps], then a label CRF."""
-    module = _affinity_stage(ctx)
-    if not ctx.trainer.is_global_zero:
-        return {}
-    p = dict(module.scfg.get(PSEUDO_MASKS) or {})
-    params = (p.get("bg_threshold", 0.30), p.get("crf_iterations", 1), p.get("gt_prob", 0.9))
-    out = {}
-    for split in ctx.predict_splits():
-        ds = ctx.dm.split(split)
-        rw = module.artifact_dir(RW, split)
-        rw_manifest = rw.check({"dataset": module.dataset_name, "split": split},
-                               producer_hint="the predict task of stage=affinity")
-        saliency = module.saliency_input(split) if p.get("use_saliency") else None
-
-        def items(ids, ds=ds, rw=rw, saliency=saliency):
-            for image_id in ids:
-                z = rw.read_npz(image_id)
-                sal = saliency.read_png(image_id) if saliency is not None else None
-                yield image_id, (z["rw"], z["keys"], ds.load_image(image_id), *params, sal)
-
-        writer = module.artifact_dir(PSEUDO_MASKS, split)
-        n = _write_all(ctx, writer, ds.ids, items, pseudo_mask, dict(
-            stage=module.scfg["name"], kind=PSEUDO_MASKS, dataset=module.dataset_name, split=split,
-            config_hash=config_hash({"training": training_identity(ctx.plain), PSEUDO_MASKS: p}),
-            checkpoint=rw_manifest.get("checkpoint"), num_classes=module.num_classes, **{PSEUDO_MASKS: p}))
-        out.update({f"{PSEUDO_MASKS}/{split}/count": len(ds.ids), f"{PSEUDO_MASKS}/{split}/written": n})
-    return out
-
-
-def label_confusion(ds, labels: ArtifactDir, num_labels: int, confident_only: bool = False) -> torch.Tensor:
-    """(K, K) confusion of label PNGs against the ground truth; `confident_only` skips predicted 255 pixels."""
-    total = torch.zeros(num_labels, num_labels, dtype=torch.long)
-    for image_id in ds.ids:
-        gt = ground_truth_mask(ds, image_id)
-        pred = labels.read_png(image_id)
-        if pred.shape != gt.shape:
-            raise ValueError(f"{labels.path(image_id)}: {pred.shape} but the mask of {image_id!r} is {gt.shape}")
-        gt = torch.from_numpy(gt.astype(np.int64))
-        pred = torch.from_numpy(pred.astype(np.int64))
-        if confident_only:
-            gt = torch.where(pred == 255, torch.full_like(gt, 255), gt)
-        total += confusion_matrix(pred, gt, num_labels)
-    return total
-
-
-def _iou_metrics(prefix: str, confusion: torch.Tensor, classes: list[str]) -> dict:
-    ious = iou_per_class(confusion)
-    return {f"{prefix}/miou": float(ious.nanmean()), f"{prefix}/iou": dict(zip(classes, ious.tolist()))}
-
-
-def evaluate_affinity(ctx) -> dict:
-    """mIoU against ground truth of the input CAMs, the RW maps, the pseudo masks and the affinity labels."""
-    from wsss.cams.evaluate import plot_curve, sweep
-    from wsss.thesis import beside, pseudo_mask_row, value
-
-    module = _affinity_stage(ctx)
-    if not ctx.trainer.is_global_zero:
-        return {}
-    ev = module.scfg.get("evaluation") or {}
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    num_labels = module.num_classes + 1
-    metrics, curves = {}, {}
-    for split, ds in evaluated_splits(ctx):
-        classes = ["background", *ds.classes]
-        expect = {"dataset": module.dataset_name, "split": split}
-        sweeps = {"cams": (module.cam_input(split), ev.get("thresholds"), "cams"),
-                  RW: (module.artifact_dir(RW, split), ev.get("rw_thresholds"), "rw")}
-        for name, (folder, thresholds, key) in sweeps.items():
-            folder.check(expect, producer_hint="the predict task of stage=affinity")
-            r = sweep(ds, folder.root, thresholds, device=device, num_workers=ctx.plain["num_workers"], key=key)
-            curves[f"{name}/{split}"] = r
-            metrics.update({f"{name}/{split}/{k}": v for k, v in r.as_dict().items()})
-        masks = module.artifact_dir(PSEUDO_MASKS, split)
-        masks.check(expect, producer_hint="the pseudo_masks task of stage=affinity")
-        metrics.update(_iou_metrics(f"{PSEUDO_MASKS}/{split}", label_confusion(ds, masks, num_labels), classes))
-        row = pseudo_mask_row(ctx.plain)  # thesis Table 10 beside ours when this is its run
-        metrics.update(beside(f"{PSEUDO_MASKS}/{split}", metrics[f"{PSEUDO_MASKS}/{split}/miou"],
-                              value(10, row, split) if row else None))
-        labels = module.artifact_dir(LABELS, split)
-        if labels.manifest() is not None:   # affinity labels exist for the label splits only
-            confusion = label_confusion(ds, labels, num_labels, confident_only=True)
-            metrics.update(_iou_metrics(f"{LABELS}/{split}", confusion, classes))
-            gt_pixels = sum(int((m != 255).sum()) for m in map(ds.load_mask, ds.ids))
-            metrics[f"{LABELS}/{split}/coverage"] = float(confusion.sum()) / max(1, gt_pixels)
-    if curves:
-        plot_curve(curves, module.run_dir / "affinity_miou_curve.png")
-        for lg in ctx.trainer.loggers:
-            lg.log_metrics({k: v for k, v in metrics.items() if isinstance(v, float)})
-    return metrics
-
-
-# The foundation's `evaluate` task hands over to this (the stage's artifacts are not only CAMs).
-AffinityStage.evaluate_task = staticmethod(evaluate_affinity)

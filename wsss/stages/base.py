@@ -8,8 +8,9 @@ import pytorch_lightning as L
 import torch
 
 from wsss.data.datamodule import WSSSDataModule
+from wsss.hyperparameters import check_hyperparameters
 from wsss.models.backbone import Backbone
-from wsss.models.checkpoints import load_checkpoint, state_dict_of
+from wsss.models.checkpoints import load_checkpoint, load_matching, state_dict_of
 from wsss.optim import param_groups, sgd_poly
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,7 @@ class Stage(L.LightningModule):
 
     def __init__(self, cfg: dict):
         super().__init__()
+        check_hyperparameters(cfg)  # `stage.lr=-0.1: expected a positive number`, before anything is built
         self.save_hyperparameters({"cfg": cfg})
         self.cfg = cfg
         self.scfg = cfg["stage"]
@@ -100,9 +102,9 @@ class Stage(L.LightningModule):
     # -- checkpoints --------------------------------------------------------------------------
     def load_weights(self, path: str | Path) -> None:
         """Load the state dict of a trained stage checkpoint (weights only, no pickle)."""
-        state = state_dict_of(load_checkpoint(path, "checkpoint"))
+        state = state_dict_of(load_checkpoint(path, "stage.checkpoint"))
         self.check_class_count(state, path)
-        self.load_state_dict(state)
+        load_matching(self, state, path, "stage.checkpoint", self.cfg["backbone"]["name"])
 
     def check_class_count(self, state: dict, path: Path) -> None:
         pass

@@ -29,7 +29,9 @@ class CAMStage(Stage):
         kur = self.scfg.get("kur") or {}
         alpha = kur.get("alpha", 1.0)
         alpha = float(self.num_classes) if alpha == "num_classes" else float(alpha)
-        self.net = CAMNet(self.make_backbone(), self.num_classes, kur=bool(kur.get("enabled", False)), kur_alpha=alpha)
+        bias = bool((self.scfg.get("head") or {}).get("bias", False))  # the XAI classifier's dense bias (A.1.2)
+        self.net = CAMNet(self.make_backbone(), self.num_classes, kur=bool(kur.get("enabled", False)), kur_alpha=alpha,
+                          bias=bias)
         metrics = MetricCollection({
             "f1": MultilabelF1Score(self.num_classes, average="macro"),
             "f2": MultilabelFBetaScore(2.0, self.num_classes, average="macro"),

@@ -81,7 +81,7 @@ class CCAMStage(Stage):
             raise ValueError("stage.inputs.cams must name a CAM artifact folder when hints are enabled or "
                              "stage.polarity.rule=hints")
         return SaliencyDataModule(self.cfg["dataset"], s["batch_size"], self.norm_mean, self.norm_std, mode="hints",
-                                  inputs=inputs, producer_hint=s.get("inputs_producer", "stage=classifier"),
+                                  inputs=inputs,
                                   crop_size=s.get("crop_size"), resize_factor=s.get("resize_factor", 1.15),
                                   augment=s.get("augment"), num_workers=self.cfg["num_workers"])
 

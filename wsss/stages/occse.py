@@ -21,7 +21,7 @@ from torch import nn
 
 from wsss.losses.occse import occse_loss, sample_erased_classes, soft_erase_classes
 from wsss.losses.pnoc import generator_loss
-from wsss.models.checkpoints import read_cam_network
+from wsss.models.checkpoints import load_matching, read_cam_network
 from wsss.models.cam_head import CAMNet
 from wsss.stages.generator import GeneratorStage, GeneratorStep, ramp
 
@@ -80,7 +80,7 @@ class OCCSEStage(GeneratorStage):
 
     def load_oc(self, path: str | Path) -> None:
         state, kur = read_classifier_state(path, self.num_classes)
-        self.oc.load_state_dict(state)
+        load_matching(self.oc, state, path, "stage.oc_checkpoint", self.cfg["backbone"]["name"])
         if kur.get("enabled"):  # the classifier was trained with KUR: use its re-parametrised head
             alpha = kur.get("alpha", 1.0)
             self.oc.head.kur = True

@@ -44,8 +44,7 @@ class SaliencyStage(Stage):
         s = self.scfg
         folder = (s.get("inputs") or {}).get("pseudo_saliency")
         return SaliencyDataModule(self.cfg["dataset"], s["batch_size"], self.norm_mean, self.norm_std,
-                                  mode="pseudo_saliency", inputs=folder,
-                                  producer_hint=s.get("inputs_producer", "stage=ccam"), crop_size=s.get("crop_size"),
+                                  mode="pseudo_saliency", inputs=folder, crop_size=s.get("crop_size"),
                                   augment=s.get("augment"), num_workers=self.cfg["num_workers"])
 
     # -- optimisation ---------------------------------------------------------------------------

@@ -5,8 +5,9 @@
 
 The stage has no `fit`. It rebuilds the CAM network exactly as the checkpoint was trained (backbone and its
 output stride, input channels, KUR and its α, all read from the checkpoint's saved hyperparameters), then
-its task `explain` runs a Lightning `test` loop over `stage.split`: per batch, σ(f(x)) selects the
-evaluated labels C_i (detections σ > `stage.threshold`, or the ground-truth labels), every selected method
+its task `explain` runs a Lightning `test` loop over `stage.split`: per batch, σ(f(x)) (with the
+classifier's bias b when it was trained with one: y = σ(GAP·W + b), eq. 25) selects the evaluated labels C_i
+(detections σ > `stage.threshold` as in the author's code, or the ground-truth labels), every selected method
 explains all of them from one body forward (`wsss.xai`), and the soft-masked forwards update one
 `MultiLabelCamMetrics` per method (per-class sums, reduced over DDP ranks). Rank 0 then writes:
 
@@ -18,20 +19,18 @@ explains all of them from one body forward (`wsss.xai`), and the soft-masked for
   `xai/<method>/per_class` (dicts).
 
 A class never evaluated (no detection in the split) has NaN per-class values and is skipped by the macro
-average; a method whose every class is NaN (nothing detected at all) reports NaN.
+average; a method whose every class is NaN (nothing detected at all) reports NaN. The tables, results and
+figure are written by `wsss.xai.report` and `wsss.xai.figure`.
 """
 from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from pathlib import Path
-from typing import Sequence
 
 import albumentations as A
 import cv2
-import numpy as np
 import torch
 import torch.nn.functional as F
 from albumentations.pytorch import ToTensorV2
@@ -48,21 +47,15 @@ from wsss.models.cam_head import CAMNet
 from wsss.stages.base import Stage
 from wsss.tasks import task
 from wsss.xai import MultiLabelCamMetrics, SplitModel, build_method, update_cam_metrics
+from wsss.xai.figure import sample_figure
 from wsss.xai.methods import REGISTRY
-from wsss.xai.methods.base import eval_mode, resize_maps
+from wsss.xai.methods.base import eval_mode
+from wsss.xai.report import log_results, method_results, metrics_of, print_table, results_path, table_csv, \
+    table_markdown
 
 log = logging.getLogger(__name__)
 
 LABEL_SOURCES = ("detected", "labels")
-#: Table 4's rows: (metric key of MultiLabelCamMetrics, label, higher is better)
-TABLE_ROWS: tuple[tuple[str, str, bool], ...] = (
-    ("ic", "%IC ↑", True), ("ad", "%AD ↓", False), ("ado", "%ADO ↑", True), ("ar", "%AR ↑", True),
-    ("aro", "%ARO ↓", False), ("f1_neg", "F1− ↓", False), ("f1_pos", "F1+ ↑", True))
-METRIC_KEYS = tuple(key for key, _, _ in TABLE_ROWS)
-DISPLAY_NAMES = {"cam": "CAM", "gradcam": "Grad-CAM", "gradcampp": "Grad-CAM++", "scorecam": "Score-CAM",
-                 "ablationcam": "Ablation-CAM", "layercam": "LayerCAM", "minmax_cam": "MinMax-CAM",
-                 "d_minmax_cam": "D-MinMax-CAM", "minmax_gradcam": "MinMax-Grad-CAM",
-                 "d_minmax_gradcam": "D-MinMax-Grad-CAM"}
 
 
 # -- the trained classifier -------------------------------------------------------------------------
@@ -161,7 +154,7 @@ class XAIStage(Stage):
         self.methods = {name: build_method(name, **method_options(s, name)) for name in self.method_names}
         state, trained = read_classifier_checkpoint(s.get("checkpoint"), self.num_classes,
                                                     cfg["dataset"]["name"], cfg["paths"].get("runs_dir"))
-        self.net = self.rebuild_net(trained)
+        self.net = self.rebuild_net(trained, has_bias="head.bias" in state)
         self.net.load_state_dict(state)
         self.net.requires_grad_(False)
         if s.get("channels_last"):
@@ -172,8 +165,9 @@ class XAIStage(Stage):
         self.seconds = {name: 0.0 for name in self.method_names}
         self.results: dict | None = None
         self.eval()
-        log.info("explaining %s (backbone %s, KUR %s)", s.get("checkpoint"), self.net.backbone.name,
-                 f"on, α={self.net.head.kur_alpha:g}" if self.net.head.kur else "off")
+        log.info("explaining %s (backbone %s, KUR %s, %s)", s.get("checkpoint"), self.net.backbone.name,
+                 f"on, α={self.net.head.kur_alpha:g}" if self.net.head.kur else "off",
+                 "with bias" if self.net.head.bias is not None else "bias-free")
 
     def use_channels_last(self) -> None:
         """Weights and inputs in channels-last layout: same maps, faster convolutions for ResNets on CPU
@@ -182,8 +176,9 @@ class XAIStage(Stage):
         for method in self.methods.values():
             method.channels_last = True
 
-    def rebuild_net(self, trained: dict) -> CAMNet:
-        """The CAMNet as trained: backbone, output stride, input channels and KUR from the checkpoint."""
+    def rebuild_net(self, trained: dict, has_bias: bool) -> CAMNet:
+        """The CAMNet as trained: backbone, output stride, input channels, KUR and the head's bias from the
+        checkpoint."""
         b = dict(trained.get("backbone") or self.cfg["backbone"])
         if b.get("name") != self.cfg["backbone"]["name"]:
             raise ValueError(f"stage.checkpoint={self.scfg.get('checkpoint')!r} was trained with backbone "
@@ -195,7 +190,7 @@ class XAIStage(Stage):
                             output_stride=b.get("output_stride"), in_chans=in_chans)
         self.norm_mean, self.norm_std = backbone.mean, backbone.std
         kur, alpha = kur_settings(trained, self.scfg.get("kur"), self.num_classes)
-        return CAMNet(backbone, self.num_classes, kur=kur, kur_alpha=alpha)
+        return CAMNet(backbone, self.num_classes, kur=kur, kur_alpha=alpha, bias=has_bias)
 
     def train(self, mode: bool = True) -> "XAIStage":
         """Always in eval mode: BatchNorm must use (and never update) the trained statistics. (Lightning
@@ -204,8 +199,9 @@ class XAIStage(Stage):
         return super().train(False)
 
     def split_model(self, body: nn.Module | None = None) -> SplitModel:
-        """The classifier split at its last feature map, with its effective (KUR) weight read at call time."""
-        return SplitModel.from_gap_classifier(body or self.net.backbone, self.net.head.effective_weight)
+        """The classifier split at its last feature map: effective (KUR) weight read at call time, bias in the
+        logits (so in detection, Score-CAM's scores and every metric) but never in a map."""
+        return SplitModel.from_cam_net(self.net, body)
 
     # -- data ---------------------------------------------------------------------------------------
     @property
@@ -295,166 +291,6 @@ class XAIStage(Stage):
                                                            "split": self.split_name})
 
 
-def finite_or_none(value: float) -> float | None:
-    return value if math.isfinite(value) else None
-
-
-def method_results(values: dict[str, torch.Tensor], classes: Sequence[str], seconds: float) -> dict:
-    """Plain (JSON) results of one method: macro, micro, per-class values, pairs per class, seconds."""
-    return {
-        "macro": {k: float(values[k]) for k in METRIC_KEYS},
-        "micro": {k: float(values[f"{k}_micro"]) for k in METRIC_KEYS},
-        "per_class": {k: dict(zip(classes, map(finite_or_none, values[f"{k}_per_class"].tolist())))
-                      for k in METRIC_KEYS},
-        "pairs": dict(zip(classes, (int(c) for c in values["count"].tolist()))),
-        "seconds": seconds,
-    }
-
-
-def results_path(run_dir: Path) -> Path:
-    return Path(run_dir) / "xai" / "results.json"
-
-
-# -- the results table (Table 4 layout) -------------------------------------------------------------
-def best_columns(values: Sequence[float], higher_is_better: bool) -> set[int]:
-    finite = [v for v in values if math.isfinite(v)]
-    if not finite:
-        return set()
-    best = max(finite) if higher_is_better else min(finite)
-    return {i for i, v in enumerate(values) if math.isfinite(v) and round(v, 2) == round(best, 2)}
-
-
-def table_rows(results: dict[str, dict], methods: Sequence[str]) -> list[tuple[str, list[float], set[int]]]:
-    """(row label, one macro value per method, columns holding the best value) per Table-4 metric."""
-    rows = []
-    for key, label, higher in TABLE_ROWS:
-        values = [float(results[m]["macro"][key]) for m in methods]
-        rows.append((label, values, best_columns(values, higher)))
-    return rows
-
-
-def fmt(value: float) -> str:
-    return f"{value:.2f}" if math.isfinite(value) else "nan"
-
-
-def table_csv(results: dict[str, dict], methods: Sequence[str]) -> str:
-    lines = [",".join(["metric", *(DISPLAY_NAMES.get(m, m) for m in methods)])]
-    lines += [",".join([label, *map(fmt, values)]) for label, values, _ in table_rows(results, methods)]
-    return "\n".join(lines) + "\n"
-
-
-def table_markdown(results: dict[str, dict], methods: Sequence[str], caption: str = "") -> str:
-    head = "| Metric | " + " | ".join(DISPLAY_NAMES.get(m, m) for m in methods) + " |\n"
-    head += "|---|" + "---:|" * len(methods) + "\n"
-    body = "".join("| " + label + " | " + " | ".join(f"**{fmt(v)}**" if i in best else fmt(v)
-                                                     for i, v in enumerate(values)) + " |\n"
-                   for label, values, best in table_rows(results, methods))
-    return (f"{caption}\n\n" if caption else "") + head + body
-
-
-def print_table(results: dict[str, dict], methods: Sequence[str], title: str) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title)
-    table.add_column("Metric", no_wrap=True)
-    names = [DISPLAY_NAMES.get(m, m) for m in methods]
-    for name in names:
-        table.add_column(name, justify="right", no_wrap=True, min_width=len(name))
-    for label, values, best in table_rows(results, methods):
-        cells = (f"[bold green]{fmt(v)}[/]" if i in best else fmt(v) for i, v in enumerate(values))
-        table.add_row(label, *cells)
-    console = Console()
-    needed = 10 + sum(len(n) + 3 for n in names)  # full method names even on a narrow terminal or a log file
-    console.width = max(console.width, needed)
-    console.print(table)
-
-
-def metrics_of(results: dict[str, dict]) -> dict:
-    """The entries of metrics.json: `xai/<method>/<metric>` floats, micro and per-class dicts."""
-    out: dict = {}
-    for m, r in results.items():
-        out.update({f"xai/{m}/{k}": float(v) for k, v in r["macro"].items()})
-        out[f"xai/{m}/micro"] = r["micro"]
-        out[f"xai/{m}/per_class"] = r["per_class"]
-    out["xai/pairs"] = {m: int(sum(r["pairs"].values())) for m, r in results.items()}
-    out["xai/method_seconds"] = {m: float(r["seconds"]) for m, r in results.items()}
-    return out
-
-
-# -- the figure --------------------------------------------------------------------------------------
-def display_image(image: torch.Tensor, mean, std) -> np.ndarray:
-    """A normalised (c, H, W) tensor back to (H, W, 3) uint8 (first three channels)."""
-    x = image[:3].float().cpu().permute(1, 2, 0).numpy()
-    x = x * np.asarray(std[:3], np.float32) + np.asarray(mean[:3], np.float32)
-    return (np.clip(x, 0, 1) * 255).astype(np.uint8)
-
-
-def figure_png(images: list[np.ndarray], row_titles: list[str], maps: dict[str, np.ndarray],
-               alpha: float = 0.5, panel_inches: float = 1.8) -> bytes:
-    """Grid: one row per image (image, then one overlay per method), method names as column titles.
-
-    maps: method -> (N, H, W) in [0, 1], the map of each row's label.
-    """
-    import io
-
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from wsss.logging_utils import blend, heat_colours
-
-    names = list(maps)
-    rows, cols = len(images), 1 + len(names)
-    fig = Figure(figsize=(panel_inches * cols, panel_inches * rows + 0.4))
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(rows, cols, squeeze=False)
-    for r, image in enumerate(images):
-        axes[r][0].imshow(image)
-        axes[r][0].set_ylabel(row_titles[r], fontsize=8)
-        for c, name in enumerate(names, start=1):
-            axes[r][c].imshow(blend(image, heat_colours(maps[name][r]), alpha))
-            if r == 0:
-                axes[r][c].set_title(DISPLAY_NAMES.get(name, name), fontsize=9)
-        for ax in axes[r]:
-            ax.set_xticks([])
-            ax.set_yticks([])
-    axes[0][0].set_title("image", fontsize=9)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    return buf.getvalue()
-
-
-def sample_figure(module: XAIStage, num_images: int, alpha: float = 0.5) -> bytes | None:
-    """The figure of the first `num_images` explained images, each with the maps of its first evaluated
-    label (its most probable class when none is evaluated)."""
-    ids = module.explained_ids()[:num_images]
-    if not ids:
-        return None
-    ds = TransformedSplit(module.datamodule_split(), module.transform(), ids)
-    classes = list(module.datamodule_split().classes)
-    weight = next(module.net.parameters())  # outside the test loop: inputs in the network's precision
-    device = weight.device
-    images, titles, per_method = [], [], {m: [] for m in module.method_names}
-    for item in ds:  # one at a time: images may differ in size when stage.image_size is null
-        x, y = item["image"][None].to(device, weight.dtype), item["label"][None].to(device)
-        with torch.inference_mode(False), torch.enable_grad():
-            probs, targets, maps = module.explain_batch(x, y)
-        label = int(targets[0, 0]) if targets.shape[1] and targets[0, 0] >= 0 else int(probs[0].argmax())
-        shown = "" if targets.shape[1] and targets[0, 0] >= 0 else " (not evaluated)"
-        titles.append(f"{item['id']}\n{classes[label]} p={float(probs[0, label]):.2f}{shown}")
-        images.append(display_image(item["image"], module.norm_mean, module.norm_std))
-        for m in module.method_names:
-            if shown:  # explain the shown class itself
-                with torch.inference_mode(False), torch.enable_grad():
-                    one = module.methods[m](module.split_model(), x, torch.tensor([[label]], device=device))
-            else:
-                one = maps[m][:, :1]
-            full = resize_maps(one[0, 0].float(), tuple(x.shape[-2:])).clamp(0, 1)
-            per_method[m].append(full.cpu().numpy())
-    return figure_png(images, titles, {m: np.stack(v) for m, v in per_method.items()}, alpha)
-
-
 # -- the task ----------------------------------------------------------------------------------------
 @task("explain")
 def explain(ctx) -> dict:
@@ -488,20 +324,3 @@ def explain(ctx) -> dict:
     log_results(ctx.trainer.loggers, metrics, results, methods, images)
     print_table(results, methods, title)
     return metrics
-
-
-def log_results(loggers, metrics: dict, results: dict, methods: Sequence[str], images: dict) -> None:
-    """Scalars to every logger; the table (a W&B Table) and the figure (a W&B Image) where supported."""
-    from wsss.logging_utils import log_images, log_scalars, log_table
-
-    loggers = [lg for lg in loggers if lg is not None]
-    if not loggers:
-        return
-    log_scalars(loggers, {k: v for k, v in metrics.items() if isinstance(v, float) and math.isfinite(v)})
-    rows = [[label, *(round(v, 4) if math.isfinite(v) else None for v in values)]
-            for label, values, _ in table_rows(results, methods)]
-    log_table(loggers, "xai/table", ["metric", *(DISPLAY_NAMES.get(m, m) for m in methods)], rows)
-    if images:
-        log_images(loggers, images)
-    for lg in loggers:
-        lg.save()

@@ -1,6 +1,6 @@
 """Multi-label XAI: CAM methods over a model split at the explained layer, and the MinMax-CAM metrics.
 
-    model = SplitModel.from_gap_classifier(camnet.backbone, camnet.head.effective_weight)
+    model = SplitModel.from_cam_net(camnet)               # KUR weight and bias (if any) of a CAMNet
     maps = build_method("minmax_cam")(model, images, targets)        # (B, L, h, w)
 """
 from wsss.xai.methods import REGISTRY, CamMethod, CamResult, build_method

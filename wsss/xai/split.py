@@ -2,8 +2,8 @@
 
 Every CAM method runs the body once per batch and works on the activations `A` (B, K, h, w)
 afterwards: gradients are taken through the head only, and Score-/Ablation-CAM re-run only what
-they must. For the project's CAM network (backbone → bias-free 1×1 conv → GAP, thesis eq. 17) the
-head is linear in the pooled features, so the gradients have a closed form: ∂s_c/∂A_kij = W_ck / hw.
+they must. For the project's CAM network (backbone → 1×1 conv → GAP (+ bias), thesis eq. 17 and 25)
+the head is linear in the pooled features, so the gradients have a closed form: ∂s_c/∂A_kij = W_ck / hw.
 """
 from __future__ import annotations
 
@@ -69,6 +69,13 @@ class SplitModel(nn.Module):
         """A GAP classifier `s = W · GAP(body(x)) + b` with known effective weight W (C, K)."""
         head = GapLinearHead(weight, bias)
         return cls(body, head, weight=head.weight)
+
+    @classmethod
+    def from_cam_net(cls, net: nn.Module, body: nn.Module | None = None) -> "SplitModel":
+        """A `wsss.models.cam_head.CAMNet` split at its last feature map: the effective (KUR) weight read at
+        call time and the head's bias, if it has one, in the logits (never in a CAM). `body` replaces the
+        net's backbone (e.g. one that caches the batch's features)."""
+        return cls.from_gap_classifier(body or net.backbone, net.head.effective_weight, net.head.bias)
 
     @classmethod
     def from_modules(cls, body: nn.Module, head: nn.Module) -> "SplitModel":

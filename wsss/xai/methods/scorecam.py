@@ -8,15 +8,21 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from wsss.xai.methods.base import CamMethod, gather_scores, minmax_normalize, weighted_sum
+from wsss.xai.methods.base import CamMethod, Resolution, gather_scores, minmax_normalize, weighted_sum
 from wsss.xai.split import SplitModel
 
 
 class ScoreCAM(CamMethod):
     """Score-CAM for all targets from one set of masked forwards, chunked over (image, channel).
 
-    Defaults follow the MinMax-paper notebooks (`sigmoid_scorecam`); pytorch-grad-cam's ScoreCAM is
-    `ScoreCAM(align_corners=True, mask_eps=1e-8, score="logit", softmax=True, skip_constant=False)`.
+    Defaults follow the MinMax-paper notebooks (`sigmoid_scorecam`): M_c = Σ_k σ(s_c(x ⊙ N_k)) · up(A_k)
+    summed at input resolution, then ReLU and min-max there (`resolution="input", resize_before_relu=True`).
+    `ScoreCAM.pytorch_grad_cam()` gives pytorch-grad-cam's ScoreCAM (align_corners=True, mask_eps=1e-8,
+    logit scores, softmax over channels, sum at feature resolution, its normalisation).
+
+    Normalisation: the thesis prints the masks N_k and the maps as A / max A; the code of the papers (the
+    notebooks, pytorch-grad-cam, and ours) min-max normalises them, (A − min A) / (max A − min A). We follow
+    the code. The two agree for maps whose minimum is 0 (post-ReLU maps that vanish somewhere).
 
     Args:
         batch_size: masked images per forward.
@@ -27,19 +33,19 @@ class ScoreCAM(CamMethod):
             scores themselves (paper).
         skip_constant: channels constant over space get weight 0 and no forward (the paper's loop
             stops at the first constant channel).
-        max_channels: keep only the N channels of largest spatial std per image (None = all).
-        score: "probability" (paper: σ(s_c)) or "logit" (pytorch-grad-cam).
+        max_channels: keep only the N channels of largest spatial std per image (None = all, the paper).
+        score: "probability" (paper: σ(s_c), the bias included) or "logit" (pytorch-grad-cam).
+        resolution, resize_before_relu: as CamMethod, defaults "input" and True (the notebooks'
+            path; `resolution="feature", resize_before_relu=False` sums at feature resolution, which
+            differs from it by the ReLU taken before the upsampling, about 2e-3 on a trained net).
         **kwargs: other CamMethod options.
-
-    The weighted sum is taken at feature resolution: bilinear upsampling is linear, so Σ_k q_k
-    up(A_k) = up(Σ_k q_k A_k); pass `resolution="input", resize_before_relu=True` for the paper's
-    ReLU at input resolution.
     """
 
     def __init__(self, batch_size: int = 64, align_corners: bool = False, mask_eps: float = 0.0,
                  softmax: bool = False, skip_constant: bool = True, max_channels: int | None = None,
-                 score: str = "probability", **kwargs):
-        super().__init__(score=score, **kwargs)
+                 score: str = "probability", resolution: Resolution = "input", resize_before_relu: bool = True,
+                 **kwargs):
+        super().__init__(score=score, resolution=resolution, resize_before_relu=resize_before_relu, **kwargs)
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size} must be >= 1")
         if max_channels is not None and max_channels < 1:
@@ -50,6 +56,13 @@ class ScoreCAM(CamMethod):
         self.softmax = softmax
         self.skip_constant = skip_constant
         self.max_channels = max_channels
+
+    @classmethod
+    def pytorch_grad_cam(cls, **kwargs) -> "ScoreCAM":
+        """pytorch-grad-cam's ScoreCAM conventions (maps at input size, its post-processing)."""
+        options = dict(align_corners=True, mask_eps=1e-8, score="logit", softmax=True, skip_constant=False,
+                       normalize="minmax_pgc", resolution="input", resize_before_relu=False)
+        return cls(**{**options, **kwargs})
 
     def channels_to_score(self, activations: torch.Tensor) -> torch.Tensor:
         """(B, K) bool: which channels get a masked forward."""
