@@ -443,4 +443,8 @@ def run_pipeline(cfg: DictConfig) -> dict:
     if spec.get("dry_run"):
         return show_plan(steps, Path(hc.runtime.output_dir))
     title = f"pipeline {spec.get('name')} · {cfg.dataset.name} · {cfg.backbone.name} · {run_name}"
-    return execute(steps, Path(hc.runtime.output_dir), Path(hc.runtime.cwd), str(spec.get("name")), title)
+    metrics = execute(steps, Path(hc.runtime.output_dir), Path(hc.runtime.cwd), str(spec.get("name")), title)
+    from wsss.reports import write_reports  # the pipeline file's `reports:` (thesis analyses of the runs)
+
+    write_reports(spec.get("reports"), steps, Path(hc.runtime.output_dir), context)
+    return metrics

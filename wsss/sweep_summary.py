@@ -94,7 +94,8 @@ def metric_columns(jobs: list[Job], objective: str | None) -> list[str]:
 def ranking_metric(columns: list[str], objective: str | None) -> str | None:
     if objective:
         return objective
-    return next((m for m in columns if m.rsplit("/", 1)[-1].endswith("miou")), None)
+    # monitor/* (e.g. the per-epoch train CAM mIoU, thesis Table 7) is a logged number, never a selection criterion
+    return next((m for m in columns if m.rsplit("/", 1)[-1].endswith("miou") and not m.startswith("monitor/")), None)
 
 
 def ranked(jobs: list[Job], metric: str | None, direction: str) -> list[Job]:

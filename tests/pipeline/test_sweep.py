@@ -87,6 +87,15 @@ def test_summary_without_objective_or_miou_ranks_nothing(tmp_path):
     assert "Not ranked: no objective= set" in (tmp_path / "sweep_summary.md").read_text()
 
 
+def test_summary_never_ranks_by_a_monitoring_metric(tmp_path):
+    """A fit-only sweep logs monitor/train_cam_miou (train masks): it is shown but does not pick a best run."""
+    fake_job(tmp_path, "a", ["seed=0"], {"monitor/train_cam_miou": 0.2})
+    fake_job(tmp_path, "b", ["seed=1"], {"monitor/train_cam_miou": 0.7})
+    write_summary(tmp_path)
+    table = list(csv.DictReader((tmp_path / "sweep_summary.csv").open()))
+    assert [r["best"] for r in table] == ["", ""]
+
+
 def test_record_names_the_swept_keys_and_one_group_per_command(tmp_path):
     from omegaconf import OmegaConf
 

@@ -47,3 +47,58 @@ def test_thesis_column_only_for_the_matching_recipe_and_data_set():
     assert beside_cam_miou({**cfg, "dataset": {"name": "synthetic"}}, "train", "x", 0.6) == {}
     assert beside_cam_miou({**cfg, "run_name": "mine"}, "train", "x", 0.6) == {}
     assert all(value(7, row, "TTA") is not None for row in CAM_ROWS.values())
+
+
+def test_affinity_and_deeplab_runs_of_the_thesis_get_tables_10_and_2(tmp_path):
+    """Table 10 (pseudo masks) beside the voc12_affinity_rs269 run on P-NOC CAMs + saliency; Table 2 beside a
+    voc12_deeplab_rs269 run trained on that run's masks; nothing for other inputs or data sets."""
+    import yaml
+
+    from wsss.thesis import beside, pseudo_mask_row, segmentation_row
+
+    aff = {"dataset": {"name": "voc12"}, "backbone": {"name": "resnest269"}, "run_name": "default",
+           "stage": {"name": "affinity", "inputs": {"cams": "c", "saliency": "s",
+                                                   "producers": {"cams": "pnoc", "saliency": "saliency"}}}}
+    assert pseudo_mask_row(aff) == "P-OC+LS+C2AM-H+NOC"
+    assert value(10, pseudo_mask_row(aff), "val") == 73.37
+    assert pseudo_mask_row({**aff, "stage": {**aff["stage"], "inputs": {"cams": "c", "producers": {"cams": "classifier"}}}}) is None
+    assert pseudo_mask_row({**aff, "dataset": {"name": "coco14"}}) is None
+    got = beside("pseudo_masks/val", 0.70, 73.37)
+    assert got == {"pseudo_masks/val/thesis_miou": pytest.approx(0.7337), "pseudo_masks/val/thesis_diff": pytest.approx(-0.0337)}
+    assert beside("x", 0.7, None) == {}
+
+    run = tmp_path / "affinity" / "voc12" / "resnest269" / "default"
+    run.mkdir(parents=True)
+    dl = {"dataset": {"name": "voc12"}, "backbone": {"name": "resnest269"}, "run_name": "default",
+          "stage": {"name": "deeplab", "masks": str(run / "pseudo_masks")}}
+    assert segmentation_row(dl) is None  # the masks' producer is unknown
+    (run / "config.yaml").write_text(yaml.safe_dump(aff))
+    assert segmentation_row(dl) == "P-NOC+LS+C2AM-H" and value(2, "P-NOC+LS+C2AM-H", "val") == 71.5
+    (run / "config.yaml").write_text(yaml.safe_dump({**aff, "stage": {**aff["stage"], "inputs": {}}}))
+    assert segmentation_row(dl) is None
+
+
+def test_saliency_runs_of_the_thesis_get_table_9(tmp_path):
+    """C²AM-H RS269 with P-NOC hints (column P) and the PoolNet trained on its pseudo saliency (column R)."""
+    import yaml
+
+    from wsss.thesis import beside_saliency, saliency_row
+
+    ccam = {"dataset": {"name": "voc12"}, "backbone": {"name": "resnest269"}, "run_name": "default",
+            "stage": {"name": "ccam", "hints": {"enabled": True}, "inputs_producer": "stage=pnoc",
+                      "evaluation": {"cams": "runs/pnoc/voc12/resnest269/default/cams"}}}
+    got = beside_saliency(ccam, "train", "saliency/train/", 0.70, 0.66)
+    assert got["saliency/train/class/thesis_miou"] == pytest.approx(0.702)  # cams=GT, P
+    assert got["saliency/train/cam/thesis_diff"] == pytest.approx(0.66 - 0.672)  # cams=RS269 P-NOC+LS, P
+    assert beside_saliency(ccam, "val", "x/", 0.7, 0.6) == {}
+    assert saliency_row({**ccam, "stage": {**ccam["stage"], "hints": {"enabled": False}}}) is None
+
+    run = tmp_path / "ccam" / "voc12" / "resnest269" / "default"
+    run.mkdir(parents=True)
+    poolnet = {"dataset": {"name": "voc12"}, "backbone": {"name": "resnet50"}, "run_name": "default",
+               "stage": {"name": "saliency", "inputs": {"pseudo_saliency": str(run / "pseudo_saliency")}}}
+    assert saliency_row(poolnet) is None
+    (run / "config.yaml").write_text(yaml.safe_dump(ccam))
+    assert saliency_row(poolnet) == ("C2AM-H RS269 hints=RS269 P-NOC+LS", "R")
+    assert beside_saliency(poolnet, "train", "s/", 0.7, None) == {"s/class/thesis_miou": pytest.approx(0.713),
+                                                                  "s/class/thesis_diff": pytest.approx(0.7 - 0.713)}

@@ -66,6 +66,14 @@ class CAMStage(Stage):
         self.log("train/loss", loss.detach(), prog_bar=True, batch_size=len(batch["id"]))
         return loss
 
+    def on_train_epoch_end(self) -> None:
+        """Thesis Table 7: CAM mIoU on the train split after every epoch (`evaluation.monitor_train_cam_miou`),
+        a logged number that nothing selects on (wsss/cams/monitor.py)."""
+        if (self.scfg.get("evaluation") or {}).get("monitor_train_cam_miou", False):
+            from wsss.cams.monitor import METRIC, train_cam_miou
+
+            self.log(METRIC, train_cam_miou(self), rank_zero_only=True)
+
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         logits, _ = self.net(batch["image"])
         self.val_metrics.update(torch.sigmoid(logits.float()), batch["label"].long())
