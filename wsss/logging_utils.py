@@ -20,8 +20,8 @@ from wsss.artifacts import PALETTE
 
 
 def _kind(logger: Any) -> str:
-    name = type(logger).__name__
-    return "wandb" if name == "WandbLogger" else "tensorboard" if name == "TensorBoardLogger" else "other"
+    names = {cls.__name__ for cls in type(logger).__mro__}  # subclasses too (wsss.loggers' flat-config W&B logger)
+    return "wandb" if "WandbLogger" in names else "tensorboard" if "TensorBoardLogger" in names else "other"
 
 
 def log_scalars(loggers: Iterable, metrics: dict, step: int | None = None) -> None:

@@ -138,14 +138,14 @@ def test_each_task_scans_what_its_loaders_read(voc, tmp_path):
     plain, root = voc
     sample = Needs(labels=True, masks=True)
     assert requirements(plain, ["fit"]) == {"train_aug": Needs(labels=True, label_set=True, masks=True), "val": sample}
-    assert requirements(plain, ["predict"]) == {"train": sample, "val": sample}
+    assert requirements(plain, ["predict"]) == {"train_aug": sample, "val": sample}  # voc12 predicts train_aug
     assert requirements(plain, ["evaluate"])["val"] == Needs(labels=True, masks=True, all_masks=True)
     xai = compose_config(tmp_path / "run", tmp_path, [*VOC_TINY, f"dataset.args.root={root}", "stage=xai"], tiny=False)
     assert requirements(OmegaConf.to_container(xai, resolve=True), ["explain"]) == {"train": sample}
     deeplab = OmegaConf.to_container(compose_config(tmp_path / "run", tmp_path, [
         *VOC_TINY, f"dataset.args.root={root}", "stage=deeplab", "stage.masks=gt"], tiny=False), resolve=True)
     assert requirements(deeplab, ["fit", "predict"]) == {  # trains on GT masks, predicts from images alone
-        "train_aug": Needs(labels=True, masks=True, all_masks=True), "val": sample, "train": Needs()}
+        "train_aug": Needs(labels=True, masks=True, all_masks=True), "val": sample}  # voc12 predicts train_aug, val
 
 
 def test_the_fingerprint_covers_a_shared_label_file(tmp_path):

@@ -217,8 +217,8 @@ def test_cams_of_another_class_list_name_the_cam_file(data):
 # -- hyperparameters --------------------------------------------------------------------------------
 @pytest.mark.parametrize("override, expected", [
     ("stage.batch_size=0", "stage.batch_size=0: expected an integer >= 1"),
-    ("stage.lr=-0.1", "stage.lr=-0.1: expected a positive number"),
-    ("stage.lr=abc", "stage.lr='abc': expected a positive number"),
+    ("stage.lr=-0.1", "stage.lr=-0.1: expected a number >= 0"),
+    ("stage.lr=abc", "stage.lr='abc': expected a number >= 0"),
     ("stage.weight_decay=-1e-4", "stage.weight_decay=-0.0001: expected a number >= 0"),
     ("stage.max_epochs=0", "stage.max_epochs=0: expected an integer >= 1"),
     ("stage.momentum=1.5", "stage.momentum=1.5: expected a number in [0, 1)"),
