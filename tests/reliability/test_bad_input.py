@@ -16,6 +16,7 @@ from tests.reliability.common import SMALL
 from wsss.artifacts import PALETTE, ArtifactDir
 from wsss.data.datamodule import WSSSDataModule
 from wsss.data.scan import DataScanError, scan
+from wsss.stages.affinity import load_backbone_from
 
 TRAIN_EVAL = ["fit", "predict", "evaluate"]
 
@@ -246,6 +247,7 @@ def test_nested_stage_keys_are_checked_by_name(tmp_path, data_dir):
 @pytest.mark.parametrize("stage_name, load", [
     ("classifier", lambda module, path: module.load_weights(path)),
     ("occse", lambda module, path: module.load_oc(path)),  # the ordinary classifier of OC-CSE / P-OC / P-NOC
+    ("affinity", lambda module, path: load_backbone_from(module.net.backbone, path, module.cfg["backbone"]["name"])),
 ])
 def test_checkpoint_of_another_backbone_names_file_and_backbones(tmp_path, data_dir, stage_name, load):
     from hydra.utils import get_class

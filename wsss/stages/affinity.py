@@ -35,7 +35,7 @@ from wsss.data.datamodule import WSSSDataModule
 from wsss.data.datasets import TransformedSplit
 from wsss.losses.affinity import affinity_loss
 from wsss.models.affinitynet import AffinityNet
-from wsss.models.checkpoints import load_checkpoint, state_dict_of
+from wsss.models.checkpoints import load_checkpoint, load_matching, state_dict_of
 from wsss.optim import sgd_poly
 from wsss.refine.pairs import PairIndex, affinity_from_boundary, downsample_labels, grid_size, pair_labels
 from wsss.refine.random_walk import random_walk, upsample_and_normalise
@@ -93,13 +93,15 @@ class AffinityDataModule(WSSSDataModule):
         return self._loader(ds, self.batch_size, shuffle=True, drop_last=len(ds) >= 2 * self.batch_size)
 
 
-def load_backbone_from(backbone: torch.nn.Module, path: str | Path, prefix: str = "net.backbone.") -> None:
-    """Initialise the backbone from a stage checkpoint (e.g. the classifier's), tensors under `prefix`."""
+def load_backbone_from(backbone: torch.nn.Module, path: str | Path, backbone_name: str,
+                       prefix: str = "net.backbone.") -> None:
+    """Initialise the backbone from a stage checkpoint (e.g. the classifier's), tensors under `prefix`; a
+    checkpoint of another backbone is refused naming both (not a state-dict dump)."""
     state = state_dict_of(load_checkpoint(path, "stage.backbone_checkpoint"))
     picked = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     if not picked:
         raise ValueError(f"{path}: no tensor under {prefix!r}; expected a checkpoint of a CAM stage")
-    backbone.load_state_dict(picked)
+    load_matching(backbone, picked, path, "stage.backbone_checkpoint", backbone_name)
     log.info("backbone initialised from %s (%d tensors)", path, len(picked))
 
 
@@ -116,7 +118,7 @@ class AffinityStage(Stage):
         self.net = AffinityNet(self.make_backbone(), s.get("branch_channels", 32), s.get("gn_groups", 4),
                                s.get("freeze_backbone", True), s.get("stem_branch", True))
         if s.get("backbone_checkpoint"):
-            load_backbone_from(self.net.backbone, s["backbone_checkpoint"])
+            load_backbone_from(self.net.backbone, s["backbone_checkpoint"], self.cfg["backbone"]["name"])
         self.radius = int(s.get("radius", 10))
         self.cam_writer: ArtifactDir | None = None
         self._pair_indices: dict[tuple[int, int], PairIndex] = {}
