@@ -342,7 +342,7 @@ def open_split(kind_root: str | Path, split: str, ids: list[str], suffix: str, d
     if folder is None:
         raise FileNotFoundError(
             f"{Path(kind_root) / split}: no finished artifacts of split {split!r} ({len(ids)} images); "
-            f"no {MANIFEST} under {kind_root} lists them. {producer_hint(kind_root, split)}")
+            f"no {MANIFEST} under {kind_root} lists them. {producer_hint(kind_root, split, suffix, dataset)}")
     m = folder.manifest() or {}
     for key, want in (("dataset", dataset), ("kind", kind)):
         if want is not None and key in m and m[key] != want:
@@ -359,11 +359,11 @@ def run_folder_of(path: str | Path) -> Path | None:
     return None
 
 
-def producer_hint(kind_root: str | Path, split: str) -> str:
+def producer_hint(kind_root: str | Path, split: str, suffix: str = "", dataset: str | None = None) -> str:
     """'They are written by stage X: python run.py ...', read from the producing run's run.json."""
     run_dir = run_folder_of(kind_root)
     if run_dir is None:
-        return run_folder_hint(Path(kind_root), split)
+        return run_folder_hint(Path(kind_root), split, suffix, dataset)
     info = json.loads((run_dir / "run.json").read_text())
     overrides = [o for o in info.get("overrides") or [] if not o.split("=")[0].lstrip("+~") in
                  ("tasks", "dataset.predict_splits")]
@@ -374,7 +374,13 @@ def producer_hint(kind_root: str | Path, split: str) -> str:
             f"nothing is retrained): {command}")
 
 
-def run_folder_hint(kind_root: Path, split: str) -> str:
+#: which stages write artifacts of a suffix, for a folder whose path names no run
+WRITERS = {".npz": ("CAMs", "a CAM stage (stage=classifier, puzzle, occse, poc or pnoc; the affinity stage's rw "
+                    "maps too)", "classifier"),
+           ".png": ("maps", "stage=ccam or stage=saliency (saliency), stage=affinity (pseudo masks)", "ccam")}
+
+
+def run_folder_hint(kind_root: Path, split: str, suffix: str = "", dataset: str | None = None) -> str:
     """The hint for a folder no run has written: the stage its path names (<runs>/<stage>/<dataset>/<backbone>/
     <run_name>/<kind>), and its command."""
     stages = Path(__file__).resolve().parents[1] / "conf" / "stage"
@@ -386,6 +392,8 @@ def run_folder_hint(kind_root: Path, split: str) -> str:
                     f"python run.py stage={stage} dataset={dataset} backbone={backbone} run_name={run_name} "
                     f"paths.runs_dir={Path(*parts[:i])} (with the same experiment=... as this run; {split!r} must "
                     "be among its dataset.predict_splits)")
-    return (f"No run has written {kind_root} (no run.json above it): run the stage that makes these artifacts "
-            f"first (run folder <runs>/<stage>/<dataset>/<backbone>/<run_name>/) with {split!r} in its "
-            "dataset.predict_splits, or point this stage's input at its artifact folder.")
+    what, writers, example = WRITERS.get(suffix, ("artifacts", "the stage that makes them", "classifier"))
+    return (f"No run has written {kind_root} (no run.json above it). These {what} are written by {writers}, "
+            f"e.g. python run.py stage={example} dataset={dataset or '<dataset>'} 'dataset.predict_splits=[{split}]' "
+            f"(into <runs>/<stage>/<dataset>/<backbone>/<run_name>/); or point this stage's input at its artifact "
+            "folder.")

@@ -105,8 +105,9 @@ def test_random_walk_matches_the_dense_reference(chain):
         padded = F.pad(image, (0, 80 - w, 0, 80 - h))
         logits = module.net(torch.cat([padded, padded.flip(-1)]))[:, 0]
         boundary = torch.sigmoid(logits[0] / 2 + logits[1].flip(-1) / 2)[None, :16, :16].double()
-        cams = F.interpolate(torch.from_numpy(z["cams"].astype(np.float64))[None], size=(16, 16), mode="bilinear",
-                             align_corners=False)
+        # seeds = the stride-4 CAMs CAM inference stored (stage.inference.seeds=stride4, the thesis code)
+        cams = torch.from_numpy(z["cams_stride4"].astype(np.float64))[None]
+        assert cams.shape[-2:] == (16, 16)
         ref = random_walk_dense(cams, boundary, beta=10.0, exp_times=6, radius=5)
         ref = F.interpolate(ref, scale_factor=4, mode="bilinear", align_corners=False)[0]
         ref = ref / ref.max()

@@ -288,10 +288,15 @@ def test_bf16_true_runs_every_method_close_to_float32(tmp_path, data_dir, classi
     metrics = run(cfg)
     assert (Path(cfg.paths.run_dir) / "xai" / "figure.png").is_file()
     reference = json.loads((Path(cfg32.paths.run_dir) / "metrics.json").read_text())
+    results = json.loads((Path(cfg32.paths.run_dir) / "xai" / "results.json").read_text())
     for method in METHODS:
+        # bf16 may turn one near-tie (label, image) pair; in a macro average over classes one pair weighs at
+        # most 100 / (pairs of the smallest class x classes): the tolerance, or a point when that is less
+        pairs = [n for n in results["methods"][method]["pairs"].values() if n > 0]
+        tolerance = max(1.0, 100.0 / (min(pairs) * len(pairs)) + 1e-6)
         for key in KEYS:
             name = f"xai/{method}/{key}"
             if math.isnan(reference[name]):
                 continue
-            assert abs(metrics[name] - reference[name]) < 1.0, name
+            assert abs(metrics[name] - reference[name]) < tolerance, name
 
