@@ -21,6 +21,7 @@ from wsss.artifacts import (RESUMABLE_KEYS, ArtifactDir, atomic_write_json, atom
 from wsss.data.scan import scan_for_run
 from wsss.reliability import AtomicCheckpointIO, check_disk_for_predict, reliability_callbacks
 from wsss.stages.base import Stage
+from wsss.thesis import beside_classification
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +160,8 @@ def fit(ctx: "Context") -> dict:
     ctx.trainer.fit(ctx.module, datamodule=ctx.dm, ckpt_path=ckpt)
     ctx.trained = True
     ctx.weights = last_checkpoint(ctx.run_dir)  # saved at the end of the last epoch: the weights in memory
-    return {k: float(v) for k, v in ctx.trainer.callback_metrics.items() if v.numel() == 1}
+    metrics = {k: float(v) for k, v in ctx.trainer.callback_metrics.items() if v.numel() == 1}
+    return {**metrics, **beside_classification(ctx.plain, metrics)}  # Table 5 for the XAI recipes' classifiers
 
 
 def ensure_weights(ctx: "Context") -> None:

@@ -102,3 +102,81 @@ def test_saliency_runs_of_the_thesis_get_table_9(tmp_path):
     assert saliency_row(poolnet) == ("C2AM-H RS269 hints=RS269 P-NOC+LS", "R")
     assert beside_saliency(poolnet, "train", "s/", 0.7, None) == {"s/class/thesis_miou": pytest.approx(0.713),
                                                                   "s/class/thesis_diff": pytest.approx(0.7 - 0.713)}
+
+
+# -- the XAI tables (3, 4, 6) beside the xai stage, Table 5 beside its classifiers --------------------------------
+def xai_classifier_cfg(dataset="voc07", backbone="resnet101", train_split="train", val_split="test", kur=False,
+                       alpha=1.0):
+    """The resolved config of an `xai_*` recipe's classifier run."""
+    return {"dataset": {"name": dataset, "train_split": train_split, "val_split": val_split, "num_classes": 20},
+            "backbone": {"name": backbone, "output_stride": None}, "run_name": "xai",
+            "stage": {"name": "classifier", "head": {"bias": True}, "kur": {"enabled": kur, "alpha": alpha}}}
+
+
+def xai_run_cfg(dataset="voc07", backbone="resnet101", **stage):
+    return {"dataset": {"name": dataset}, "backbone": {"name": backbone},
+            "stage": {"name": "xai", "label_source": "detected", "max_images": None, **stage}}
+
+
+def test_xai_runs_of_the_thesis_get_tables_3_4_and_6():
+    from wsss.thesis import xai_source, xai_values
+
+    trained = xai_classifier_cfg()
+    assert xai_source(xai_run_cfg(), trained, False, 1.0, "val") == (4, "VOC07")
+    assert xai_source(xai_run_cfg(), trained, True, 1.0, "val") == (6, "VOC07")
+    assert xai_source(xai_run_cfg(backbone="vgg16"), xai_classifier_cfg(backbone="vgg16"), False, 1.0, "val") \
+        == (3, "VGG16")
+    assert xai_source(xai_run_cfg("planet"), xai_classifier_cfg("planet"), False, 1.0, "val") == (4, "P:UAS")
+    got = xai_values((4, "VOC07"), ["cam", "gradcam", "d_minmax_cam"])
+    assert got["cam"]["ic"] == 27.68 and got["cam"]["ad"] == 25.24  # Table 4 = Table 3's RN101 column
+    assert got["d_minmax_cam"]["ic"] == 23.83 and len(got["d_minmax_cam"]) == 7
+    assert "gradcam" not in got  # the thesis reports Grad-CAM++, not Grad-CAM
+    assert xai_values((3, "Eb6"), ["cam"])["cam"]["ic"] == 39.67
+    assert xai_values((6, "COCO17"), ["minmax_cam"])["minmax_cam"]["ic"] == 21.47
+
+
+@pytest.mark.parametrize("why,run,trained,kur,alpha,split", [
+    ("another split", {}, {}, False, 1.0, "test"),
+    ("ground-truth labels (the text's definition, not the code's)", {"label_source": "labels"}, {}, False, 1.0, "val"),
+    ("a subset of the split", {"max_images": 10}, {}, False, 1.0, "val"),
+    ("another detection threshold", {"threshold": 0.35}, {}, False, 1.0, "val"),
+    ("KUR-α (the thesis's tables use α = 1)", {}, {}, True, 20.0, "val"),
+    ("a classifier that trained on the explained split", {}, {"train_split": "trainval"}, False, 1.0, "val"),
+    ("a classifier without the dense bias", {}, {"bias": False}, False, 1.0, "val"),
+    ("a stride-16 classifier", {}, {"output_stride": 16}, False, 1.0, "val"),
+    ("a WSSS stage's network", {}, {"stage": "puzzle"}, False, 1.0, "val"),
+])
+def test_no_xai_table_for_other_runs(why, run, trained, kur, alpha, split):
+    from wsss.thesis import xai_source
+
+    cfg = xai_classifier_cfg(train_split=trained.get("train_split", "train"))
+    cfg["stage"]["head"]["bias"] = trained.get("bias", True)
+    cfg["stage"]["name"] = trained.get("stage", "classifier")
+    cfg["backbone"]["output_stride"] = trained.get("output_stride")
+    assert xai_source(xai_run_cfg(**run), cfg, kur, alpha, split) is None, why
+
+
+def test_no_table_3_row_for_another_architecture_or_data_set():
+    from wsss.thesis import xai_source
+
+    assert xai_source(xai_run_cfg(backbone="resnet50"), xai_classifier_cfg(backbone="resnet50"), False, 1, "val") is None
+    assert xai_source(xai_run_cfg("coco17", "vgg16"), xai_classifier_cfg("coco17", "vgg16", "train2017"),
+                      False, 1.0, "val2017") is None  # Table 3 is VOC07 only
+    assert xai_source(xai_run_cfg(backbone="vgg16"), xai_classifier_cfg(backbone="vgg16"), True, 1.0, "val") is None
+
+
+def test_xai_classifiers_get_table_5():
+    from wsss.thesis import beside_classification
+
+    got = beside_classification(xai_classifier_cfg(), {"val/f1": 0.80})
+    assert got["val/thesis_f1"] == pytest.approx(0.8426)
+    assert got["val/thesis_f1_diff"] == pytest.approx(0.80 - 0.8426)
+    kur = beside_classification(xai_classifier_cfg(kur=True), {"val/f1": 0.80})
+    assert kur["val/thesis_f1"] == pytest.approx(0.8585)
+    planet = beside_classification(xai_classifier_cfg("planet", val_split="val"), {"val/f1": 0.5, "val/f2": 0.9})
+    assert planet == {"val/thesis_f2": pytest.approx(0.878), "val/thesis_f2_diff": pytest.approx(0.9 - 0.878)}
+    assert beside_classification(xai_classifier_cfg(kur=True, alpha="num_classes"), {"val/f1": 0.8}) == {}
+    assert beside_classification(xai_classifier_cfg(backbone="vgg16"), {"val/f1": 0.8}) == {}
+    assert beside_classification(xai_classifier_cfg("voc12", train_split="train_aug", val_split="train"),
+                                 {"val/f1": 0.8}) == {}  # Table 5 is on VOC12 val
+    assert beside_classification(xai_classifier_cfg(train_split="trainval"), {"val/f1": 0.8}) == {}
