@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 import wsss.saliency.tasks  # noqa: F401  (registers the saliency tasks)
+from wsss.distributed import gather_rows
 from wsss.losses.ccam import CCAMLoss, hint_map
 from wsss.models.ccam import CCAM, border_mean
 from wsss.saliency.data import SaliencyDataModule
@@ -80,7 +81,7 @@ class CCAMStage(Stage):
         if self.needs_hints and not inputs:
             raise ValueError("stage.inputs.cams must name a CAM artifact folder when hints are enabled or "
                              "stage.polarity.rule=hints")
-        return SaliencyDataModule(self.cfg["dataset"], s["batch_size"], self.norm_mean, self.norm_std, mode="hints",
+        return SaliencyDataModule(self.cfg["dataset"], self.device_batch_size(), self.norm_mean, self.norm_std, mode="hints",
                                   inputs=inputs,
                                   crop_size=s.get("crop_size"), resize_factor=s.get("resize_factor", 1.15),
                                   augment=s.get("augment"), num_workers=self.cfg["num_workers"])
@@ -102,8 +103,10 @@ class CCAMStage(Stage):
         hints = None
         if self.needs_hints:
             hints = hint_map(batch["hint"], tuple(out.logits.shape[-2:]), self.hint_interpolation)
-        parts = self.criterion(out.fg.float(), out.bg.float(), out.logits.float(),
-                               hints if self.hints_enabled else None)
+        fg, bg = out.fg.float(), out.bg.float()
+        if self.scfg.get("gather_contrast", True):  # Eq. 7 over the step's whole batch, as DataParallel
+            fg, bg = gather_rows(fg), gather_rows(bg)
+        parts = self.criterion(fg, bg, out.logits.float(), hints if self.hints_enabled else None)
         return parts.pop("loss"), parts, out.logits, hints
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
