@@ -13,6 +13,8 @@ EXPECTED = {
     "voc12_rs269_pnoc_ls": {"stage.noc.oc_batchnorm": "train", "stage.noc.leak_generator_loss": False,
                             "stage.label_smoothing": 0.1, "stage.augment.color_jitter": True},
     "voc12_rs269_pnoc_ls_leak": {"stage.noc.leak_generator_loss": True},
+    "voc12_poolnet_rn50": {"stage.train_images": "full", "stage.batch_size": 1, "stage.full_image_min_side": 101,
+                           "trainer.accumulate_grad_batches": 10, "stage.loss_reduction": "sum"},
     "voc12_deeplab_rs269": {"stage.max_epochs": 50, "stage.batch_size": 16, "trainer.accumulate_grad_batches": 2,
                             "stage.momentum": 0.0, "stage.label_smoothing": 0.0, "stage.augment.color_jitter": False,
                             "stage.inference.fuse": "logits", "stage.inference.crf.params.bilateral_sxy": 50,
