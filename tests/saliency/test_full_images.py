@@ -31,18 +31,23 @@ class _Split:
 
 
 def _known_image() -> np.ndarray:
-    """Red = 4·column, green = 5·row, blue = 100: every pixel's position can be read back from its colour."""
+    """Red = 4·column, green = 5·row, blue = 100: each pixel's position can be read from its colour."""
     yy, xx = np.mgrid[0:H, 0:W]
     return np.stack([4 * xx, 5 * yy, np.full_like(xx, 100)], -1).astype(np.uint8)
 
 
 def _pseudo_saliency(tmp_path, masks: dict[str, np.ndarray], dataset: str, split: str) -> Path:
-    """A finished pseudo-saliency folder ({0, 255} PNGs) as the ccam stage writes it; returns its kind root."""
+    """A finished pseudo-saliency folder ({0, 255} PNGs), as the ccam stage writes; returns its kind root."""
     art = ArtifactDir(tmp_path / "pseudo_saliency" / split, ".png")
     for image_id, m in masks.items():
         art.write_png(image_id, np.where(m, 255, 0).astype(np.uint8))
     art.write_manifest(ids=list(masks), stage="ccam", kind="pseudo_saliency", dataset=dataset, split=split)
     return tmp_path / "pseudo_saliency"
+
+
+def _rgb255(image: torch.Tensor) -> torch.Tensor:
+    """The loader's normalised (3, H, W) image back on the 0..255 scale."""
+    return torch.round((image * torch.tensor(STD)[:, None, None] + torch.tensor(MEAN)[:, None, None]) * 255)
 
 
 def test_full_image_keeps_its_size_and_pixels_and_flips_with_its_target(tmp_path):
@@ -57,11 +62,11 @@ def test_full_image_keeps_its_size_and_pixels_and_flips_with_its_target(tmp_path
     for _ in range(40):
         item = ds[0]
         assert item["image"].shape == (3, H, W) and item["mask"].shape == (H, W)
-        rgb = torch.round((item["image"] * torch.tensor(STD)[:, None, None] + torch.tensor(MEAN)[:, None, None]) * 255)
+        rgb = _rgb255(item["image"])
         flipped = bool(torch.equal(rgb, want_rgb.flip(-1)))
-        assert flipped or torch.equal(rgb, want_rgb), "the image is not the original, nor its mirror, pixel for pixel"
+        assert flipped or torch.equal(rgb, want_rgb), "the image is neither the original nor its mirror"
         want_mask = torch.from_numpy(target.astype(np.int64))
-        assert torch.equal(item["mask"], want_mask.flip(-1) if flipped else want_mask), "target and image disagree"
+        assert torch.equal(item["mask"], want_mask.flip(-1) if flipped else want_mask), "target ≠ image"
         flips.append(flipped)
     assert 0 < sum(flips) < len(flips)  # p 0.5, as the thesis code's cv_random_flip: both seen in 40 draws
 
@@ -69,8 +74,8 @@ def test_full_image_keeps_its_size_and_pixels_and_flips_with_its_target(tmp_path
 def test_full_image_without_hflip_is_the_image_itself(tmp_path):
     image = _known_image()
     out = full_image_transform(MEAN, STD, hflip=False)(image=image, mask=np.zeros((H, W), np.uint8))
-    want = (torch.from_numpy(image).permute(2, 0, 1) / 255.0 - torch.tensor(MEAN)[:, None, None]) / torch.tensor(
-        STD)[:, None, None]
+    rgb = torch.from_numpy(image).permute(2, 0, 1) / 255.0
+    want = (rgb - torch.tensor(MEAN)[:, None, None]) / torch.tensor(STD)[:, None, None]
     assert torch.allclose(out["image"], want, atol=1e-6)
 
 
@@ -87,13 +92,13 @@ def test_full_loader_on_voc_layout_gives_each_image_at_its_own_size(tmp_path, vo
     assert len(set(shapes.values())) > 1 and any(h != w for h, w in shapes.values())
     masks = {i: split.load_image(i)[..., 0] > 120 for i in split.ids}  # any {0, 1} map of the image's size
     folder = _pseudo_saliency(tmp_path, masks, "voc12", "train_aug")
-    min_side = 80  # the fixture's sizes (72, 96), (96, 80), (88, 112), (80, 64), (64, 104): a side of 80 is kept
+    min_side = 80  # fixture sizes (72, 96), (96, 80), (88, 112), (80, 64), (64, 104): a side of 80 is kept
     dm = _voc_module(voc_root, folder, min_side=min_side)
     seen = {}
     for batch in dm.train_dataloader():
         (image_id,) = batch["id"]
         image, mask = batch["image"][0], batch["mask"][0]
-        rgb = torch.round((image * torch.tensor(STD)[:, None, None] + torch.tensor(MEAN)[:, None, None]) * 255)
+        rgb = _rgb255(image)
         own = torch.from_numpy(split.load_image(image_id)).permute(2, 0, 1).float()
         flipped = bool(torch.equal(rgb, own.flip(-1)))
         assert flipped or torch.equal(rgb, own), image_id
@@ -153,11 +158,14 @@ def test_fit_on_full_voc_images(tmp_path, voc_root, monkeypatch):
     monkeypatch.setattr(SaliencyStage, "training_step", recording_step)
 
     split = VOCDataset(voc_root, "train_aug")
-    folder = _pseudo_saliency(tmp_path, {i: split.load_image(i)[..., 0] > 120 for i in split.ids}, "voc12", "train_aug")
+    maps = {i: split.load_image(i)[..., 0] > 120 for i in split.ids}
+    folder = _pseudo_saliency(tmp_path, maps, "voc12", "train_aug")
     cfg = compose_config(tmp_path / "run", tmp_path, [
-        *VOC_TINY, "stage=saliency", f"dataset.args.root={voc_root}", f"stage.inputs.pseudo_saliency={folder}",
+        *VOC_TINY, "stage=saliency", f"dataset.args.root={voc_root}",
+        f"stage.inputs.pseudo_saliency={folder}",
         "stage.train_images=full", "stage.batch_size=1", "stage.full_image_min_side=0", "stage.max_epochs=1",
-        "stage.level_channels=[16,16,16,16]", "++trainer.accumulate_grad_batches=4", "tasks=[fit]"], tiny=False)
+        "stage.level_channels=[16,16,16,16]", "++trainer.accumulate_grad_batches=4", "tasks=[fit]"],
+        tiny=False)
     metrics = run(cfg)
     assert np.isfinite(metrics["train/loss"])
     own = {(1, 3, *split.load_image(i).shape[:2]) for i in split.ids}

@@ -22,9 +22,8 @@ import cv2
 import numpy as np
 import torch
 from albumentations.pytorch import ToTensorV2
-from torch.utils.data import DataLoader, Dataset
-
 from PIL import Image
+from torch.utils.data import DataLoader, Dataset
 
 from wsss.artifacts import ArtifactDir, open_split
 from wsss.data import transforms as T
@@ -146,11 +145,12 @@ def check_train_images(mode: str, train_images: str, batch_size: int) -> None:
     if train_images not in ("crop", "full"):
         raise ValueError(f"stage.train_images={train_images!r}; expected 'crop' or 'full'")
     if train_images == "full" and mode != "pseudo_saliency":
-        raise ValueError("stage.train_images=full is the saliency stage's (PoolNet) loader; the C²AM stage crops")
+        raise ValueError("stage.train_images=full is the loader of the saliency stage (PoolNet) only")
     if train_images == "full" and batch_size != 1:
-        raise ValueError(f"stage.train_images=full trains on each image at its own size, so images of different "
-                         f"sizes cannot be stacked: stage.batch_size={batch_size}; expected 1 (the thesis code: "
-                         f"batch 1, iter_size 10 = trainer.accumulate_grad_batches=10), or stage.train_images=crop")
+        raise ValueError(f"stage.train_images=full trains on each image at its own size, so images of "
+                         f"different sizes cannot be stacked: stage.batch_size={batch_size}; expected 1 (the "
+                         f"thesis code: batch 1, iter_size 10 = trainer.accumulate_grad_batches=10), "
+                         f"or stage.train_images=crop")
 
 
 class SaliencyDataModule(WSSSDataModule):
@@ -184,8 +184,9 @@ class SaliencyDataModule(WSSSDataModule):
             raise ValueError(f"no image of split {self.cfg['train_split']!r} is at least "
                              f"stage.full_image_min_side={self.full_image_min_side} pixels high and wide")
         if len(kept) < len(ids):
-            log.warning("%d images of split %r have a side below stage.full_image_min_side=%d and are left out of "
-                        "training", len(ids) - len(kept), self.cfg["train_split"], self.full_image_min_side)
+            log.warning("%d images of split %r have a side below stage.full_image_min_side=%d and are left "
+                        "out of training", len(ids) - len(kept), self.cfg["train_split"],
+                        self.full_image_min_side)
         return kept
 
     def train_ids(self, split) -> list[str]:
@@ -227,7 +228,8 @@ class SaliencyDataModule(WSSSDataModule):
                 tf = full_image_transform(self.mean, self.std, hflip)
                 ids = self.full_image_ids(split, ids)
             else:
-                tf = T.train_transform(self.crop_size, c["min_size"], c["max_size"], self.mean, self.std, hflip=hflip)
+                tf = T.train_transform(self.crop_size, c["min_size"], c["max_size"], self.mean, self.std,
+                                       hflip=hflip)
             tf = TorchSeededTransform(tf)
             ds, collate_fn = PseudoSaliencySplit(split, targets, tf, ids), collate
         return self._loader(ds, self.batch_size, shuffle=True, drop_last=len(ds) >= 2 * self.batch_size,
