@@ -108,7 +108,8 @@ def recipe_overrides(chain, recipe: str) -> list[str]:
     inputs = {
         "voc12_ccamh_rs269": [f"stage.inputs.cams={d['pnoc'] / 'cams'}", "stage.crop_size=64",
                               f"stage.evaluation.cams={d['pnoc'] / 'cams'}", "stage.pseudo.crf.t=1"],
-        "voc12_poolnet_rn50": [f"stage.inputs.pseudo_saliency={d['ccam'] / 'pseudo_saliency'}", "stage.crop_size=64",
+        "voc12_poolnet_rn50": [f"stage.inputs.pseudo_saliency={d['ccam'] / 'pseudo_saliency'}",
+                               "stage.batch_size=1", "stage.full_image_min_side=0",  # full, tiny images
                                f"stage.evaluation.cams={d['pnoc'] / 'cams'}"],
         "voc12_affinity_rs269": [f"stage.inputs.cams={d['pnoc'] / 'cams'}", "stage.radius=4", "stage.crf_processes=1",
                                  f"stage.inputs.saliency={d['saliency'] / 'saliency'}", "stage.inference.pad_to=null",

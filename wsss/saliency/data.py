@@ -8,6 +8,9 @@
   folder, zeros where an image has no class).
 * `PseudoSaliencySplit`: image + {0, 1} target from a pseudo-saliency PNG folder, carried in the
   `mask` slot (255 = padding, ignored by the loss).
+* `full_image_transform` (`stage.train_images=full`): the thesis code's PoolNet input, each image at its own
+  size (poolnet/dataset/dataset.py @ f250e0d: no resize, no crop, horizontal flip with p 0.5), one per batch;
+  `images_with_min_side` leaves out the small images that code skips (a side <= 100).
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import cv2
 import numpy as np
 import torch
 from albumentations.pytorch import ToTensorV2
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from wsss.artifacts import ArtifactDir, open_split
@@ -51,6 +55,23 @@ def ccam_eval_transform(crop_size: int, mean, std) -> A.Compose:
     """Square resize to the crop (bilinear, image and hint alike) and normalise: the polarity pass."""
     return A.Compose([A.Resize(crop_size, crop_size, interpolation=cv2.INTER_LINEAR,
                                mask_interpolation=cv2.INTER_LINEAR), T.normalize(mean, std), ToTensorV2()])
+
+
+def full_image_transform(mean, std, hflip: bool = True) -> A.Compose:
+    """hflip (p 0.5, image and target alike) → normalise: the image keeps its own size."""
+    return A.Compose([*([A.HorizontalFlip(p=0.5)] if hflip else []), T.normalize(mean, std), ToTensorV2()])
+
+
+def images_with_min_side(split, ids: list[str], min_side: int) -> list[str]:
+    """The ids whose image is at least `min_side` pixels high and wide (sizes from the file headers)."""
+    if min_side <= 0:
+        return list(ids)
+    kept = []
+    for image_id in ids:
+        with Image.open(split.image_path(image_id)) as img:
+            if min(img.size) >= min_side:
+                kept.append(image_id)
+    return kept
 
 
 def load_hint(cams: ArtifactDir, image_id: str, shape: tuple[int, int]) -> np.ndarray:
@@ -120,6 +141,18 @@ def checked_artifacts(folder: str, suffix: str, dataset: str, split: str, ids: l
     return open_split(folder, split, ids, suffix, dataset)
 
 
+def check_train_images(mode: str, train_images: str, batch_size: int) -> None:
+    if train_images not in ("crop", "full"):
+        raise ValueError(f"stage.train_images={train_images!r}; expected 'crop' or 'full'")
+    if train_images == "full" and mode != "pseudo_saliency":
+        raise ValueError("stage.train_images=full is the loader of the saliency stage (PoolNet) only")
+    if train_images == "full" and batch_size != 1:
+        raise ValueError(f"stage.train_images=full trains on each image at its own size, so images of "
+                         f"different sizes cannot be stacked: stage.batch_size={batch_size}; expected 1 (the "
+                         f"thesis code: batch 1, iter_size 10 = trainer.accumulate_grad_batches=10), "
+                         f"or stage.train_images=crop")
+
+
 class SaliencyDataModule(WSSSDataModule):
     """WSSSDataModule whose train loader reads hints (C²AM) or pseudo-saliency targets (PoolNet).
 
@@ -127,17 +160,34 @@ class SaliencyDataModule(WSSSDataModule):
         mode: "hints" (C²AM / C²AM-H) or "pseudo_saliency" (saliency network).
         inputs: folder holding `<split>/` artifact folders (CAMs or pseudo-saliency); None = no hints.
         crop_size, resize_factor: of `ccam_train_transform` (hints mode).
+        train_images (pseudo_saliency mode): "crop" (random rescale to dataset.min_size..max_size, then a
+            crop_size crop; any batch size) or "full" (each image at its own size, batch 1: the thesis code).
+        full_image_min_side: with "full", images with a side below this are left out (0 keeps all).
     """
 
     def __init__(self, dataset: dict, batch_size: int, mean, std, mode: str, inputs: str | None,
                  crop_size: int | None = None, resize_factor: float = 1.15,
-                 augment: dict | None = None, num_workers: int = 0):
+                 augment: dict | None = None, num_workers: int = 0, train_images: str = "crop",
+                 full_image_min_side: int = 0):
         super().__init__(dataset, batch_size, mean, std, augment=augment, num_workers=num_workers)
         if mode not in ("hints", "pseudo_saliency"):
             raise ValueError(f"mode={mode!r}; expected 'hints' or 'pseudo_saliency'")
+        check_train_images(mode, train_images, batch_size)
         self.mode, self.inputs = mode, inputs
+        self.train_images, self.full_image_min_side = train_images, int(full_image_min_side)
         self.crop_size = int(crop_size or dataset["crop_size"])
         self.resize_factor = resize_factor
+
+    def full_image_ids(self, split, ids: list[str]) -> list[str]:
+        kept = images_with_min_side(split, ids, self.full_image_min_side)
+        if not kept:
+            raise ValueError(f"no image of split {self.cfg['train_split']!r} is at least "
+                             f"stage.full_image_min_side={self.full_image_min_side} pixels high and wide")
+        if len(kept) < len(ids):
+            log.warning("%d images of split %r have a side below stage.full_image_min_side=%d and are left "
+                        "out of training", len(ids) - len(kept), self.cfg["train_split"],
+                        self.full_image_min_side)
+        return kept
 
     def train_ids(self, split) -> list[str]:
         ids = [i for i in split.ids if split.label(i).sum() > 0]
@@ -174,7 +224,12 @@ class SaliencyDataModule(WSSSDataModule):
         else:
             targets = checked_artifacts(self.inputs, ".png", self.cfg["name"], name, split.ids)
             c = self.cfg
-            tf = T.train_transform(self.crop_size, c["min_size"], c["max_size"], self.mean, self.std, hflip=hflip)
+            if self.train_images == "full":
+                tf = full_image_transform(self.mean, self.std, hflip)
+                ids = self.full_image_ids(split, ids)
+            else:
+                tf = T.train_transform(self.crop_size, c["min_size"], c["max_size"], self.mean, self.std,
+                                       hflip=hflip)
             tf = TorchSeededTransform(tf)
             ds, collate_fn = PseudoSaliencySplit(split, targets, tf, ids), collate
         return self._loader(ds, self.batch_size, shuffle=True, drop_last=len(ds) >= 2 * self.batch_size,

@@ -45,7 +45,9 @@ class SaliencyStage(Stage):
         folder = (s.get("inputs") or {}).get("pseudo_saliency")
         return SaliencyDataModule(self.cfg["dataset"], s["batch_size"], self.norm_mean, self.norm_std,
                                   mode="pseudo_saliency", inputs=folder, crop_size=s.get("crop_size"),
-                                  augment=s.get("augment"), num_workers=self.cfg["num_workers"])
+                                  augment=s.get("augment"), num_workers=self.cfg["num_workers"],
+                                  train_images=s.get("train_images", "crop"),
+                                  full_image_min_side=s.get("full_image_min_side", 0))
 
     # -- optimisation ---------------------------------------------------------------------------
     def pretrained_modules(self):
