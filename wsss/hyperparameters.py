@@ -28,10 +28,12 @@ NON_NEGATIVE_INT: Check = (lambda x: _integer(x) and x >= 0, "an integer >= 0")
 
 #: rules for a key of `stage` (at any depth) by its name
 BY_NAME: dict[str, Check] = {
-    "lr": NON_NEGATIVE, "lr_factor": POSITIVE,  # lr 0 freezes the weights: a probe (test_stage_objectives) "lr_alpha_bias": NON_NEGATIVE, "lr_alpha_new": NON_NEGATIVE,
+    "lr": NON_NEGATIVE,  # lr 0 freezes the weights: a probe (test_stage_objectives)
+    "lr_factor": POSITIVE, "lr_alpha_bias": NON_NEGATIVE, "lr_alpha_new": NON_NEGATIVE,
     "weight_decay": NON_NEGATIVE, "momentum": FRACTION, "poly_power": NON_NEGATIVE, "label_smoothing": FRACTION,
     "batch_size": POSITIVE_INT, "val_batch_size": POSITIVE_INT, "mask_batch_size": POSITIVE_INT,
     "max_epochs": POSITIVE_INT,
+    "batch_scope": (lambda x: x in ("device", "global"), "'device' (per device) or 'global' (per step, all devices)"),
 }
 #: rules for keys outside `stage`, by path
 BY_PATH: dict[str, Check] = {

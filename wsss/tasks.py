@@ -312,8 +312,9 @@ class Context:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         stage_cls = get_class(self.plain["stage"]["_target_"])
         self.module: Stage = stage_cls(self.plain)
-        self.dm = self.module.datamodule()
         self.trainer = build_trainer(self.plain, self.module, self.run_dir)
+        self.module.world_size = self.trainer.world_size  # stage.batch_scope=global splits the batch over it
+        self.dm = self.module.datamodule()
         self.trained = False
         self.weights: Path | None = None   # the checkpoint predictions come from (None: untrained)
 

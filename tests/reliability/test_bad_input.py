@@ -223,6 +223,8 @@ def test_cams_of_another_class_list_name_the_cam_file(data):
     ("stage.weight_decay=-1e-4", "stage.weight_decay=-0.0001: expected a number >= 0"),
     ("stage.max_epochs=0", "stage.max_epochs=0: expected an integer >= 1"),
     ("stage.momentum=1.5", "stage.momentum=1.5: expected a number in [0, 1)"),
+    ("stage.lr_alpha_new=-10", "stage.lr_alpha_new=-10: expected a number >= 0"),
+    ("stage.batch_scope=globl", "stage.batch_scope='globl': expected 'device' (per device) or 'global'"),
     ("num_workers=-2", "num_workers=-2: expected an integer >= 0"),
     ("dataset.crop_size=0", "dataset.crop_size=0: expected an integer >= 1"),
     ("dataset.min_size=40", "dataset.min_size=40 > dataset.max_size=36"),

@@ -163,7 +163,7 @@ class AffinityStage(Stage):
     # -- data and parameters ------------------------------------------------------------------------
     def datamodule(self) -> AffinityDataModule:
         s = self.scfg
-        return AffinityDataModule(self.cfg["dataset"], batch_size=s["batch_size"], mean=self.norm_mean,
+        return AffinityDataModule(self.cfg["dataset"], batch_size=self.device_batch_size(), mean=self.norm_mean,
                                   std=self.norm_std, augment=s.get("augment"), num_workers=self.cfg["num_workers"],
                                   label_root=self.run_dir / LABELS)
 

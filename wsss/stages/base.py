@@ -39,9 +39,25 @@ class Stage(L.LightningModule):
     def num_classes(self) -> int:
         return int(self.cfg["dataset"]["num_classes"])
 
+    #: devices taking part in a training step (the trainer's world size; set before the data module is built)
+    world_size: int = 1
+
+    def device_batch_size(self) -> int:
+        """The loaders' batch: `stage.batch_size` as it stands under `batch_scope: device` (Lightning's
+        convention), or split over the devices under `global` (the batch of one optimisation step, as the papers
+        and their DataParallel code state it: 32 on 4 GPUs is 8 per device)."""
+        batch = int(self.scfg["batch_size"])
+        if self.scfg.get("batch_scope", "device") == "device" or self.world_size == 1:
+            return batch
+        if batch % self.world_size:
+            raise ValueError(f"stage.batch_size={batch} with stage.batch_scope=global cannot be split evenly over "
+                             f"{self.world_size} devices; pick a multiple of {self.world_size}, fewer devices "
+                             f"(trainer.devices), or stage.batch_scope=device ({batch} per device)")
+        return batch // self.world_size
+
     def datamodule(self) -> WSSSDataModule:
         s = self.scfg
-        return WSSSDataModule(self.cfg["dataset"], batch_size=s["batch_size"], mean=self.norm_mean,
+        return WSSSDataModule(self.cfg["dataset"], batch_size=self.device_batch_size(), mean=self.norm_mean,
                               std=self.norm_std, augment=s.get("augment"), num_workers=self.cfg["num_workers"])
 
     norm_mean: tuple = (0.485, 0.456, 0.406)

@@ -62,7 +62,7 @@ class DeepLabStage(Stage):
 
     def datamodule(self) -> SegmentationDataModule:
         s = self.scfg
-        return SegmentationDataModule(self.cfg["dataset"], s["masks"], batch_size=s["batch_size"],
+        return SegmentationDataModule(self.cfg["dataset"], s["masks"], batch_size=self.device_batch_size(),
                                       mean=self.norm_mean, std=self.norm_std, augment=s.get("augment"),
                                       num_workers=self.cfg["num_workers"], train_split=s.get("train_split"),
                                       val_split=s.get("val_split"))

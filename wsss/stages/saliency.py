@@ -43,7 +43,7 @@ class SaliencyStage(Stage):
     def datamodule(self) -> SaliencyDataModule:
         s = self.scfg
         folder = (s.get("inputs") or {}).get("pseudo_saliency")
-        return SaliencyDataModule(self.cfg["dataset"], s["batch_size"], self.norm_mean, self.norm_std,
+        return SaliencyDataModule(self.cfg["dataset"], self.device_batch_size(), self.norm_mean, self.norm_std,
                                   mode="pseudo_saliency", inputs=folder, crop_size=s.get("crop_size"),
                                   augment=s.get("augment"), num_workers=self.cfg["num_workers"],
                                   train_images=s.get("train_images", "crop"),

@@ -1,0 +1,46 @@
+"""`stage.batch_scope`: the recipes' batch is the batch of one optimisation step over all devices (as the papers'
+DataParallel code ran it), split over the trainer's devices; `device` keeps Lightning's per-device batch."""
+import pytest
+
+from tests.helpers import compose_config
+
+CPU_DDP = ["trainer.accelerator=cpu", "trainer.strategy=ddp", "num_workers=0", "logger=csv"]
+
+
+def context(tmp_path, data_dir, *overrides):
+    from wsss.tasks import Context
+
+    return Context(compose_config(tmp_path / "run", data_dir, [*CPU_DDP, *overrides]))
+
+
+@pytest.mark.parametrize("stage", ["classifier", "pnoc", "ccam", "affinity", "deeplab", "saliency"])
+def test_a_global_batch_is_split_over_the_devices(tmp_path, data_dir, stage):
+    ctx = context(tmp_path, data_dir, f"stage={stage}", "trainer.devices=2", "stage.batch_size=8",
+                  "stage.batch_scope=global")
+    assert ctx.module.world_size == 2 and ctx.dm.batch_size == 4  # 2 devices × 4 = the step's 8 images
+
+
+def test_a_device_batch_is_per_device(tmp_path, data_dir):
+    ctx = context(tmp_path, data_dir, "trainer.devices=2", "stage.batch_size=8", "stage.batch_scope=device")
+    assert ctx.dm.batch_size == 8  # 16 images a step
+
+
+def test_one_device_runs_the_whole_batch(tmp_path, data_dir):
+    ctx = context(tmp_path, data_dir, "trainer.devices=1", "stage.batch_size=8", "stage.batch_scope=global")
+    assert ctx.dm.batch_size == 8
+
+
+def test_a_batch_that_does_not_split_evenly_is_refused(tmp_path, data_dir):
+    with pytest.raises(ValueError, match=r"stage.batch_size=8 with stage.batch_scope=global cannot be split evenly "
+                                         r"over 3 devices"):
+        context(tmp_path, data_dir, "trainer.devices=3", "stage.batch_size=8", "stage.batch_scope=global")
+
+
+def test_the_thesis_recipes_state_the_global_batch(make_cfg):
+    """Every voc12_* recipe of the thesis chain gives the batch the thesis code ran per step (DataParallel)."""
+    from pathlib import Path
+
+    recipes = sorted(p.stem for p in (Path(__file__).parents[2] / "conf" / "experiment").glob("voc12_*.yaml"))
+    assert len(recipes) >= 9
+    for recipe in recipes:
+        assert make_cfg(f"experiment={recipe}", tiny=False).stage.batch_scope == "global", recipe
