@@ -44,3 +44,26 @@ def test_the_thesis_recipes_state_the_global_batch(make_cfg):
     assert len(recipes) >= 9
     for recipe in recipes:
         assert make_cfg(f"experiment={recipe}", tiny=False).stage.batch_scope == "global", recipe
+
+
+@pytest.mark.slow
+def test_two_cpu_ranks_take_the_steps_of_the_global_batch(tmp_path, data_dir):
+    """A real 2-rank DDP fit (trainer=ddp_cpu): 24 train images at a global batch of 8 are 3 optimiser steps
+    (4 images a rank a step), where a per-device 8 would be 16 a step."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    from tests.helpers import TINY
+
+    root = Path(__file__).parents[2]
+    overrides = [*TINY, "trainer=ddp_cpu", "trainer.devices=2", "tasks=[fit]", "stage.batch_scope=global",
+                 "stage.batch_size=8", f"paths.runs_dir={tmp_path}", f"paths.data_dir={data_dir}"]
+    out = subprocess.run([sys.executable, "run.py", *overrides], cwd=root, capture_output=True, text=True,
+                         timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    ckpt = tmp_path / "classifier" / "synthetic" / "resnet18" / "default" / "checkpoints" / "last.ckpt"
+    assert torch.load(ckpt, map_location="cpu", weights_only=False)["global_step"] == 3
