@@ -14,6 +14,7 @@ EXPECTED = {
                             "stage.label_smoothing": 0.1, "stage.augment.color_jitter": True},
     "voc12_rs269_pnoc_ls_leak": {"stage.noc.leak_generator_loss": True},
     "voc12_poolnet_rn50": {"stage.train_images": "full", "stage.batch_size": 1,
+                           "stage.inference.double_small_side": 100,
                            "stage.full_image_min_side": 101, "trainer.accumulate_grad_batches": 10,
                            "stage.loss_reduction": "sum"},
     "voc12_deeplab_rs269": {"stage.max_epochs": 50, "stage.batch_size": 16, "trainer.accumulate_grad_batches": 2,

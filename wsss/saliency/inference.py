@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from wsss.cams.inference import EPS, multiscale_cams
 
@@ -31,6 +32,16 @@ def multiscale_saliency(logit_fn: Callable[[torch.Tensor], torch.Tensor], images
         total = multiscale_cams(lambda x: torch.sigmoid(logit_fn(x).float()), images, scales, flip)[:, 0]
         return (total / views).clamp(0.0, 1.0)
     raise ValueError(f"saliency activation={activation!r}; expected one of {ACTIVATIONS}")
+
+
+def doubled_small_image_saliency(logit_fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor
+                                 ) -> torch.Tensor:
+    """σ (B, H, W) of the thesis code's PoolNet test on a small image (poolnet/solver.py `test`, a side <= 100):
+    the image doubled bilinearly, its logits resized back to H × W bilinearly, then the sigmoid. One view."""
+    h, w = images.shape[-2:]
+    doubled = F.interpolate(images, size=(2 * h, 2 * w), mode="bilinear", align_corners=False)
+    logits = F.interpolate(logit_fn(doubled).float(), size=(h, w), mode="bilinear", align_corners=False)
+    return torch.sigmoid(logits)[:, 0]
 
 
 def to_uint8(saliency: torch.Tensor) -> np.ndarray:

@@ -17,7 +17,7 @@ import torch
 import wsss.saliency.tasks  # noqa: F401  (registers the saliency tasks)
 from wsss.models.poolnet import PoolNet, saliency_loss
 from wsss.saliency.data import SaliencyDataModule
-from wsss.saliency.inference import multiscale_saliency, to_uint8
+from wsss.saliency.inference import doubled_small_image_saliency, multiscale_saliency, to_uint8
 from wsss.stages.base import Stage
 
 
@@ -76,8 +76,12 @@ class SaliencyStage(Stage):
     # -- saliency -------------------------------------------------------------------------------
     def predict_step(self, batch: dict, batch_idx: int) -> None:
         inf = self.scfg.get("inference") or {}
-        sal = multiscale_saliency(self.net, batch["image"], inf.get("scales", (1.0,)), inf.get("flip", False),
-                                  inf.get("activation", "sigmoid"))
+        small_side = inf.get("double_small_side")  # the thesis code: images with a side <= 100 predicted at 2x
+        if small_side and min(batch["image"].shape[-2:]) <= small_side:
+            sal = doubled_small_image_saliency(self.net, batch["image"])
+        else:
+            sal = multiscale_saliency(self.net, batch["image"], inf.get("scales", (1.0,)), inf.get("flip", False),
+                                      inf.get("activation", "sigmoid"))
         for i, image_id in enumerate(batch["id"]):
             self.saliency_writer.write_png(image_id, to_uint8(sal[i]))
 
