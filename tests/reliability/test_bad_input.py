@@ -268,3 +268,21 @@ def test_checkpoint_of_another_backbone_names_file_and_backbones(tmp_path, data_
         msg = str(e.value)
         assert f"{ckpt}' does not fit the configured model (backbone={other}): saved with backbone 'resnet18'" in msg
         assert why in msg and "Run with backbone=resnet18." in msg and len(msg) < 600
+
+
+def test_resuming_fit_from_another_backbones_checkpoint_names_it(tmp_path, data_dir):
+    """`ckpt_path=<file>` of another run is checked before Lightning restores it (was a state-dict dump)."""
+    from hydra.utils import get_class
+
+    from wsss.tasks import run
+
+    cfg = compose_config(tmp_path / "run", data_dir, [*SMALL, "stage=classifier"], tiny=False)
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    trained = get_class(plain["stage"]["_target_"])(plain)
+    ckpt = tmp_path / "resnet18.ckpt"
+    torch.save({"state_dict": trained.state_dict(), "hyper_parameters": {"cfg": trained.cfg}}, ckpt)
+    other = compose_config(tmp_path / "other", data_dir, [*SMALL, "stage=classifier", "backbone.name=resnet34",
+                                                          "tasks=[fit]", f"ckpt_path={ckpt}"], tiny=False)
+    with pytest.raises(ValueError, match=re.escape(f"ckpt_path='{ckpt}' does not fit the configured model "
+                                                   "(backbone=resnet34): saved with backbone 'resnet18'")):
+        run(other)

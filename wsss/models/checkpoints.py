@@ -52,12 +52,18 @@ def saved_backbone(path: str | Path) -> str | None:
 def load_matching(module: torch.nn.Module, state: dict, path: str | Path, key: str, backbone: str) -> None:
     """`module.load_state_dict(state)`, or when the tensors do not fit (another backbone or architecture), a
     short error naming the file, the backbone it was saved with and the configured one (not a state-dict dump)."""
+    check_fits(module, state, path, key, backbone)
+    module.load_state_dict(state)
+
+
+def check_fits(module: torch.nn.Module, state: dict, path: str | Path, key: str, backbone: str) -> None:
+    """Nothing when `state` has exactly `module`'s tensors and shapes; otherwise the short ValueError of
+    :func:`load_matching`."""
     own = module.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     reshaped = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
     if not (missing or unexpected or reshaped):
-        module.load_state_dict(state)
         return
     saved = saved_backbone(path)
     origin = f"saved with backbone {saved!r}" if saved else "its backbone is not recorded"
