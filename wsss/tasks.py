@@ -20,6 +20,7 @@ from wsss.artifacts import (RESUMABLE_KEYS, ArtifactDir, atomic_write_json, atom
                             config_hash, folder_identity, open_split)
 from wsss.data.scan import scan_for_run
 from wsss.reliability import AtomicCheckpointIO, check_disk_for_predict, reliability_callbacks
+from wsss.reliability.signals import stop_on_signal
 from wsss.stages.base import Stage
 from wsss.thesis import beside_classification
 
@@ -350,8 +351,9 @@ def run(cfg: DictConfig) -> dict:
     if ctx.trainer.is_global_zero:
         record_run(cfg, ctx.plain, ctx.run_dir)
     metrics: dict = {}
-    for name in ctx.tasks():
-        metrics.update(TASKS[name](ctx) or {})
+    with stop_on_signal(ctx.trainer.is_global_zero):  # outside Lightning's loops: stop (+ requeue) at once
+        for name in ctx.tasks():
+            metrics.update(TASKS[name](ctx) or {})
     if ctx.trainer.is_global_zero:
         atomic_write_json(ctx.run_dir / "metrics.json", metrics)
     return metrics

@@ -125,3 +125,46 @@ def test_sigusr1_during_predict_under_slurm_requeues(tmp_path, monkeypatch):
 def test_sigterm_during_predict_under_slurm_does_not_requeue(tmp_path, monkeypatch):
     stop, calls = predict_until_signal(tmp_path, signal.SIGTERM, monkeypatch, slurm=True)
     assert stop.code == 128 + int(signal.SIGTERM) and calls == []
+
+
+# -- outside Lightning's loops: a task's plain-Python evaluation ----------------------------------------------
+class Scontrol:
+    """subprocess.run that records `scontrol` calls (no SLURM here) and runs every other command."""
+
+    def __init__(self, run):
+        self.run, self.calls = run, []
+
+    def __call__(self, args, **kwargs):
+        if args[0] != "scontrol":
+            return self.run(args, **kwargs)
+        self.calls.append(args)
+        return type("Done", (), {"returncode": 0, "stderr": ""})()
+
+
+@pytest.mark.parametrize("sig,requeued", [(signal.SIGUSR1, True), (signal.SIGTERM, False)])
+def test_a_signal_during_an_evaluation_stops_the_run_and_requeues_on_usr1(tmp_path, data_dir, monkeypatch, sig,
+                                                                           requeued):
+    """The CAM `evaluate` task (plain Python, no Lightning loop) gets the loops' policy: stop at once with
+    128 + signum, SIGUSR1 requeues the SLURM job first; metrics.json is not written, handlers are given back."""
+    import wsss.reliability.signals as signals
+    import wsss.tasks as tasks
+    from tests.helpers import compose_config
+
+    scontrol = Scontrol(signals.subprocess.run)
+    monkeypatch.setattr(signals.subprocess, "run", scontrol)
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    monkeypatch.delenv("SLURM_ARRAY_JOB_ID", raising=False)
+    monkeypatch.setitem(tasks.TASKS, "evaluate", lambda ctx: os.kill(os.getpid(), sig) or {"never": 1.0})
+    ignored = lambda *_: None  # noqa: E731  (without the protection the run goes on instead of killing pytest)
+    previous = {s: signal.signal(s, ignored) for s in (signal.SIGTERM, signal.SIGUSR1)}
+    before = {s: signal.getsignal(s) for s in previous}
+    cfg = compose_config(tmp_path / "run", data_dir, ["tasks=[evaluate]"])
+    try:
+        with pytest.raises(StoppedBySignal) as stop:
+            tasks.run(cfg)
+    finally:
+        after = {s: signal.signal(s, handler) for s, handler in previous.items()}
+    assert stop.value.code == 128 + int(sig)
+    assert scontrol.calls == ([["scontrol", "requeue", "4242"]] if requeued else [])
+    assert not (tmp_path / "run" / "metrics.json").exists()
+    assert after == before  # handlers given back

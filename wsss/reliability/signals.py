@@ -24,8 +24,9 @@ complete (each file is renamed into place), the SLURM job is requeued on SIGUSR1
 with 128 + signal before the task writes its manifest, so the folder reads as unfinished and the
 rerun writes only the missing files. Each rank decides from its own signals there (the ranks' shards
 may differ by one batch, so a collective per batch could hang); SLURM signals every task of a job.
-Outside these loops (the plain-Python evaluation, CRF pools) the signal's default action applies:
-nothing is written per item there, and metrics and manifests are written atomically at the end.
+Outside these loops (the plain-Python evaluation, CRF pools) `stop_on_signal` stops the run at once
+with the same exit status and requeue: nothing is written per item there, and metrics and manifests are
+written atomically at the end, so the rerun redoes that task.
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ import os
 import signal
 import subprocess
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytorch_lightning as L
@@ -177,15 +179,46 @@ class SignalCheckpoint(Callback):
         raise StoppedBySignal(signum, None)
 
     def _requeue(self, signum: int, is_global_zero: bool) -> bool:
-        job = slurm_job_id()
-        if job is None or signum not in self.requeue_on or not is_global_zero:
-            return False
-        try:
-            done = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True, timeout=60)
-        except (OSError, subprocess.SubprocessError) as e:
-            log.error("could not requeue SLURM job %s: %s; resubmit the same command to resume", job, e)
-            return False
-        if done.returncode != 0:
-            log.error("scontrol requeue %s failed (%d): %s", job, done.returncode, done.stderr.strip())
-            return False
-        return True
+        return requeue_slurm_job(signum, self.requeue_on, is_global_zero)
+
+
+def requeue_slurm_job(signum: int, requeue_on, is_global_zero: bool) -> bool:
+    """`scontrol requeue` this SLURM job (rank 0 only) when `signum` is one of `requeue_on`; whether it was."""
+    job = slurm_job_id()
+    if job is None or signum not in requeue_on or not is_global_zero:
+        return False
+    try:
+        done = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError) as e:
+        log.error("could not requeue SLURM job %s: %s; resubmit the same command to resume", job, e)
+        return False
+    if done.returncode != 0:
+        log.error("scontrol requeue %s failed (%d): %s", job, done.returncode, done.stderr.strip())
+        return False
+    return True
+
+
+@contextmanager
+def stop_on_signal(is_global_zero: bool, signals=DEFAULT_SIGNALS, requeue_on=(signal.SIGUSR1,)):
+    """Outside Lightning's loops (a task's plain-Python evaluation, a CRF pool, writing tables): SIGTERM or
+    SIGUSR1 stops the run at once with 128 + signum, and under SLURM SIGUSR1 first requeues the job, as inside
+    the loops. Nothing is lost: these phases write their files atomically, and the rerun redoes only them.
+    Inside a loop `SignalCheckpoint` holds the signals and gives them back to this handler at its end."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, _frame) -> None:
+        requeued = requeue_slurm_job(signum, requeue_on, is_global_zero)
+        log.warning("received %s outside a training or predict loop: stopped; %s redoes the unfinished task",
+                    signal.Signals(signum).name, "the requeued SLURM job" if requeued else "rerunning the same command")
+        raise StoppedBySignal(signum, None)
+
+    previous = {s: signal.getsignal(s) for s in signals}
+    for s in signals:
+        signal.signal(s, stop)
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
