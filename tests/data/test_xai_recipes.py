@@ -9,10 +9,10 @@ from wsss.thesis import value
 RECIPES = {  # experiment: (dataset, backbone, input size)
     "xai_voc07_vgg16": ("voc07", "vgg16", 224),
     "xai_voc07_resnet101": ("voc07", "resnet101", 512),
-    "xai_voc07_efficientnet_b6": ("voc07", "efficientnet_b6", 512),
+    "xai_voc07_efficientnet_b6": ("voc07", "efficientnet_b6", 528),
     "xai_voc12_resnet101": ("voc12", "resnet101", 512),
     "xai_coco17_resnet101": ("coco17", "resnet101", 512),
-    "xai_planet_resnet101": ("planet", "resnet101", 512),
+    "xai_planet_resnet101": ("planet", "resnet101", 256),
     "xai_hpa_resnet101": ("hpa", "resnet101", 512),
 }
 
@@ -155,11 +155,12 @@ def test_xai_stage_explains_the_vgg16_recipe_with_its_bias(make_cfg, tmp_path):
     assert not any("thesis" in k for k in metrics)  # ground-truth labels on 2 test images: not Table 3's setting
 
     # the split Table 3 explains (VOC07 val, unseen by the recipe's classifier), detected labels: the thesis beside
+    # (at the classifier's training size, 64 here: `stage.image_size: classifier`, not voc07's crop_size 448)
     thesis = make_cfg("stage=xai", "dataset=voc07", "backbone=vgg16", "backbone.pretrained=false",
-                      f"dataset.args.root={tmp_path / 'VOC2007'}", f"stage.checkpoint={ckpt}", "stage.image_size=64",
-                      "stage.split=val", "stage.methods=[cam,gradcam]", "stage.figure.num_images=0", "num_workers=0",
+                      f"dataset.args.root={tmp_path / 'VOC2007'}", f"stage.checkpoint={ckpt}", "stage.split=val", "stage.methods=[cam,gradcam]", "stage.figure.num_images=0", "num_workers=0",
                       "logger=csv", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false", run="xai_val",
                       tiny=False)
+    assert XAIStage(OmegaConf.to_container(thesis, resolve=True)).image_size == 64
     metrics = run(thesis)
     assert metrics["xai/cam/thesis_ic"] == value(3, "%IC VGG16", "CAM") == 5.65
     assert metrics["xai/cam/thesis_f1_pos"] == value(3, "F1+ VGG16", "CAM")

@@ -300,3 +300,16 @@ def test_bf16_true_runs_every_method_close_to_float32(tmp_path, data_dir, classi
                 continue
             assert abs(metrics[name] - reference[name]) < tolerance, name
 
+
+
+def test_images_are_explained_at_the_classifiers_training_size():
+    from wsss.stages.xai import explained_size
+
+    trained = {"dataset": {"crop_size": 224}}
+    assert explained_size("classifier", trained, {"crop_size": 448}) == 224  # a VGG16 recipe on voc07 (448)
+    assert explained_size("classifier", {}, {"crop_size": 448}) == 448      # no saved config: the data set's
+    assert explained_size(96, trained, {"crop_size": 448}) == 96
+    assert explained_size(None, trained, {"crop_size": 448}) is None
+    for bad in ("classifer", 0, -3, True):
+        with pytest.raises(ValueError, match="stage.image_size=.*expected 'classifier'"):
+            explained_size(bad, trained, {"crop_size": 448})

@@ -108,7 +108,8 @@ def test_saliency_runs_of_the_thesis_get_table_9(tmp_path):
 def xai_classifier_cfg(dataset="voc07", backbone="resnet101", train_split="train", val_split="test", kur=False,
                        alpha=1.0):
     """The resolved config of an `xai_*` recipe's classifier run."""
-    return {"dataset": {"name": dataset, "train_split": train_split, "val_split": val_split, "num_classes": 20},
+    return {"dataset": {"name": dataset, "train_split": train_split, "val_split": val_split, "num_classes": 20,
+                        "crop_size": 512},
             "backbone": {"name": backbone, "output_stride": None}, "run_name": "xai",
             "stage": {"name": "classifier", "head": {"bias": True}, "kur": {"enabled": kur, "alpha": alpha}}}
 
@@ -123,6 +124,7 @@ def test_xai_runs_of_the_thesis_get_tables_3_4_and_6():
 
     trained = xai_classifier_cfg()
     assert xai_source(xai_run_cfg(), trained, False, 1.0, "val") == (4, "VOC07")
+    assert xai_source(xai_run_cfg(image_size=512), trained, False, 1.0, "val") == (4, "VOC07")
     assert xai_source(xai_run_cfg(), trained, True, 1.0, "val") == (6, "VOC07")
     assert xai_source(xai_run_cfg(backbone="vgg16"), xai_classifier_cfg(backbone="vgg16"), False, 1.0, "val") \
         == (3, "VGG16")
@@ -140,6 +142,7 @@ def test_xai_runs_of_the_thesis_get_tables_3_4_and_6():
     ("ground-truth labels (the text's definition, not the code's)", {"label_source": "labels"}, {}, False, 1.0, "val"),
     ("a subset of the split", {"max_images": 10}, {}, False, 1.0, "val"),
     ("another detection threshold", {"threshold": 0.35}, {}, False, 1.0, "val"),
+    ("another input size than the classifier's", {"image_size": 448}, {}, False, 1.0, "val"),
     ("KUR-α (the thesis's tables use α = 1)", {}, {}, True, 20.0, "val"),
     ("a classifier that trained on the explained split", {}, {"train_split": "trainval"}, False, 1.0, "val"),
     ("a classifier without the dense bias", {}, {"bias": False}, False, 1.0, "val"),

@@ -83,6 +83,24 @@ def read_classifier_checkpoint(path: str | Path | None, num_classes: int, datase
     return read_cam_network(path, num_classes, "stage.checkpoint", f"dataset {dataset!r}")
 
 
+def explained_size(setting, trained: dict, dataset: dict) -> int | None:
+    """`stage.image_size`: `classifier` = the crop size the classifier was trained at (A.1.2: the images are
+    explained at the classifier's input size; from its checkpoint's config, else the data set's crop_size),
+    a positive integer, or null (each image at its own size, batch of 1)."""
+    if setting is None:
+        return None
+    if setting == "classifier":
+        size = (trained.get("dataset") or {}).get("crop_size") if trained else None
+        if not size:
+            log.warning("the checkpoint has no saved dataset.crop_size: explaining at dataset.crop_size=%s",
+                        dataset["crop_size"])
+        return int(size or dataset["crop_size"])
+    if isinstance(setting, int) and not isinstance(setting, bool) and setting > 0:
+        return setting
+    raise ValueError(f"stage.image_size={setting!r}: expected 'classifier' (the classifier's training size), "
+                     "a positive integer, or null (each image at its own size)")
+
+
 def kur_settings(trained: dict, override: dict | None, num_classes: int) -> tuple[bool, float]:
     """(KUR on, α) as the classifier was trained (thesis eq. 25, §B.1.4); `override` only for a checkpoint
     without saved hyperparameters."""
@@ -156,6 +174,7 @@ class XAIStage(Stage):
         state, trained = read_classifier_checkpoint(s.get("checkpoint"), self.num_classes,
                                                     cfg["dataset"]["name"], cfg["paths"].get("runs_dir"))
         self.trained_cfg = trained  # the classifier's training config (the thesis column's match reads it)
+        self.image_size = explained_size(s.get("image_size", "classifier"), trained, cfg["dataset"])
         self.net = self.rebuild_net(trained, has_bias="head.bias" in state)
         self.net.load_state_dict(state)
         self.net.requires_grad_(False)
@@ -222,11 +241,11 @@ class XAIStage(Stage):
         return dm.split(self.split_name)
 
     def transform(self) -> A.Compose:
-        return explain_transform(self.scfg.get("image_size"), self.norm_mean, self.norm_std)
+        return explain_transform(self.image_size, self.norm_mean, self.norm_std)
 
     def batch_size(self) -> int:
         # images at their own size cannot be stacked
-        return int(self.scfg.get("batch_size", 8)) if self.scfg.get("image_size") else 1
+        return int(self.scfg.get("batch_size", 8)) if self.image_size else 1
 
     def test_dataloader(self) -> DataLoader:
         """This rank's shard of the explained images (each image on exactly one rank, none padded in)."""

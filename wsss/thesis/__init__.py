@@ -161,12 +161,13 @@ def _kur_variant(kur: bool, alpha: float) -> str | None:
 
 def xai_source(cfg: dict, trained: dict, kur: bool, alpha: float, split: str) -> tuple[int, str] | None:
     """(table, the data set or architecture part of its row names) of the thesis's XAI table an `xai` run
-    reproduces: the labels detected at σ > 0.5 (the author's code) on the whole split the thesis explains, by an `xai_*`
-    recipe's classifier. Table 3: VOC07 across architectures; 4: RN101 across data sets; 6: the same with KUR."""
+    reproduces: the labels detected at σ > 0.5 (the author's code) on the whole split the thesis explains, at the
+    classifier's training size, by an `xai_*` recipe's classifier. Table 3: VOC07 across architectures; 4: RN101 across data sets; 6: the same with KUR."""
     dataset, arch, s = cfg["dataset"].get("name"), cfg["backbone"].get("name"), cfg["stage"]
     if (dataset not in XAI_DATASETS or split != XAI_SPLITS[dataset] or s.get("max_images") is not None
             or s.get("label_source", "detected") != "detected" or float(s.get("threshold", 0.5)) != 0.5
-            or not xai_classifier(trained, dataset)):
+            or not xai_classifier(trained, dataset)
+            or s.get("image_size", "classifier") not in ("classifier", trained["dataset"].get("crop_size"))):
         return None
     variant = _kur_variant(kur, alpha)
     if variant == "KUR":
