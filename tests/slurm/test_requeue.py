@@ -43,6 +43,18 @@ def submit(tmp_path: Path, line: list[str]) -> tuple[str, Path]:
     return f"{submitted.stdout.strip().split(';')[0]}_0", log
 
 
+def release_requeued(job: str) -> str:
+    """Start the requeued job now (SLURM holds it for a while, BeginTime) and return its final state.
+
+    slurmd refuses a launch whose credential dates from the same second as the revocation of the previous
+    run's ("Killing non-startable batch job: Job credential revoked", then FAILED), so the release waits past
+    that second: this race failed the predict test once in CI when the release came 0.3 s after the requeue."""
+    wait_for(lambda: "JobState=PENDING" in show(job), "the requeued job to be pending", timeout=120)
+    time.sleep(2.0)
+    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], timeout=30)
+    return _final_state(job, deadline_s=600)
+
+
 def test_sigusr1_checkpoints_requeues_and_the_job_resumes_to_the_end(tmp_path: Path):
     settings = [o for o in TINY if not o.startswith("stage.max_epochs")]
     line = ["stage=classifier", "run_name=preempted", f"stage.max_epochs={EPOCHS}", "tasks=[fit]", *settings,
@@ -54,10 +66,7 @@ def test_sigusr1_checkpoints_requeues_and_the_job_resumes_to_the_end(tmp_path: P
         wait_for(ckpt.is_file, "the first epoch's last.ckpt")
         assert subprocess.run(["scancel", "--signal=USR1", job], timeout=30).returncode == 0
         wait_for(lambda: "was requeued" in log.read_text(), "the requeue")
-        # SLURM holds a requeued job for a while (BeginTime); start it now so the test does not wait
-        wait_for(lambda: "JobState=PENDING" in show(job), "the requeued job to be pending", timeout=120)
-        subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], timeout=30)
-        state = _final_state(job, deadline_s=600)
+        state = release_requeued(job)
     finally:
         subprocess.run(["scancel", job], timeout=30)
     text = log.read_text()
@@ -83,9 +92,7 @@ def test_sigusr1_during_predict_requeues_and_the_job_writes_the_rest(tmp_path: P
         assert subprocess.run(["scancel", "--signal=USR1", job], timeout=30).returncode == 0
         wait_for(lambda: "the requeued SLURM job writes the rest" in log.read_text(), "the requeue")
         assert not (cams / "manifest.json").exists()
-        wait_for(lambda: "JobState=PENDING" in show(job), "the requeued job to be pending", timeout=120)
-        subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], timeout=30)
-        state = _final_state(job, deadline_s=600)
+        state = release_requeued(job)
     finally:
         subprocess.run(["scancel", job], timeout=30)
     text = log.read_text()
