@@ -72,6 +72,20 @@ def test_puzzle_training_beats_untrained_cams_by_a_margin(run_stage):
     assert trained["cams/val/miou"] >= untrained["cams/val/miou"] + 0.10, (trained["cams/val/miou"],
                                                                            untrained["cams/val/miou"])
 
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", ["occse", "poc", "pnoc"])
+def test_adversarial_stages_beat_untrained_cams_by_a_margin(stage, oc_checkpoint, run_stage):
+    """OC-CSE, P-OC and P-NOC learn (8 epochs from scratch against the 1-epoch classifier as oc). Measured
+    trained / untrained val mIoU (seeds 0, 1): OC-CSE 46.7 / 23.4, 50.6 / 22.3; P-OC 54.1 / 23.4,
+    54.0 / 22.3; P-NOC 52.4 / 23.4, 53.6 / 22.3 %."""
+    learns = [f"stage={stage}", f"stage.oc_checkpoint={oc_checkpoint}", "+stage.predict_splits=[val]",
+              "+stage.eval_splits=[val]", "stage.max_epochs=8", "trainer.limit_val_batches=0"]
+    trained, _ = run_stage(*learns, run_name=f"{stage}_learns")
+    untrained, _ = run_stage(*learns, "tasks=[predict,evaluate]", run_name=f"{stage}_untrained")
+    assert trained["cams/val/miou"] >= untrained["cams/val/miou"] + 0.10, (trained["cams/val/miou"],
+                                                                           untrained["cams/val/miou"])
+
 def test_missing_or_foreign_oc_checkpoint_is_a_clear_error(oc_checkpoint, run_stage, tmp_path):
     with pytest.raises(FileNotFoundError, match="stage=classifier"):
         run_stage("stage=occse", f"stage.oc_checkpoint={tmp_path / 'nope.ckpt'}", "tasks=[fit]",
