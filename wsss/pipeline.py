@@ -400,6 +400,27 @@ def execute(steps: list[Step], out_dir: Path, cwd: Path, name: str, title: str) 
     return write_summary(steps, out_dir, title)
 
 
+def slurm_resources(plain: dict) -> list[str]:
+    """sbatch options giving a step the nodes, tasks and GPUs its resolved trainer asks for: one SLURM task per
+    device, as Lightning expects under SLURM (a one-GPU step such as PoolNet's beside 4-GPU ones); [] when
+    `trainer.devices` is not a number (e.g. `auto`)."""
+    t = plain.get("trainer") or {}
+    devices, nodes = t.get("devices"), t.get("num_nodes") or 1
+    if not isinstance(devices, int) or isinstance(devices, bool) or devices < 1:
+        return []
+    out = [f"--nodes={nodes}", f"--ntasks-per-node={devices}"]
+    accelerator = t.get("accelerator")
+    if accelerator in ("gpu", "cuda", "cpu"):  # `auto`: the sbatch header's GPUs stay
+        out.append(f"--gpus-per-node={devices if accelerator != 'cpu' else 0}")
+    return out
+
+
+def slurm_line(step: Step) -> str:
+    """The step's line of steps.txt: `<its sbatch resources> -- <run.py overrides>` (slurm/pipeline.sh)."""
+    resources = slurm_resources(step.plain)
+    return " ".join([*resources, "--", *step.overrides] if resources else step.overrides)
+
+
 def show_plan(steps: list[Step], out_dir: Path) -> dict:
     """pipeline.dry_run=true: what would run, and why, without running anything; the steps' overrides, one
     line each, go to `<out_dir>/steps.txt` (the input of slurm/pipeline.sh: one SLURM job per step)."""
@@ -409,7 +430,7 @@ def show_plan(steps: list[Step], out_dir: Path) -> dict:
         plan_[s.id] = "up to date" if reason is None else f"runs ({reason})"
         print(f"{s.id}: {plan_[s.id]}\n  python run.py {' '.join(s.overrides)}", flush=True)
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / "steps.txt", "".join(" ".join(s.overrides) + "\n" for s in steps))
+    atomic_write_text(out_dir / "steps.txt", "".join(slurm_line(s) + "\n" for s in steps))
     print(f"one line per step: {out_dir / 'steps.txt'} (slurm/pipeline.sh {out_dir / 'steps.txt'} submits them "
           "as a chain of jobs)", flush=True)
     return {}

@@ -15,8 +15,13 @@ def test_thesis_chain_dry_run_prints_six_commands_with_their_recipes(tmp_path):
                            "pipeline.dry_run=true", f"paths.runs_dir={tmp_path}"], cwd=ROOT, capture_output=True,
                           text=True, timeout=300, env=dict(os.environ, HYDRA_FULL_ERROR="1"))
     assert done.returncode == 0, done.stderr[-3000:]
-    lines = (tmp_path / "pipeline/wsss/voc12/resnest269/default/steps.txt").read_text().splitlines()
-    assert len(lines) == 6
+    written = (tmp_path / "pipeline/wsss/voc12/resnest269/default/steps.txt").read_text().splitlines()
+    assert len(written) == 6
+    # each line asks SLURM for one task per device of its step: 4 GPUs, but PoolNet's one (its recipe)
+    resources = [line.split(" -- ")[0] for line in written]
+    four, one = "--nodes=1 --ntasks-per-node=4 --gpus-per-node=4", "--nodes=1 --ntasks-per-node=1 --gpus-per-node=1"
+    assert resources == [four, four, four, one, four, four], resources
+    lines = [line.split(" -- ", 1)[1] for line in written]
     for line, (stage, recipe) in zip(lines, RECIPES.items()):
         args = line.split()
         assert args[0] == f"stage={stage}" and "trainer=ddp" in args
@@ -30,3 +35,14 @@ def test_thesis_chain_dry_run_prints_six_commands_with_their_recipes(tmp_path):
     assert f"stage.inputs.saliency={runs}saliency/voc12/resnet50/default/saliency" in lines[4]
     assert f"stage.masks={runs}affinity/voc12/resnest269/default/pseudo_masks" in lines[5]
     assert not any((tmp_path / stage).exists() for stage in RECIPES)   # a dry run runs nothing
+
+
+def test_slurm_resources_follow_each_steps_trainer():
+    from wsss.pipeline import slurm_resources
+
+    gpu = {"accelerator": "gpu", "devices": 4, "num_nodes": 2}
+    assert slurm_resources({"trainer": gpu}) == ["--nodes=2", "--ntasks-per-node=4", "--gpus-per-node=4"]
+    assert slurm_resources({"trainer": {"accelerator": "cpu", "devices": 2}}) == [
+        "--nodes=1", "--ntasks-per-node=2", "--gpus-per-node=0"]
+    assert slurm_resources({"trainer": {"accelerator": "auto", "devices": 1}}) == ["--nodes=1", "--ntasks-per-node=1"]
+    assert slurm_resources({"trainer": {"accelerator": "gpu", "devices": "auto"}}) == []
