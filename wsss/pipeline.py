@@ -34,7 +34,6 @@ import fnmatch
 import json
 import logging
 import os
-import re
 import subprocess
 import sys
 import time

@@ -1,5 +1,4 @@
 """CAM test-time augmentation properties, the threshold sweep, and mIoU against torchmetrics."""
-import numpy as np
 import torch
 from torchmetrics.classification import MulticlassJaccardIndex
 

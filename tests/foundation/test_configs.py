@@ -1,7 +1,6 @@
 """Every option of every config group composes; typos and unknown options fail with Hydra's message."""
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from hydra.utils import get_class, get_method

@@ -1,5 +1,4 @@
 """Bad input fails up front with a message naming the file, key or value and what was expected."""
-import json
 import re
 import shutil
 from pathlib import Path

@@ -20,7 +20,6 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 import numpy as np
-import pytorch_lightning as L
 import torch
 from pytorch_lightning import Callback
 

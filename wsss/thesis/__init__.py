@@ -162,7 +162,8 @@ def _kur_variant(kur: bool, alpha: float) -> str | None:
 def xai_source(cfg: dict, trained: dict, kur: bool, alpha: float, split: str) -> tuple[int, str] | None:
     """(table, the data set or architecture part of its row names) of the thesis's XAI table an `xai` run
     reproduces: the labels detected at σ > 0.5 (the author's code) on the whole split the thesis explains, at the
-    classifier's training size, by an `xai_*` recipe's classifier. Table 3: VOC07 across architectures; 4: RN101 across data sets; 6: the same with KUR."""
+    classifier's training size, by an `xai_*` recipe's classifier. Table 3: VOC07 across architectures;
+    4: RN101 across data sets; 6: the same with KUR."""
     dataset, arch, s = cfg["dataset"].get("name"), cfg["backbone"].get("name"), cfg["stage"]
     if (dataset not in XAI_DATASETS or split != XAI_SPLITS[dataset] or s.get("max_images") is not None
             or s.get("label_source", "detected") != "detected" or float(s.get("threshold", 0.5)) != 0.5
@@ -201,7 +202,8 @@ def beside_classification(cfg: dict, metrics: dict) -> dict:
     row = CLASSIFIER_ROWS.get((d.get("name"), d.get("val_split")))
     kur = s.get("kur") or {}
     alpha = kur.get("alpha", 1.0)
-    variant = _kur_variant(bool(kur.get("enabled")), float(d["num_classes"]) if alpha == "num_classes" else float(alpha))
+    alpha = float(d["num_classes"]) if alpha == "num_classes" else float(alpha)
+    variant = _kur_variant(bool(kur.get("enabled")), alpha)
     if (row is None or variant is None or cfg["backbone"].get("name") != "resnet101"
             or not xai_classifier(cfg, d.get("name")) or f"val/{row[1]}" not in metrics):
         return {}

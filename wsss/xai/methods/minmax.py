@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from wsss.xai.methods.base import CamMethod, elementwise_sum, spatial_sum, weighted_sum
+from wsss.xai.methods.base import CamMethod, spatial_sum, weighted_sum
 from wsss.xai.split import SplitModel
 
 FORMS = ("auto", "weights", "gradient")
