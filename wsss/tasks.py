@@ -155,11 +155,12 @@ def last_checkpoint(run_dir: Path) -> Path | None:
 # -- tasks ------------------------------------------------------------------------------------------
 @task("fit")
 def fit(ctx: "Context") -> dict:
-    ckpt = last_checkpoint(ctx.run_dir) if ctx.cfg.get("ckpt_path") == "last" else ctx.cfg.get("ckpt_path")
-    if ckpt and ctx.cfg.get("ckpt_path") != "last":  # another run's checkpoint: check it fits this stage first
+    own_last = ctx.cfg.get("ckpt_path") == "last"
+    ckpt = last_checkpoint(ctx.run_dir) if own_last else ctx.cfg.get("ckpt_path")
+    if ckpt and not own_last:  # another run's checkpoint: check names and shapes before Lightning restores it
         from wsss.models.checkpoints import check_fits, load_checkpoint, state_dict_of
 
-        check_fits(ctx.module, state_dict_of(load_checkpoint(ckpt, "ckpt_path")), ckpt, "ckpt_path",
+        check_fits(ctx.module, state_dict_of(load_checkpoint(ckpt, "ckpt_path", mmap=True)), ckpt, "ckpt_path",
                    ctx.plain["backbone"]["name"])
     if ckpt:
         log.info("resuming from %s", ckpt)

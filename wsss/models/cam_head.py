@@ -17,6 +17,12 @@ from torch import nn
 from wsss.models.backbone import Backbone
 
 
+def kur_alpha(kur: dict | None, num_classes: int) -> float:
+    """α of a `stage.kur` setting: a number (1 for KUR), or `num_classes` for KUR-α with α = C (§B.1.4)."""
+    alpha = (kur or {}).get("alpha", 1.0)
+    return float(num_classes) if alpha == "num_classes" else float(alpha)
+
+
 class CAMHead(nn.Module):
     """1×1 classifier of the features: raw CAMs from `forward`, the logits' bias (or None) in `bias`."""
 

@@ -6,12 +6,13 @@ from pathlib import Path
 import torch
 
 
-def load_checkpoint(path: str | Path, key: str) -> dict:
-    """The whole checkpoint dictionary at `path`, the value of config key `key`."""
+def load_checkpoint(path: str | Path, key: str, mmap: bool = False) -> dict:
+    """The whole checkpoint dictionary at `path`, the value of config key `key`; `mmap`: tensors read lazily
+    from the file (enough to compare names and shapes without reading a large checkpoint)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{key}={str(path)!r} does not exist")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
 
 
 def state_dict_of(checkpoint: dict) -> dict:

@@ -158,7 +158,7 @@ class SignalCheckpoint(Callback):
             return
         name = signal.Signals(signum).name
         trainer.save_checkpoint(self.checkpoint, weights_only=False)  # collective: every rank calls it
-        requeued = self._requeue(signum, trainer.is_global_zero)
+        requeued = requeue_slurm_job(signum, self.requeue_on, trainer.is_global_zero)
         if trainer.is_global_zero:
             log.warning("received %s: saved %s at epoch %d, global step %d (%s); %s", name, self.checkpoint,
                         trainer.current_epoch, trainer.global_step, where,
@@ -171,15 +171,12 @@ class SignalCheckpoint(Callback):
         signum = self.received
         if signum is None:
             return
-        requeued = self._requeue(signum, trainer.is_global_zero)
+        requeued = requeue_slurm_job(signum, self.requeue_on, trainer.is_global_zero)
         log.warning("received %s: stopped %s after batch %d on rank %d; what was written so far is complete, and "
                     "%s writes the rest", signal.Signals(signum).name, loop, batch_idx, trainer.global_rank,
                     "the requeued SLURM job" if requeued else "rerunning the same command")
         self._restore()
         raise StoppedBySignal(signum, None)
-
-    def _requeue(self, signum: int, is_global_zero: bool) -> bool:
-        return requeue_slurm_job(signum, self.requeue_on, is_global_zero)
 
 
 def requeue_slurm_job(signum: int, requeue_on, is_global_zero: bool) -> bool:

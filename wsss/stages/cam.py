@@ -16,7 +16,7 @@ from torchmetrics.classification import MultilabelAveragePrecision, MultilabelF1
 from wsss.artifacts import ArtifactDir
 from wsss.cams.inference import inference_precision, multiscale_cams_and_seeds, normalize_present
 from wsss.losses.classification import multilabel_soft_margin
-from wsss.models.cam_head import CAMNet
+from wsss.models.cam_head import CAMNet, kur_alpha
 from wsss.stages.base import Stage
 
 
@@ -27,8 +27,7 @@ class CAMStage(Stage):
     def __init__(self, cfg: dict):
         super().__init__(cfg)
         kur = self.scfg.get("kur") or {}
-        alpha = kur.get("alpha", 1.0)
-        alpha = float(self.num_classes) if alpha == "num_classes" else float(alpha)
+        alpha = kur_alpha(kur, self.num_classes)
         bias = bool((self.scfg.get("head") or {}).get("bias", False))  # the XAI classifier's dense bias (A.1.2)
         self.net = CAMNet(self.make_backbone(), self.num_classes, kur=bool(kur.get("enabled", False)), kur_alpha=alpha,
                           bias=bias)

@@ -81,8 +81,8 @@ class CCAMStage(Stage):
         if self.needs_hints and not inputs:
             raise ValueError("stage.inputs.cams must name a CAM artifact folder when hints are enabled or "
                              "stage.polarity.rule=hints")
-        return SaliencyDataModule(self.cfg["dataset"], self.device_batch_size(), self.norm_mean, self.norm_std, mode="hints",
-                                  inputs=inputs,
+        return SaliencyDataModule(self.cfg["dataset"], self.device_batch_size(), self.norm_mean, self.norm_std,
+                                  mode="hints", inputs=inputs,
                                   crop_size=s.get("crop_size"), resize_factor=s.get("resize_factor", 1.15),
                                   augment=s.get("augment"), num_workers=self.cfg["num_workers"])
 

@@ -22,7 +22,7 @@ from torch import nn
 from wsss.losses.occse import occse_loss, sample_erased_classes, soft_erase_classes
 from wsss.losses.pnoc import generator_loss
 from wsss.models.checkpoints import load_matching, read_cam_network
-from wsss.models.cam_head import CAMNet
+from wsss.models.cam_head import CAMNet, kur_alpha
 from wsss.stages.generator import GeneratorStage, GeneratorStep, ramp
 
 log = logging.getLogger(__name__)
@@ -82,9 +82,8 @@ class OCCSEStage(GeneratorStage):
         state, kur = read_classifier_state(path, self.num_classes)
         load_matching(self.oc, state, path, "stage.oc_checkpoint", self.cfg["backbone"]["name"])
         if kur.get("enabled"):  # the classifier was trained with KUR: use its re-parametrised head
-            alpha = kur.get("alpha", 1.0)
             self.oc.head.kur = True
-            self.oc.head.kur_alpha = float(self.num_classes) if alpha == "num_classes" else float(alpha)
+            self.oc.head.kur_alpha = kur_alpha(kur, self.num_classes)
         log.info("ordinary classifier loaded from %s", path)
 
     # -- objective ----------------------------------------------------------------------------------

@@ -43,7 +43,7 @@ from wsss.data.datasets import TransformedSplit
 from wsss.data.transforms import normalize
 from wsss.models.backbone import Backbone
 from wsss.models.checkpoints import read_cam_network
-from wsss.models.cam_head import CAMNet
+from wsss.models.cam_head import CAMNet, kur_alpha
 from wsss.stages.base import Stage
 from wsss.tasks import task
 from wsss.xai import MultiLabelCamMetrics, SplitModel, build_method, update_cam_metrics
@@ -110,8 +110,7 @@ def kur_settings(trained: dict, override: dict | None, num_classes: int) -> tupl
         if not override:
             log.warning("the checkpoint has no saved stage.kur: assuming a classifier trained without KUR "
                         "(set stage.kur={enabled: true, alpha: ...} otherwise)")
-    alpha = kur.get("alpha", 1.0)
-    return bool(kur.get("enabled", False)), float(num_classes) if alpha == "num_classes" else float(alpha)
+    return bool(kur.get("enabled", False)), kur_alpha(kur, num_classes)
 
 
 def explain_transform(size: int | None, mean, std) -> A.Compose:

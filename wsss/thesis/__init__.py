@@ -11,6 +11,8 @@ import csv
 from functools import lru_cache
 from pathlib import Path
 
+from wsss.models.cam_head import kur_alpha
+
 PUBLISHED = Path(__file__).with_name("published.csv")
 
 # Table 7 rows (CAM mIoU on VOC12 train, with TTA) of the runs our recipes make: (stage.name, run_name).
@@ -201,9 +203,7 @@ def beside_classification(cfg: dict, metrics: dict) -> dict:
     d, s = cfg["dataset"], cfg["stage"]
     row = CLASSIFIER_ROWS.get((d.get("name"), d.get("val_split")))
     kur = s.get("kur") or {}
-    alpha = kur.get("alpha", 1.0)
-    alpha = float(d["num_classes"]) if alpha == "num_classes" else float(alpha)
-    variant = _kur_variant(bool(kur.get("enabled")), alpha)
+    variant = _kur_variant(bool(kur.get("enabled")), kur_alpha(kur, d["num_classes"]))
     if (row is None or variant is None or cfg["backbone"].get("name") != "resnet101"
             or not xai_classifier(cfg, d.get("name")) or f"val/{row[1]}" not in metrics):
         return {}
