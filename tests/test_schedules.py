@@ -5,7 +5,8 @@ from wsss.schedules import linear_ramp
 
 
 def test_linear_ramp_matches_puzzle_alpha_reference_values():
-    # wsss-spec §12 P6: T=1000, alpha 0 -> 4 over the first half.
+    # lucasdavid/PNOC@f250e0d:tools/ai/optim_utils.py linear_schedule: T=1000, alpha 0 -> 4 over the first
+    # half.
     values = [linear_ramp(t, 1000, 0.0, 4.0, 0.5) for t in (0, 250, 499, 500, 999)]
     assert values == pytest.approx([0.0, 2.0, 3.992, 4.0, 4.0], rel=1e-12)
 

@@ -53,7 +53,7 @@ def print_metrics(metrics: dict, title: str) -> None:
 
 def local_ddp_sweep_error(trainer: dict, multirun: bool, launcher: str) -> str | None:
     """Why this trainer cannot run in this multirun, or None. Lightning's DDP re-executes the command line,
-    which under a local multirun starts the whole sweep again in every rank (framework-notes §3.3)."""
+    which under a local multirun starts the whole sweep again in every rank."""
     strategy = str(trainer.get("strategy", "auto"))
     relaunches = strategy == "ddp" or strategy.startswith("ddp_find_unused")
     devices, nodes = trainer.get("devices", 1), trainer.get("num_nodes", 1)

@@ -1,8 +1,8 @@
 """Parameter groups with the upstream learning-rate multipliers and the polynomial schedule.
 
-Groups (pnoc-spec §4.2): pretrained weights ×1, pretrained biases ×2 (no weight decay),
-new weights ×10, new biases ×20 (no weight decay). A "bias" is any parameter whose name does not
-contain "weight" (so BatchNorm β is a bias and γ a weight, as upstream).
+Groups (lucasdavid/PNOC@f250e0d:core/networks.py, get_parameter_groups): pretrained weights ×1, pretrained
+biases ×2 (no weight decay), new weights ×10, new biases ×20 (no weight decay). A "bias" is any parameter
+whose name does not contain "weight" (so BatchNorm β is a bias and γ a weight, as upstream).
 """
 from __future__ import annotations
 

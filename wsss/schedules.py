@@ -21,10 +21,10 @@ def linear_ramp(step: int, total: int, start: float, end: float, fraction: float
     """Value ramping linearly from ``start`` to ``end`` over the first ``fraction * total`` steps, then held.
 
     ``v(t) = start + (end - start) * min(1, t / (fraction * total))``; ``fraction == 0`` means the constant
-    ``end`` (no ramp). Matches the reference ``linear_schedule`` (pnoc-spec §4.3, Puzzle-CAM's alpha,
-    wsss-spec §12 P6: total=1000, 0 -> 4 over 0.5 gives v(0)=0, v(250)=2, v(499)=3.992, v(500)=4), except
-    that decreasing ramps (``end < start``) also work: the reference's ``min(end, ...)`` would jump to
-    ``end`` immediately.
+    ``end`` (no ramp). Matches the reference ``linear_schedule``
+    (lucasdavid/PNOC@f250e0d:tools/ai/optim_utils.py; Puzzle-CAM's alpha, total=1000, 0 -> 4 over 0.5 gives
+    v(0)=0, v(250)=2, v(499)=3.992, v(500)=4), except that decreasing ramps (``end < start``) also work: the
+    reference's ``min(end, ...)`` would jump to ``end`` immediately.
 
     Used for the Puzzle reconstruction weight alpha_p (0 -> 4 over 0.5), the OC-CSE weight lambda_cse
     (0.3 -> 1 over 1.0) and the P-NOC weight lambda_noc (0 -> 1 over 1.0) of thesis Eq. 26-28.

@@ -8,7 +8,8 @@ from .by_hand import mlsm_by_hand
 
 
 def test_draw_picks_only_positive_labels_uniformly():
-    # wsss-spec §12 O1: labels {3, 7, 12}, 10 000 draws -> each 1/3 +- 0.02, never an absent class.
+    # OC-CSE's class draw (KAIST-vilab/OC-CSE@a833aea:models/model_cse.py): labels {3, 7, 12}, 10 000 draws ->
+    # each 1/3 +- 0.02, never an absent class.
     labels = torch.zeros(10_000, 20)
     labels[:, [3, 7, 12]] = 1.0
     r = sample_erased_classes(labels, torch.Generator().manual_seed(0))
@@ -61,7 +62,7 @@ def _two_image_cams():
 
 
 def test_mask_normalisation_batch_and_image():
-    # wsss-spec §12 O2: maxima 2 and 4 -> batch-max: image 0 peaks at 2/4, image 1 at 4/(4+eps).
+    # OC-CSE's mask normalisation: maxima 2 and 4 -> batch-max: image 0 peaks at 2/4, image 1 at 4/(4+eps).
     cams, r = _two_image_cams()
     eps = 1e-5
     batch = class_activation_mask(cams, r, (2, 2), normalization="batch")
@@ -111,7 +112,7 @@ def test_gradient_flows_through_soft_mask_into_the_erased_class_only():
 
 
 def test_gradient_reaches_a_generator_head():
-    # wsss-spec §12 O3: the erased image's gradient reaches the generator's classifier weights.
+    # OC-CSE: the erased image's gradient reaches the generator's classifier weights.
     torch.manual_seed(0)
     head = torch.nn.Conv2d(4, 3, 1, bias=False)
     features = torch.randn(2, 4, 4, 4)

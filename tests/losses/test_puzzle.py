@@ -8,7 +8,8 @@ from .by_hand import mlsm_by_hand
 
 
 def test_tile_order_matches_reference_example():
-    # wsss-spec §12 P1: tile-major stack [TL of all B, TR of all B, BL of all B, BR of all B].
+    # shjo-april/PuzzleCAM@659b4c1:core/puzzle_utils.py: tile-major stack [TL of all B, TR of all B, BL of all
+    # B, BR of all B].
     x = torch.arange(32.0).view(2, 1, 4, 4)
     t = tile(x)
     assert t.shape == (8, 1, 2, 2)
@@ -48,7 +49,7 @@ def test_per_pixel_ops_commute_with_tile_merge_and_gap_is_tile_mean():
 
 
 def test_reconstruction_loss_reference_example():
-    # wsss-spec §12 P5: f = 0, f_re = 1 (1x2x2x2), y = [1, 0] -> 0.5 ("masking"), 1.0 ("selection").
+    # Puzzle-CAM's re-loss: f = 0, f_re = 1 (1x2x2x2), y = [1, 0] -> 0.5 ("masking"), 1.0 ("selection").
     f, f_re, y = torch.zeros(1, 2, 2, 2), torch.ones(1, 2, 2, 2), torch.tensor([[1.0, 0.0]])
     assert reconstruction_loss(f, f_re, y).item() == pytest.approx(0.5)
     assert reconstruction_loss(f, f_re, y, normalization="labelled").item() == pytest.approx(1.0)

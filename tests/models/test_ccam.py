@@ -47,7 +47,7 @@ def test_pooling_identity_fg_plus_bg_is_mean_feature():
     with torch.no_grad():
         out = model(x)
         mean = model.features(x).mean(dim=(2, 3))
-    torch.testing.assert_close(out.fg + out.bg, mean, rtol=1e-5, atol=1e-6)  # wsss-spec C4
+    torch.testing.assert_close(out.fg + out.bg, mean, rtol=1e-5, atol=1e-6)  # C²AM's pooling identity
 
 
 def test_partition_pool_by_hand():

@@ -111,5 +111,5 @@ def test_group_norm_vs_batch_norm():
     x = torch.randn(1, 3, 64, 64)
     assert gn.train()(x).shape == (1, K, 64, 64)  # GN trains with batch 1
     with pytest.raises(ValueError, match="more than 1 value per channel"):
-        bn.train()(x)  # BN image-pooling branch cannot (wsss-spec S4)
+        bn.train()(x)  # BN image-pooling branch cannot
     assert bn.train()(torch.randn(2, 3, 64, 64)).shape == (2, K, 64, 64)

@@ -1,4 +1,5 @@
-"""Affinity labels from CAMs (+ saliency) and dense CRF (pnoc-spec §9.1, wsss-spec §12 A5)."""
+"""Affinity labels from CAMs (+ saliency) and dense CRF
+(lucasdavid/PNOC@f250e0d:scripts/rw/make_affinity_labels.py)."""
 import numpy as np
 import pytest
 

@@ -1,4 +1,4 @@
-"""Affinity loss: hand-computed values (wsss-spec §12 A6, pnoc-spec §9.4)."""
+"""Affinity loss: hand-computed values (jiwoon-ahn/irn@a2ece00:step/train_irn.py)."""
 import math
 
 import pytest

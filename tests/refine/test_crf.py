@@ -1,4 +1,4 @@
-"""Dense CRF wrapper: unaries, normalisation, fixed points, edge snapping, pool == inline (wsss-spec §12 R1–R4)."""
+"""Dense CRF wrapper: unaries, normalisation, fixed points, edge snapping, pool == inline."""
 import functools
 
 import numpy as np

@@ -1,4 +1,5 @@
-"""Pixel pairs (IRN PathIndex), pair labels and boundary affinities (wsss-spec §12 A1–A3, A7)."""
+"""Pixel pairs (IRN PathIndex), pair labels and boundary affinities
+(jiwoon-ahn/irn@a2ece00:misc/indexing.py)."""
 from collections import Counter
 
 import numpy as np

@@ -1,5 +1,5 @@
 """Random walk: IRN reference values, sparse == dense == brute force, batching, post-processing, pseudo masks
-(wsss-spec §12 A8–A13)."""
+(jiwoon-ahn/irn@a2ece00:misc/indexing.py)."""
 import numpy as np
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""Parity of our all-labels-at-once methods with pytorch-grad-cam called once per label (xai-spec §8).
+"""Parity of our all-labels-at-once methods with pytorch-grad-cam called once per label.
 
 Our maps go through the pytorch-grad-cam post-processing emulation (normalize="minmax_pgc",
 resolution="input"); each label l of our (B, L, H, W) output is compared with one reference call
@@ -71,7 +71,8 @@ def test_gradcampp_matches_pgc_with_its_eps(make_tiny, images, strides, split):
     ref = reference(pgc.GradCAMPlusPlus, net, images, TARGETS)
     ours = GradCAMPlusPlus(eps=1e-6, **PGC)(model, images, TARGETS)
     torch.testing.assert_close(ours, ref, atol=TOL, rtol=0)
-    # negative control: the paper's exact division is a different convention (xai-spec §0.2)
+    # negative control: the paper's exact division is a different convention
+    # (lucasdavid/minmax-cam@be94495:src/minmax.py divides 0/0 := 0)
     exact = GradCAMPlusPlus(eps=0.0, **PGC)(model, images, TARGETS)
     assert (exact - ref).abs().max() > 1e-2
 
@@ -117,7 +118,8 @@ def test_ablationcam_closed_form_equals_explicit_ablation(make_tiny, images):
 
 
 def minmax_target(u: int, detected: torch.Tensor):
-    """pytorch-grad-cam target o ↦ o_u − Σ_{c∈D∖u} o_c / max(n − 1, 1) (xai-spec §3.4)."""
+    """pytorch-grad-cam target o ↦ o_u − Σ_{c∈D∖u} o_c / max(n − 1, 1)
+    (lucasdavid/minmax-cam@be94495:src/minmax.py)."""
     others = detected.clone().float()
     others[u] = 0
     n = int(detected.sum())

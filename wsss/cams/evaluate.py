@@ -1,9 +1,9 @@
 """Background-threshold sweep of CAM artifacts against ground-truth masks.
 
 For each threshold t the prediction is the argmax over [t, CAMs of the present classes]
-(background wins ties, pnoc-spec §7.2); the confusion matrices of all thresholds of an image are
-accumulated in one bincount on the device. Optional dense CRF refinement of each thresholded map
-runs in a process pool.
+(background wins ties, lucasdavid/PNOC@f250e0d:scripts/evaluate.py); the confusion matrices of all thresholds
+of an image are accumulated in one bincount on the device. Optional dense CRF refinement of each thresholded
+map runs in a process pool.
 """
 from __future__ import annotations
 
@@ -107,7 +107,8 @@ def sweep(dataset, cam_dir: str | Path, thresholds: Sequence[float] | None = Non
 
 
 def _crf_refiner(crf: dict):
-    """Label-unary dense CRF of every thresholded map (pnoc-spec §7.2: `t` iterations, `gt_prob`)."""
+    """Label-unary dense CRF of every thresholded map (lucasdavid/PNOC@f250e0d:scripts/evaluate.py: `t`
+    iterations, `gt_prob`)."""
     from wsss.refine.crf import crf_labels  # heavy optional dependency, imported on demand
 
     iterations, gt_prob = int(crf.get("t", 10)), float(crf.get("gt_prob", 0.7))

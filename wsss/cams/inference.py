@@ -2,9 +2,9 @@
 
 For each scale the image and its mirror go through the network in one batch; the ReLU'd maps of
 the mirror are flipped back and added, every scale is resized to the image size and summed, and
-each present class is divided by its own maximum (pnoc-spec §7.1). Scales cannot share a batch
-(their sizes differ and zero-padding would change the maps near the border), so a predict step
-makes one forward per scale with every image and its flip stacked.
+each present class is divided by its own maximum (lucasdavid/PNOC@f250e0d:scripts/cam/inference.py). Scales
+cannot share a batch (their sizes differ and zero-padding would change the maps near the border), so a predict
+step makes one forward per scale with every image and its flip stacked.
 
 Two switches reach the thesis code (lucasdavid/PNOC@f250e0d scripts/cam/inference.py):
 

@@ -6,7 +6,8 @@ Layout under `root` (every path is configurable, `{split}` is replaced by the sp
 - labels: `annotations/instances_<split>.json`; an image's label is the set of categories of its
   annotations (crowd ones included unless `include_crowd=false`);
 - masks (optional): a folder of index PNGs `<12-digit id>.png` (0 = background, c+1 = class c,
-  255 = ignore), e.g. `coco_seg_anno/` of the COCO14 WSSS benchmark (pnoc-spec §2.3).
+  255 = ignore), e.g. `coco_seg_anno/` of the COCO14 WSSS benchmark
+  (lucasdavid/PNOC@f250e0d:core/datasets/coco14.py).
 
 Image ids are the 12-digit zero-padded COCO ids. Classes are the JSON's categories sorted by their
 (non-contiguous, 1..90) ids, which is the standard 80-class order (person, bicycle, …, toothbrush).

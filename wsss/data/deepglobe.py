@@ -9,10 +9,11 @@ have no masks) holding `<id>_sat.jpg` and `<id>_mask.png`. Masks are RGB, one co
 Each channel is binarised at `threshold` (128) before the colour lookup, since the released masks are
 not exactly 0/255 everywhere; the one binary colour that is no class, red (255,0,0), becomes 255.
 
-Classes: agriculture_land is the background (mask index 0) as in P-NOC (pnoc-spec §2.4), leaving 6
-foreground classes (urban, rangeland, forest, water, barren, unknown → mask indices 1..6);
-`background: null` makes all 7 classes foreground. `ignore` lists classes mapped to 255 and dropped
-from the labels. Image-level labels are the classes present in the mask (at least `min_pixels`).
+Classes: agriculture_land is the background (mask index 0) as in P-NOC
+(lucasdavid/PNOC@6c8950a:datasets/deepglobe.py), leaving 6 foreground classes (urban, rangeland, forest,
+water, barren, unknown → mask indices 1..6); `background: null` makes all 7 classes foreground. `ignore` lists
+classes mapped to 255 and dropped from the labels. Image-level labels are the classes present in the mask (at
+least `min_pixels`).
 
 Splits: `<root>/<splits_dir>/<split>.txt` (one id per line) when present, e.g. P-NOC's `train75`
 (602) / `test` (199); otherwise a seeded partition (`seeded_split`, default 75 % train / 25 % test).

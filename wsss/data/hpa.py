@@ -9,7 +9,7 @@ Channels (`channels`):
 - 4: the stains stacked as an (H, W, 4) uint8 image in the order red, green, blue, yellow; the
   backbone takes `in_chans: 4` (timm adapts the first convolution) and the normalisation needs
   4 values (`dataset.mean/std` in conf/dataset/hpa.yaml: ImageNet's, the yellow channel reusing
-  red's, as pnoc-spec §2.6).
+  red's, as lucasdavid/PNOC@6c8950a:datasets/hpa.py).
 - 3: an RGB composite, yellow = red + green shown half-strength on both:
   R = min(255, red + yellow/2), G = min(255, green + yellow/2), B = blue.
 

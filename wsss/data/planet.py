@@ -6,7 +6,8 @@ data set's own spelling `artisinal_mine`). No masks.
 
 Only the 40,479 training chips are labelled, so the splits are drawn from them: a seeded permutation
 of the CSV's rows cut by `fractions` (`seeded_split`). The default holds out 30 % as validation as
-in the MinMax-CAM benchmark (xai-spec §3.8; the thesis states no seed, so the split is ours: seed 0).
+in the MinMax-CAM benchmark (lucasdavid/minmax-cam@be94495 notebooks; the thesis states no seed, so the split
+is ours: seed 0).
 """
 from __future__ import annotations
 

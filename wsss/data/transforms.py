@@ -77,10 +77,11 @@ def apply_op(name: str, image: Image.Image, v: int, sign: int = 1, fill: int = 0
 
 
 class RandAugment(A.DualTransform):
-    """RandAugment as the thesis code's `RandAugmentMC(n=2, m=10)` (pnoc-spec §3.3): `n` ops drawn with
-    replacement from :data:`RANDAUGMENT_OPS`, each applied with probability 0.5 at a strength v drawn
-    uniformly in 1..m-1, then one black 16x16 cutout (its centre uniform over the image, clipped at the
-    border). Masks follow the geometric ops (nearest, uncovered pixels and the cutout -> ignore)."""
+    """RandAugment as the thesis code's `RandAugmentMC(n=2, m=10)`
+    (lucasdavid/PNOC@f250e0d:tools/ai/randaugment.py): `n` ops drawn with replacement from
+    :data:`RANDAUGMENT_OPS`, each applied with probability 0.5 at a strength v drawn uniformly in 1..m-1, then
+    one black 16x16 cutout (its centre uniform over the image, clipped at the border). Masks follow the
+    geometric ops (nearest, uncovered pixels and the cutout -> ignore)."""
 
     def __init__(self, n: int = 2, magnitude: int = 10, cutout: int = 16, p: float = 1.0):
         super().__init__(p=p)

@@ -1,4 +1,5 @@
-"""Affinity loss of AffinityNet / IRN on labelled pixel pairs (pnoc-spec §9.4, wsss-spec §5.3, §6.5).
+"""Affinity loss of AffinityNet / IRN on labelled pixel pairs
+(lucasdavid/PNOC@f250e0d:scripts/rw/train_affinity.py, jiwoon-ahn/irn@a2ece00:step/train_irn.py).
 
 With predicted affinities a ∈ [0, 1] and boolean pair masks (bg-pos, fg-pos, neg):
 

@@ -10,7 +10,7 @@ s(a, b) = clamp(â·b̂ᵀ, 0.0005, 0.9995) the clamped cosine-similarity matrix
 
 Two forms of the positive terms, selected by `include_self`:
 
-* include_self=True (default; the reference code CVI-SZU/CCAM and P-NOC, wsss-spec §4.2 parity C1):
+* include_self=True (default; the reference code CVI-SZU/CCAM@e6a46c9:WSSS/core/loss.py and P-NOC):
   the diagonal is ranked with the rest (rank 0 for itself ⇒ weight e^{α}) and the sum is divided by n².
 * include_self=False (Eq. 7 as printed): only i ≠ j, divided by n(n − 1).
 

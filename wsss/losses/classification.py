@@ -1,4 +1,5 @@
-"""Multi-label classification loss with binary label smoothing (pnoc-spec §3.4, thesis eq. 26)."""
+"""Multi-label classification loss with binary label smoothing
+(lucasdavid/PNOC@f250e0d:tools/ai/torch_utils.py, thesis eq. 26)."""
 from __future__ import annotations
 
 import torch

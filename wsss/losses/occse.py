@@ -75,9 +75,9 @@ def class_activation_mask(
 
     normalization: "batch" divides by the maximum over the whole batch (OC-CSE's and the thesis code's
     soft mask), "image" by each image's own maximum (the thesis code's hard mask of P-NOC).
-    relu_before_resize: True (the thesis code, lucasdavid/PNOC core/occse.py, for both masks) applies ReLU
-    on the CAM grid and then resizes; False resizes first (the original KAIST OC-CSE), which lets negative
-    activations pull the interpolated mask down near object borders (smaller, lighter masks).
+    relu_before_resize: True (the thesis code, lucasdavid/PNOC@f250e0d:core/occse.py, for both masks) applies
+    ReLU on the CAM grid and then resizes; False resizes first (the original KAIST OC-CSE), which lets
+    negative activations pull the interpolated mask down near object borders (smaller, lighter masks).
     Differentiable: gradients flow into ``cams`` (through the maximum too); detach the CAMs for a fixed mask.
     """
     if cams.ndim != 4:

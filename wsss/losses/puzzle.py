@@ -92,9 +92,10 @@ def reconstruction_loss(
 
     normalization:
       "all"      - mean over all B*C*h*w entries, masked-out classes included in the denominator (the
-                   reference ``masking`` option and default; wsss-spec §12 P5: 0.5 on its example);
+                   reference ``masking`` option and default,
+                   shjo-april/PuzzleCAM@659b4c1:train_classification_with_puzzle.py);
       "labelled" - per image, mean over its labelled classes' h*w entries, then mean over the batch (the
-                   reference ``selection`` option; P5: 1.0). An image without labels contributes 0.
+                   reference ``selection`` option). An image without labels contributes 0.
     """
     _check_same_shape(cams, merged_cams, labels)
     diff = merged_cams - cams

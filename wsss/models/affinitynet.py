@@ -1,11 +1,13 @@
-"""AffinityNet as the IRN boundary branch (the variant P-NOC and Puzzle-CAM use; pnoc-spec §9.3, wsss-spec §6.4).
+"""AffinityNet as the IRN boundary branch (the variant P-NOC and Puzzle-CAM use;
+lucasdavid/PNOC@f250e0d:core/networks.py, jiwoon-ahn/irn@a2ece00:net/resnet50_irn.py).
 
 Five feature maps — the stem after its max-pool (stride 4; 64 channels for ResNet, 128 for ResNeSt-269's
 deep stem) and the four backbone stages — each go through `1×1 conv (→32, no bias) → GroupNorm(4) →
 resize to the stride-4 grid → ReLU`; the projections are concatenated (5 × 32 = 160 channels) and a
 `1×1 conv (160→1, bias)` gives the boundary logit at stride 4, as IRN and the thesis code
-(lucasdavid/PNOC core/networks.py `AffinityNet`: fc_edge1..5, fc_edge6 160→1). The affinity of a pixel pair is `1 − max σ(edge)` along the path between them
-(`wsss.refine.pairs.affinity_from_boundary`), so AffinityNet has no affinity head of its own.
+(lucasdavid/PNOC@f250e0d:core/networks.py `AffinityNet`: fc_edge1..5, fc_edge6 160→1). The affinity of a pixel
+pair is `1 − max σ(edge)` along the path between them (`wsss.refine.pairs.affinity_from_boundary`), so
+AffinityNet has no affinity head of its own.
 
 The shared `Backbone` returns the stages timm reports (for ResNets: layer1..layer4); the stem branch
 reads the output of the backbone's `maxpool` through a forward hook (`stem_branch=False` drops it: four

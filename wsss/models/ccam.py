@@ -1,6 +1,7 @@
 """C²AM / C²AM-H network: a disentangler head that splits each image into two partitions.
 
-Thesis §3.2 (Eq. 7) and §B.2.2 (Eq. 29); pnoc-spec §8.1, wsss-spec §4.1.
+Thesis §3.2 (Eq. 7) and §B.2.2 (Eq. 29); lucasdavid/PNOC@f250e0d:core/networks.py,
+CVI-SZU/CCAM@e6a46c9:WSSS/core/model.py.
 
 * Features X: the last two backbone stages concatenated (layer4 ⊕ layer3, 2048 + 1024 = 3072 channels
   on ResNet-50-like nets). At output stride 16 both have stride 16 and no resizing happens (the

@@ -1,6 +1,6 @@
 """DeepLabV3+ segmentation network on a multi-stage `Backbone` (stage 4 of the pipeline).
 
-Architecture (pnoc-spec §10.1, wsss-spec §8.1, Puzzle-CAM / P-NOC flavour):
+Architecture (lucasdavid/PNOC@f250e0d:core/deeplab_utils.py, Puzzle-CAM / P-NOC flavour):
 
 * ASPP on the deepest stage: a 1×1 branch, three 3×3 atrous branches (rates 6/12/18 at output
   stride 16, doubled at 8) and an image-pooling branch (GAP → 1×1 → norm → ReLU → upsample); every

@@ -1,4 +1,5 @@
-"""PoolNet-style salient object detector (edge-free) and its loss (pnoc-spec §8.6).
+"""PoolNet-style salient object detector (edge-free) and its loss
+(lucasdavid/PNOC@f250e0d:poolnet/networks/poolnet.py).
 
 Trained on the binarised C²AM-H saliency; its maps define the background of the affinity labels.
 Structure (PoolNet, Liu et al. 2019, without the edge branch):

@@ -1,8 +1,9 @@
 """Affinity labels: confident foreground / background / unsure pixels from CAMs (+ saliency) and dense CRF.
 
 Thesis §B.2.2 ("Guiding Random Walk using Saliency Maps"): the background of the affinity labels comes
-from the C²AM-H / PoolNet saliency instead of a low CAM threshold. Reference: P-NOC
-`scripts/rw/make_affinity_labels.py` (pnoc-spec §9.1); without saliency, IRN `cam_to_ir_label`.
+from the C²AM-H / PoolNet saliency instead of a low CAM threshold. Reference:
+lucasdavid/PNOC@f250e0d:scripts/rw/make_affinity_labels.py; without saliency,
+jiwoon-ahn/irn@a2ece00:step/cam_to_ir_label.py.
 
 Output convention: (H, W) uint8, 0 = background, c + 1 = foreground class c, 255 = unsure (ignored by
 the pair labels). Maps are at image resolution; the affinity stage downsamples them to stride 4.

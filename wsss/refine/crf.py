@@ -1,6 +1,6 @@
 """Dense CRF (Krähenbühl & Koltun) over pydensecrf2, and a process pool to run it over many images.
 
-Two flavours are used by the pipeline (pnoc-spec §12, wsss-spec §7):
+Two flavours are used by the pipeline (lucasdavid/PNOC@f250e0d:tools/ai/demo_utils.py):
 
 * the *label* CRF: unary from an argmax map (`gt_prob` on the given label, the rest spread over the
   others), used for affinity labels (t=10, gt 0.7), RW pseudo masks (t=1, gt 0.9), saliency binarisation;

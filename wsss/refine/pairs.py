@@ -3,11 +3,12 @@
 A pair joins a *source* pixel p to p + (dy, dx) for every offset of the half disc
 `{(dy, dx): dy ∈ [0, r), dx² + dy² < r², dx > 0 if dy = 0}` (each undirected pair once; r=5 → 34
 offsets, r=10 → 152). Sources are the grid cropped by f = r − 1 rows at the bottom and f columns on each
-side, so every destination lies on the grid: (h − f)(w − 2f) sources (wsss-spec §6.3, check A2).
+side, so every destination lies on the grid: (h − f)(w − 2f) sources
+(jiwoon-ahn/irn@a2ece00:misc/indexing.py).
 
 The *path* of an offset is every integer point of the bounding box of (0,0)–(dy,dx) whose squared
 distance to the segment's line is < 1; the IRN affinity of a pair is `1 − max_{k ∈ path} B_k` for a
-boundary map B ∈ [0, 1] (wsss-spec §6.3, check A7).
+boundary map B ∈ [0, 1] (jiwoon-ahn/irn@a2ece00:misc/indexing.py).
 
 Everything is computed with strided slices of the grid (one per offset / path point): no loop over
 pixels, no large index tensors, any device, any leading batch dimensions.

@@ -1,11 +1,11 @@
 """Random walk propagation of CAMs over boundary-based affinities, and the pseudo masks made from it.
 
-Reference (IRN `propagate_to_edge`, P-NOC `scripts/rw/inference.py`; pnoc-spec §9.5, wsss-spec §6.6):
-A is the N×N symmetric affinity of the stride-4 grid (N = h·w): `A_ij = a_ij^β` for every pair with
-0 < d² < r² (a_ij = 1 − max σ(edge) along the path, pairs leaving the image have a = 0) and `A_ii = 1`;
-`T = A / colsum(A)` (column-stochastic); `T ← T·T` exp_times times (T^256); `rw = v·T` for the seeds
-`v = cam ⊙ (1 − B)` of the foreground classes only (no background plane: background is a constant
-threshold applied afterwards, `pseudo_mask`).
+Reference (jiwoon-ahn/irn@a2ece00:misc/indexing.py `propagate_to_edge`,
+lucasdavid/PNOC@f250e0d:scripts/rw/inference.py): A is the N×N symmetric affinity of the stride-4 grid (N =
+h·w): `A_ij = a_ij^β` for every pair with 0 < d² < r² (a_ij = 1 − max σ(edge) along the path, pairs leaving
+the image have a = 0) and `A_ii = 1`; `T = A / colsum(A)` (column-stochastic); `T ← T·T` exp_times times
+(T^256); `rw = v·T` for the seeds `v = cam ⊙ (1 − B)` of the foreground classes only (no background plane:
+background is a constant threshold applied afterwards, `pseudo_mask`).
 
 Fast path: since A is symmetric, `v·T = D⁻¹ A v` with D = diag(colsum A), so `v·T^(2^k)` is 2^k
 applications of the sparse row-stochastic operator M = D⁻¹A, which has at most 2·P + 1 non-zeros per
@@ -128,7 +128,7 @@ def propagate(seeds: torch.Tensor, boundary: torch.Tensor, beta: float = 10.0, e
     """`v·T^(2^exp_times)` for seeds (B, C, h, w) with the sparse operator; returns (B, C, h, w).
 
     Always float32 or float64, also under autocast (upstream's fp16 random walk loses ~2e-3 relative
-    accuracy, pnoc-spec §14 item 24); no autograd graph.
+    accuracy); no autograd graph.
     """
     _check_inputs(seeds, boundary)
     with torch.autocast(seeds.device.type, enabled=False):
@@ -215,8 +215,9 @@ def pseudo_mask(rw: np.ndarray, class_ids: np.ndarray, image: np.ndarray, bg_thr
 
     Background score: the constant `bg_threshold` (ties go to background), or `1 − saliency` when a
     saliency map (H, W; uint8 0..255 or float in [0, 1]) is given — P-NOC upstream used the saliency
-    itself there (pnoc-spec §14, bug 11). The argmax is refined by a label CRF (`crf_iterations`,
-    `gt_prob`; 0 iterations skips it) and mapped to class ids: 0 = background, c + 1 = class c.
+    itself there (lucasdavid/PNOC@6c8950a:scripts/rw/make_pseudo_labels.py). The argmax is refined by a label
+    CRF (`crf_iterations`, `gt_prob`; 0 iterations skips it) and mapped to class ids: 0 = background, c + 1 =
+    class c.
 
     Returns an (H, W) uint8 mask with no ignore pixels.
     """

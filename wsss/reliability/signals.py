@@ -4,7 +4,7 @@ SLURM sends SIGUSR1 before a time limit (`--signal=USR1@90`) and SIGTERM on pre-
 `scancel`. Lightning on its own reacts to neither in a way `ckpt_path=last` can resume from: outside
 SLURM, SIGUSR1 kills the process and SIGTERM ends `fit` without a checkpoint (exit status 0, as if
 finished); under SLURM, SIGUSR1 writes `hpc_ckpt_<n>.ckpt` from inside the signal handler (mid-step),
-which `ckpt_path=last` ignores (framework-notes §3.4, §8 items 7-8). So this callback owns both
+which `ckpt_path=last` ignores. So this callback owns both
 signals, in and outside SLURM, with one policy:
 
 1. the handler only records the signal (no work inside a signal handler);

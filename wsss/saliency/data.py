@@ -1,7 +1,8 @@
 """Training data of the saliency stages: images with CAM hints (C²AM-H) or pseudo-saliency targets.
 
-* `ccam_train_transform`: the C²AM-H transform (pnoc-spec §8.3): resize to a square of
-  `resize_factor`·crop (bilinear, aspect ratio not kept), horizontal flip, normalise, random crop.
+* `ccam_train_transform`: the C²AM-H transform (lucasdavid/PNOC@f250e0d:core/datasets/__init__.py,
+  get_ccam_transforms): resize to a square of `resize_factor`·crop (bilinear, aspect ratio not kept),
+  horizontal flip, normalise, random crop.
   The hint map travels as the albumentations `mask` with bilinear interpolation, so every
   geometric operation (resize, flip, crop, padding with 0) is applied to image and hint alike.
 * `HintSplit`: image + label + hint (max over classes of the image's CAMs from a CAM artifact

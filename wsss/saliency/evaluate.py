@@ -1,4 +1,5 @@
-"""Saliency against ground-truth masks, both ways of thesis Table 9 (pnoc-spec §8.7).
+"""Saliency against ground-truth masks, both ways of thesis Table 9
+(lucasdavid/PNOC@f250e0d:scripts/ccam/evaluate.py).
 
 * fg/bg mIoU ("eval_mode saliency"): ground truth 0 → background, any class 1..K → foreground,
   255 ignored; the prediction at threshold t is `saliency > t` (constant plane t, background wins

@@ -1,4 +1,5 @@
-"""Saliency maps with multi-scale + flip test-time augmentation (pnoc-spec §8.4, §8.6).
+"""Saliency maps with multi-scale + flip test-time augmentation
+(lucasdavid/PNOC@f250e0d:scripts/ccam/inference.py, poolnet/).
 
 Two activations:
 

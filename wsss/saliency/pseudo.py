@@ -1,4 +1,5 @@
-"""Pseudo-saliency for the saliency network: threshold + label dense CRF (pnoc-spec §8.5).
+"""Pseudo-saliency for the saliency network: threshold + label dense CRF
+(lucasdavid/PNOC@f250e0d:scripts/ccam/inference_crf.py).
 
 For an image with at least one class: prepend the constant plane t to the saliency map and take
 the argmax (so a pixel is salient iff s > t, ties go to the background), refine the {0, 1} map with

@@ -1,10 +1,10 @@
 """Dense-CRF post-processing of segmentation probabilities, overlapped with the network's inference.
 
 `LabelMapWriter.submit(id, image, probs)` turns the probabilities of one image into a palette PNG
-(optionally through the DeepLab-v2 probability CRF, pnoc-spec §12) and writes it atomically. With
-`processes > 1` the CRF runs in a pool of spawned workers (`wsss.refine.pool.OrderedPool`) while the
-accelerator goes on with the next images; fewer than `2 · processes` images are in flight (bounded
-memory). `close()` waits for them and
+(optionally through the DeepLab-v2 probability CRF of lucasdavid/PNOC@6c8950a:tools/ai/demo_utils.py) and
+writes it atomically. With `processes > 1` the CRF runs in a pool of spawned workers
+(`wsss.refine.pool.OrderedPool`) while the accelerator goes on with the next images; fewer than `2 ·
+processes` images are in flight (bounded memory). `close()` waits for them and
 re-raises the first error. This module imports only numpy, PIL and pydensecrf (fast worker start).
 """
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Multi-scale + flip test-time augmentation of a segmentation network (pnoc-spec §10.3, wsss-spec §8.2).
+"""Multi-scale + flip test-time augmentation of a segmentation network
+(lucasdavid/PNOC@f250e0d:scripts/segmentation/inference.py).
 
 For each scale the image and its mirror go through the network in one batch (scales cannot share a
 batch: their sizes differ); the mirror's logits are flipped back and every view is resized to the

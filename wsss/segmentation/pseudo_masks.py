@@ -1,6 +1,6 @@
 """Pseudo masks straight from CAMs: a constant background plane at threshold t, argmax (ties go to
-background, pnoc-spec §7.2), as palette PNGs. A stand-in for the random-walk masks of the affinity
-stage, and a baseline for them.
+background, lucasdavid/PNOC@f250e0d:scripts/evaluate.py), as palette PNGs. A stand-in for the random-walk
+masks of the affinity stage, and a baseline for them.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Stage `affinity`: CAMs (+ saliency) → affinity labels → AffinityNet → random walk → pseudo masks.
 
-Thesis §3.2 and §B.2.2 ("Guiding Random Walk using Saliency Maps"); reference pnoc-spec §9, wsss-spec §6.
-Tasks (default order):
+Thesis §3.2 and §B.2.2 ("Guiding Random Walk using Saliency Maps"); reference
+lucasdavid/PNOC@f250e0d:scripts/rw/, jiwoon-ahn/irn@a2ece00. Tasks (default order):
 
 1. `affinity_labels`: confident fg / bg / unsure labels from the CAM artifacts of `stage.inputs.cams` and,
    when `stage.inputs.saliency` is set, the saliency maps (else the CAM-only background of IRN); label
@@ -12,8 +12,9 @@ The tasks other than `fit` and `predict` live in `wsss.refine.tasks` (the packag
 
 3. `predict` (the foundation task, through `predict_step`): boundary map with flip TTA, random walk of the
    stride-4 CAMs of the present classes (sparse, batched, on the module's device); npz `{keys, rw}` in
-   `run_dir/rw/<split>/`, rw (n, H, W) float16 divided by its global max, no background plane (pnoc-spec
-   §9.5: the background is a constant threshold applied afterwards).
+   `run_dir/rw/<split>/`, rw (n, H, W) float16 divided by its global max, no background plane
+   (lucasdavid/PNOC@f250e0d:scripts/rw/inference.py: the background is a constant threshold applied
+   afterwards).
 4. `pseudo_masks`: constant background threshold + label CRF, palette PNGs in `run_dir/pseudo_masks/<split>/`.
 5. `evaluate`: mIoU against ground truth of the input CAMs and of the RW maps (threshold sweeps), of the
    pseudo masks and of the affinity labels (confident pixels). Ground truth is read here only.
@@ -84,7 +85,8 @@ class AffinityDataModule(WSSSDataModule):
         name = self.cfg["train_split"]
         split = self.split(name)
         labels = open_split(self.label_root, name, split.ids, ".png", self.cfg["name"], kind=LABELS)
-        ids = [i for i in split.ids if split.label(i).sum() > 0]   # IGNORE_BG_IMAGES (pnoc-spec §9.4)
+        # IGNORE_BG_IMAGES (lucasdavid/PNOC@6c8950a:datasets/base.py)
+        ids = [i for i in split.ids if split.label(i).sum() > 0]
         if not ids:
             raise ValueError(f"split {name!r} has no image with a label")
         c = self.cfg
@@ -174,7 +176,8 @@ class AffinityStage(Stage):
         return [self.net.projections, self.net.edge]
 
     def configure_optimizers(self):
-        """One SGD group (lr, wd) over the trained parameters, poly decay (pnoc-spec §9.4: no lr multipliers)."""
+        """One SGD group (lr, wd) over the trained parameters, poly decay
+        (lucasdavid/PNOC@f250e0d:scripts/rw/train_affinity.py: no lr multipliers)."""
         s = self.scfg
         params = [p for p in self.net.parameters() if p.requires_grad]
         groups = [{"params": params, "lr": s["lr"], "weight_decay": s["weight_decay"]}]
@@ -220,8 +223,9 @@ class AffinityStage(Stage):
 
     @torch.no_grad()
     def propagate_cams(self, image: torch.Tensor, cams: np.ndarray, seeds: np.ndarray | None = None) -> torch.Tensor:
-        """RW maps (n, H, W) ∈ [0, 1] of one image's full-resolution CAMs (n, H, W) (pnoc-spec §9.5), seeded
-        with its stride-4 CAMs `seeds` (n, ⌈H/4⌉, ⌈W/4⌉) when given, else with `cams` downsampled bilinearly."""
+        """RW maps (n, H, W) ∈ [0, 1] of one image's full-resolution CAMs (n, H, W)
+        (lucasdavid/PNOC@f250e0d:scripts/rw/inference.py), seeded with its stride-4 CAMs `seeds` (n, ⌈H/4⌉,
+        ⌈W/4⌉) when given, else with `cams` downsampled bilinearly."""
         inf = self.scfg.get("inference", {})
         height, width = image.shape[-2:]
         if cams.shape[0] == 0:

@@ -70,7 +70,8 @@ class Stage(L.LightningModule):
                             output_stride=os_, in_chans=in_chans or self.cfg["dataset"].get("in_chans", 3))
         d, n = self.cfg["dataset"], in_chans or self.cfg["dataset"].get("in_chans", 3)
         mean, std = tuple(d.get("mean") or backbone.mean), tuple(d.get("std") or backbone.std)
-        if len(mean) < n:  # extra channels reuse the first channel's statistics (pnoc-spec §2.6: HPA yellow = red)
+        if len(mean) < n:  # extra channels reuse the first channel's statistics
+                           # (lucasdavid/PNOC@6c8950a:datasets/hpa.py: HPA yellow = red)
             mean, std = mean + (mean[0],) * (n - len(mean)), std + (std[0],) * (n - len(std))
         if len(mean) != n or len(std) != n:
             raise ValueError(f"dataset.mean/std have {len(mean)}/{len(std)} values but the input has {n} channels")
@@ -90,10 +91,10 @@ class Stage(L.LightningModule):
     def batch_position(self) -> tuple[int, int]:
         """(0-based index of the current training batch over the whole run, batches in the run).
 
-        The counter of the loss-weight ramps (pnoc-spec §4.3: micro-batches, not optimiser steps). It is
-        derived from the epoch and the batch index, which Lightning restores on resume and which are the
-        same on every DDP rank; `global_step` is not used because every `opt.step()` of a manual
-        optimisation counts in it.
+        The counter of the loss-weight ramps (lucasdavid/PNOC@f250e0d:tools/ai/optim_utils.py: micro-batches,
+        not optimiser steps). It is derived from the epoch and the batch index, which Lightning restores on
+        resume and which are the same on every DDP rank; `global_step` is not used because every `opt.step()`
+        of a manual optimisation counts in it.
         """
         t = self.trainer
         if t.num_training_batches == float("inf"):

@@ -1,12 +1,13 @@
 """Stage `deeplab`: DeepLabV3+ trained on pseudo masks (or ground truth), multi-scale + flip inference
-with an optional dense CRF, mIoU tables and the VOC test-server export (pnoc-spec §10, thesis §B.2.3).
+with an optional dense CRF, mIoU tables and the VOC test-server export
+(lucasdavid/PNOC@f250e0d:scripts/segmentation/, thesis §B.2.3).
 
 * Masks: `stage.masks` is a pseudo-mask artifact folder holding `<split>/<id>.png` + manifest (e.g. the
   affinity stage's `pseudo_masks`), or `gt` (ground truth: the fully supervised upper bound).
 * No peeking: training on pseudo masks validates on the pseudo masks of `stage.val_split` (or not at
   all when the folder lacks that split) and logs `val/pseudo_miou`; only a `masks: gt` run logs
   `val/miou`. The checkpoint kept is always the last one (no selection on any validation score), unlike
-  upstream, which keeps the best val-GT checkpoint (wsss-spec §0.19).
+  upstream, which keeps the best val-GT checkpoint (lucasdavid/PNOC@f250e0d:scripts/segmentation/train.py).
 * Tasks: `fit`, `predict` (palette PNGs in `<run_dir>/predictions/<split>/`), `evaluate` (mIoU +
   per-class IoU, `wsss.segmentation.tasks.segmentation_evaluate`), `export` (VOC server layout).
 """

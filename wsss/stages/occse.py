@@ -4,7 +4,7 @@ For each image a class r is drawn uniformly among its labels; the image is softl
 generator's normalised CAM of r (the gradient flows through the mask into the generator) and the
 ordinary classifier `oc` — a trained `classifier` stage checkpoint, frozen — must then find every
 label but r: ``L = L_cls + lambda_cse(t) * l(oc(x * (1 - psi(A^r))), y minus {r})``, ``lambda_cse``
-ramping 0.3 -> 1 over the run (pnoc-spec §6.2).
+ramping 0.3 -> 1 over the run (lucasdavid/PNOC@f250e0d:scripts/cam/train_occse.py).
 
 `oc` is a submodule, so it is saved in the stage's checkpoints (a checkpoint is self-contained and
 P-NOC, which trains it, resumes), but it is never in an optimiser here. Its weights are loaded from

@@ -16,9 +16,9 @@ Each batch (manual optimisation, one optimiser per network):
 Gradient hygiene. During the generator's update the oc's parameters are toggled off
 (`toggled_optimizer`), so ``L_f`` leaves no gradient in them, and the oc's gradients are cleared before
 its own backward. The reference code instead lets ``grad_oc(lambda_cse * L_cse)`` of step 1 leak into
-the oc's update (pnoc-spec §6.3 item 3, §14.3), which makes the oc's objective partly cooperative;
-``noc.leak_generator_loss: true`` reproduces that on purpose (the leaked gradient accumulates until the
-oc's next step, as upstream with ``oc_update_every > 1``).
+the oc's update (lucasdavid/PNOC@f250e0d:scripts/cam/train_pnoc.py), which makes the oc's objective partly
+cooperative; ``noc.leak_generator_loss: true`` reproduces that on purpose (the leaked gradient accumulates
+until the oc's next step, as upstream with ``oc_update_every > 1``).
 
 Mixed precision. Lightning's manual optimisation has one precision plugin: under ``16-mixed`` a single
 GradScaler scales each ``manual_backward`` with its current scale, and each wrapped ``opt.step()`` does

@@ -2,8 +2,8 @@
 
 The full image and its n x n tiles go through the same CAM network; the tiles' raw CAMs are merged
 back into one map ``A_re``. ``L = L_cls + L_p-cls + lambda_re(t) * L_re`` with ``lambda_re`` ramping
-0 -> 4 over the first half of the run (pnoc-spec §6.1). The checkpoint is the last one: no GT mask
-is ever used to pick an epoch (the thesis' "fair" protocol, P^f).
+0 -> 4 over the first half of the run (lucasdavid/PNOC@f250e0d:scripts/cam/train_puzzle.py). The checkpoint is
+the last one: no GT mask is ever used to pick an epoch (the thesis' "fair" protocol, P^f).
 """
 from __future__ import annotations
 

@@ -2,8 +2,8 @@
 
 Reads `<stage.inputs.pseudo_saliency>/<train split>/<id>.png` ({0, 255}, from the ccam stage's
 `pseudo_saliency` task), trains the edge-free PoolNet (`wsss.models.poolnet`) with BCE-with-logits
-(pnoc-spec §8.6: Adam lr 5e-5, wd 5e-4, 9 epochs, loss summed over pixels per image, frozen backbone
-BatchNorm), and predicts refined saliency maps σ(logits)·255 as uint8 PNG into
+(lucasdavid/PNOC@f250e0d:poolnet/main_voc.py: Adam lr 5e-5, wd 5e-4, 9 epochs, loss summed over pixels per
+image, frozen backbone BatchNorm), and predicts refined saliency maps σ(logits)·255 as uint8 PNG into
 `<run_dir>/saliency/<split>/`. No ground-truth mask is used in training.
 
 Tasks: fit, predict_saliency, evaluate_saliency (`wsss.saliency.tasks`).

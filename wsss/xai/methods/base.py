@@ -101,7 +101,7 @@ def resize_maps(maps: torch.Tensor, size: tuple[int, int], align_corners: bool =
 def postprocess(maps: torch.Tensor, size: tuple[int, int] | None = None, relu: bool = True,
                 normalize: str = "minmax", align_corners: bool = False,
                 resize_before_relu: bool = False) -> torch.Tensor:
-    """ReLU → per-map min-max → bilinear resize (paper order, §A.1.3 / xai-spec §3.7).
+    """ReLU → per-map min-max → bilinear resize (paper order, thesis §A.1.3).
 
     normalize: "minmax" (0/0 := 0), "none", or "minmax_pgc", which emulates pytorch-grad-cam
     exactly: eps 1e-7 in the denominator and a second normalisation after the resize.

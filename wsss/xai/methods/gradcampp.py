@@ -19,7 +19,7 @@ class GradCAMPlusPlus(CamMethod):
     Args:
         eps: added to the α denominator. 0.0 (default) is the MinMax-paper code's exact division
             (0/0 := 0); pytorch-grad-cam always adds 1e-6, which for a GAP head acts like
-            eps·(hw)² next to 2W² and changes maps visibly (xai-spec §0.2).
+            eps·(hw)² next to 2W² and changes maps visibly.
         energy: "sum" (paper, pytorch-grad-cam: E_k = Σ_ij A_kij) or "mean" (Xplique's variant).
         **kwargs: CamMethod options.
     """

@@ -12,10 +12,10 @@ N_x = C_x ∖ {u}, n = |C_x|, the objective contrasts u with the other present l
 * D-MinMax-CAM (eq. 24): α_k = a_pos·relu(W_uk) − a_neg/max(n−1, 1)·relu(Σ_{N_x} W_k)
   + a_bg/max(n, 1)·min(0, Σ_{C_x} W_k).
 
-ReLU and min are applied after the sums over classes, as in the official code (xai-spec §3.3).
-For a label u outside C_x, N_x is all of C_x. The maps are ReLU'd and min-max normalised by the
-CamMethod post-processing. For a GAP head ∂S_c/∂A_kij = W_ck/hw, so each gradient form equals
-its weight form exactly (no 1/hw factor).
+ReLU and min are applied after the sums over classes, as in the official code
+(lucasdavid/minmax-cam@be94495:src/minmax.py). For a label u outside C_x, N_x is all of C_x. The maps are
+ReLU'd and min-max normalised by the CamMethod post-processing. For a GAP head ∂S_c/∂A_kij = W_ck/hw, so each
+gradient form equals its weight form exactly (no 1/hw factor).
 """
 from __future__ import annotations
 
