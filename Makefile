@@ -40,8 +40,10 @@ slurm-up:  ## start the local one-node SLURM cluster (root; installs slurm-wlm a
 bench: install  ## CPU benchmarks, each printing ratios against a reference measured in the same run
 	for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
-gpu-check:  ## the device check on a one-GPU machine (bench/gpu_check.sh; report in $$OUT or gpu_check_out/)
-	bash bench/gpu_check.sh
+GPU_CHECK_ARGS ?=
+
+gpu-check:  ## the GPU check: a virtualenv, pip install, the report in $$OUT or gpu_check_out/ (GPU_CHECK_ARGS="--wheels DIR" offline)
+	bash bench/gpu_check.sh $(GPU_CHECK_ARGS)
 
 gpu-check-cpu: install  ## the same check in its tiny CPU mode (what the test suite runs)
 	$(PY) bench/gpu_check.py --cpu --out gpu_check_out

@@ -107,7 +107,7 @@ def crf_labels(image: np.ndarray, labels: np.ndarray, n_labels: int | None = Non
                gt_prob: float = 0.7, params: PairwiseParams = LABEL_CRF) -> np.ndarray:
     """Refine a label map with a dense CRF whose unary trusts each label with probability `gt_prob`.
 
-    Equivalent to pydensecrf's `unary_from_labels(labels, n, gt_prob, zero_unsure=False)` followed by the
+    The same as pydensecrf's `unary_from_labels(labels, n, gt_prob, zero_unsure=False)` followed by the
     reference kernels (Gaussian 3/3, bilateral 50/5/10) and an argmax of the marginals.
 
     Args:
