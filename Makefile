@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 RUN_ARGS ?=
 
-.PHONY: install run test test-fast test-slurm slurm-up bench gpu-check gpu-check-cpu clean help
+.PHONY: install docs run test test-fast test-slurm slurm-up bench gpu-check gpu-check-cpu clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -17,10 +17,10 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,docs]'
 	touch $(STAMP)
 
-install: $(STAMP)  ## create .venv and install wsss with its test extra
+install: $(STAMP)  ## create .venv and install wsss with its test and docs extras
 
 run: install  ## the whole pipeline on the built-in synthetic data set; prints the mIoU after every step
 	$(PY) run.py pipeline=wsss experiment=synthetic $(RUN_ARGS)
@@ -37,6 +37,9 @@ test-slurm: install  ## only the tests that submit to the local SLURM cluster
 slurm-up:  ## start the local one-node SLURM cluster (root; installs slurm-wlm and munge)
 	bash slurm/local-cluster.sh up
 
+docs: install  ## build the documentation site into site/; a broken link or reference fails it
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
+
 bench: install  ## CPU benchmarks, each printing ratios against a reference measured in the same run
 	for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
@@ -49,4 +52,4 @@ gpu-check-cpu: install  ## the same check in its tiny CPU mode (what the test su
 	$(PY) bench/gpu_check.py --cpu --out gpu_check_out
 
 clean:  ## remove run folders and caches (not the data cache)
-	rm -rf runs outputs multirun .pytest_cache
+	rm -rf runs outputs multirun .pytest_cache site

@@ -16,7 +16,7 @@ def fake_checkout(tmp_path: Path, cluster_up_rc: int, status_rc: int = 0) -> tup
     shutil.copy(ROOT / ".ci" / "run", repo / ".ci" / "run")
     (repo / "slurm" / "local-cluster.sh").write_text(
         f'case "$1" in up) echo "[local-cluster] up"; exit {cluster_up_rc};; status) exit {status_rc};; esac\n')
-    (repo / "Makefile").write_text("test:\n\t@echo MAKE-TEST-RAN\n")
+    (repo / "Makefile").write_text("test:\n\t@echo MAKE-TEST-RAN\ndocs:\n\t@echo MAKE-DOCS-RAN\n")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "id").write_text("#!/bin/sh\necho 0\n")
@@ -44,7 +44,8 @@ def test_a_cluster_that_does_not_start_fails_ci(tmp_path, up_rc, status_rc):
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 def test_a_started_cluster_or_an_explicit_opt_out_runs_the_tests(tmp_path):
     repo, env = fake_checkout(tmp_path, 0)
-    assert "MAKE-TEST-RAN" in ci(repo, env).stdout
+    done = ci(repo, env)
+    assert done.returncode == 0 and "MAKE-TEST-RAN" in done.stdout and "MAKE-DOCS-RAN" in done.stdout
     repo, env = fake_checkout(tmp_path / "optout", 1)
     done = ci(repo, {**env, "WSSS_CI_SKIP_SLURM": "1"})
     assert done.returncode == 0 and "MAKE-TEST-RAN" in done.stdout and "will skip" in done.stderr
