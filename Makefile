@@ -45,7 +45,7 @@ bench: install  ## CPU benchmarks, each printing ratios against a reference meas
 
 GPU_CHECK_ARGS ?=
 
-gpu-check:  ## the GPU check: a virtualenv, pip install, the report in $$OUT or gpu_check_out/ (GPU_CHECK_ARGS="--wheels DIR" offline)
+gpu-check:  ## the GPU check in its own virtualenv (offline: GPU_CHECK_ARGS="--wheels DIR")
 	bash bench/gpu_check.sh $(GPU_CHECK_ARGS)
 
 gpu-check-cpu: install  ## the same check in its tiny CPU mode (what the test suite runs)

@@ -3,7 +3,7 @@
 # `make gpu-check`. It creates a virtualenv, installs wsss into it with pip, and writes gpu_check.json and
 # gpu_check.md under $OUT (default ./gpu_check_out).
 #
-#   bash bench/gpu_check.sh                          # online: pip installs from PyPI (torch wheels bring CUDA)
+#   bash bench/gpu_check.sh                          # online: pip installs from PyPI (torch brings CUDA)
 #   bash bench/gpu_check.sh --wheels /path/wheels    # offline: pip installs only from that folder
 #   bash bench/gpu_check.sh --system-site-packages   # reuse a torch the machine's Python already has
 #   bash bench/gpu_check.sh -- --only ddp            # after `--`: arguments of bench/gpu_check.py

@@ -40,8 +40,8 @@ def test_online_install_uses_pypi_in_a_fresh_virtualenv(tmp_path):
     pips = [c for c in calls if " -m pip install " in c]
     assert all(c.startswith(venv_python) and "--no-index" not in c for c in pips)
     assert any("torch==2.14.1" in c for c in pips) and pips[-1].endswith("-e .[test]")
-    assert calls[-1] == f"{venv_python} bench/gpu_check.py --out {tmp_path / 'out'} --work {tmp_path / 'work'} " \
-                        "--only ddp"
+    out, work = tmp_path / "out", tmp_path / "work"
+    assert calls[-1] == f"{venv_python} bench/gpu_check.py --out {out} --work {work} --only ddp"
 
 
 def test_offline_install_reads_only_the_folder_of_wheels(tmp_path):

@@ -11,7 +11,8 @@ import pytest
 
 from tests.helpers import ROOT
 
-FORBIDDEN = re.compile(r"\.\./shared|workplace|lent to|sessions|device tool|the issue's|-spec §|framework-notes")
+FORBIDDEN = re.compile(r"\.\./shared|workplace|lent to|sessions|device tool|the issue's|-spec §"
+                       r"|framework-notes")
 
 
 def repository_files(root: Path) -> list[Path]:
