@@ -182,7 +182,9 @@ def prepare(args: argparse.Namespace) -> dict:
     ids = train_aug_ids(**lists)
     report["VOC masks copied into SegmentationClassAug"] = complete_aug_masks(out, ids)
     check_complete(out, ids)
-    atomic_write_text(out / SEGMENTATION / "train_aug.txt", "\n".join(ids) + "\n")
+    listed = out / SEGMENTATION / "train_aug.txt"
+    if not listed.is_file() or listed.read_text() != "\n".join(ids) + "\n":  # unchanged: no new mtime
+        atomic_write_text(listed, "\n".join(ids) + "\n")
     report["train_aug"] = len(ids)
     report["lists"] = {k: len(v) for k, v in lists.items()}
     return report
