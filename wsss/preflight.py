@@ -116,16 +116,17 @@ def weights_state(name: str) -> tuple[str | None, str]:
             _WEIGHTS[key] = (str(e), "")
             return _WEIGHTS[key]
         path = w.cached_file(src)
-        reason = None if path else ("HF_HUB_OFFLINE is set" if w.offline() and src.hf_repo else w.unreachable(src))
+        offline = w.offline() and src.hf_repo
+        reason = None if path else ("HF_HUB_OFFLINE is set" if offline else w.unreachable(src))
         if path:
             _WEIGHTS[key] = (None, f"weights: {name} from the cache, {path}")
         elif reason:
-            _WEIGHTS[key] = (f"weights: the ImageNet weights of backbone {name} ({src.timm_id}) are not in the cache "
-                             f"{w.cache_of(src)} and cannot be downloaded here ({reason}); run `python -m "
-                             f"wsss.weights {name}` on a machine with internet, or set backbone.pretrained=false",
-                             "")
+            problem = (f"weights: the ImageNet weights of backbone {name} ({src.timm_id}) are not in the "
+                       f"cache {w.cache_of(src)} and cannot be downloaded here ({reason}); run `python -m "
+                       f"wsss.weights {name}` on a machine with internet, or set backbone.pretrained=false")
+            _WEIGHTS[key] = (problem, "")
         else:
-            _WEIGHTS[key] = (None, f"weights: {name} not cached; downloaded from {src.where()} when the step starts")
+            _WEIGHTS[key] = (None, f"weights: {name} not cached; downloaded from {src.where()} at the start")
     return _WEIGHTS[key]
 
 
@@ -230,9 +231,10 @@ def check_steps(steps: list, why_not_done: Callable) -> dict[str, tuple[str, Ste
         total += check.disk_bytes
         free = free_bytes(Path(step.plain["paths"]["runs_dir"]))
         if total > free:
+            runs = step.plain["paths"]["runs_dir"]
             check.problems.append(f"disk: the steps up to this one write about {human(total)} of artifacts "
-                                  f"but {human(free)} are free under paths.runs_dir="
-                                  f"{step.plain['paths']['runs_dir']}; free space or point it at a larger disk")
+                                  f"but {human(free)} are free under paths.runs_dir={runs}; free space or "
+                                  "point it at a larger disk")
         out[step.id] = (check.status(reason), check)
         earlier[str(step.run_dir)] = (step.id, check)
     return out

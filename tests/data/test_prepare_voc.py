@@ -1,7 +1,8 @@
-"""`python -m wsss.data.prepare voc12|voc07` on tiny archives in the official formats (tests/fixtures/voc_archives.py).
+"""`python -m wsss.data.prepare voc12|voc07` on tiny archives in the official formats
+(tests/fixtures/voc_archives.py).
 
-The tiny archives are not the official ones, so the tests give their own md5 (`--voc-md5` ...): the checksum code
-runs; `test_a_wrong_or_missing_archive_...` shows the official digests refusing them.
+The tiny archives are not the official ones, so the tests give their own md5 (`--voc-md5` ...): the checksum
+code runs; `test_a_wrong_or_missing_archive_...` shows the official digests refusing them.
 """
 import hashlib
 import os
@@ -52,7 +53,8 @@ def test_voc12_gives_the_tree_the_loader_reads(archives, tmp_path, capsys):
         want = archives.voc_masks.get(image_id, archives.sbd_masks.get(image_id))
         assert np.array_equal(mask, want), image_id
     assert not any((root / "SegmentationClassAug" / f"{i}.png").exists() for i in archives.voc_val)
-    assert (root / "JPEGImages" / f"{archives.only_in_sbd}.jpg").read_bytes() == archives.sbd_images[archives.only_in_sbd]
+    only_in_sbd = archives.only_in_sbd
+    assert (root / "JPEGImages" / f"{only_in_sbd}.jpg").read_bytes() == archives.sbd_images[only_in_sbd]
     train_aug = VOCDataset(root, "train_aug")   # the loader: labels, and the masks of masks=auto
     assert len(train_aug) == len(expected_ids)
     for image_id in expected_ids:
@@ -88,7 +90,8 @@ def test_voc12_rerun_skips_what_is_done_and_redoes_only_unfinished_files(archive
 
 def test_a_wrong_or_missing_archive_is_refused_with_what_to_do(archives, tmp_path, capsys):
     root = tmp_path / "VOC2012"
-    assert prepare_main(["voc12", "--voc", str(archives.voc), "--sbd", str(archives.sbd), "--out", str(root)]) == 2
+    official = ["voc12", "--voc", str(archives.voc), "--sbd", str(archives.sbd), "--out", str(root)]
+    assert prepare_main(official) == 2
     err = capsys.readouterr().err
     for archive, path in ((VOC, archives.voc), (SBD, archives.sbd)):   # both digests, the file, the way out
         assert f"{path}: md5 {md5(path)} but {archive.filename} has md5 {archive.md5}" in err

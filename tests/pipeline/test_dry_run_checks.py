@@ -1,7 +1,6 @@
 """`pipeline=wsss ... pipeline.dry_run=true` checks what a real run needs (wsss/preflight.py): on the tree
-`python -m wsss.data.prepare voc12` makes from the tests' tiny archives every step is runnable; without the data
-folder, or with weights neither cached nor downloadable, each step says `would fail:` and why."""
-import hashlib
+`python -m wsss.data.prepare voc12` makes from the tests' tiny archives every step is runnable; without the
+data folder, or with weights neither cached nor downloadable, each step says `would fail:` and why."""
 import json
 import os
 import subprocess
@@ -19,7 +18,8 @@ from wsss.data.voc import VOCDataset
 pytestmark = pytest.mark.slow   # three dry runs of the six-step pipeline, ~10 s of CPU each
 
 STEPS = ["classifier", "pnoc", "ccam", "saliency", "affinity", "deeplab"]
-TINY = ["pipeline=wsss", "experiment=synthetic", "dataset=voc12", "backbone=resnet18", "pipeline.dry_run=true"]
+TINY = ["pipeline=wsss", "experiment=synthetic", "dataset=voc12", "backbone=resnet18",
+        "pipeline.dry_run=true"]
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ def dry_run(runs, *overrides, **env):
 
 
 def cam_bytes(root, split):
-    """The estimate written out: mean pixels × (present classes + 1) float16 planes, plus 1 KiB of zip header."""
+    """The estimate written out: mean pixels × (present classes + 1) float16 planes, + 1 KiB of headers."""
     ds = VOCDataset(root, split)
     pixels = np.mean([np.prod(Image.open(ds.image_path(i)).size) for i in ds.ids])
     return int(pixels * sum(int(ds.label(i).sum()) + 1 for i in ds.ids) * 2) + 1024 * len(ds.ids)
@@ -62,7 +62,8 @@ def test_without_the_data_folder_every_step_would_fail_and_says_how_to_make_it(t
     out, record = dry_run(tmp_path, f"dataset.args.root={tmp_path / 'absent'}", "backbone.pretrained=false")
     for step in STEPS:
         status = record[step]["status"]
-        assert status.startswith(f"would fail: data: dataset.root='{tmp_path / 'absent'}' is not a folder"), status
+        missing = f"would fail: data: dataset.root='{tmp_path / 'absent'}' is not a folder"
+        assert status.startswith(missing), status
         assert "python -m wsss.data.prepare voc12" in status and f"{step}: {status}" in out
 
 
@@ -74,4 +75,5 @@ def test_with_weights_neither_cached_nor_downloadable_every_step_would_fail(tmp_
     for step in STEPS:
         status = record[step]["status"]
         assert status.startswith("would fail: weights: the ImageNet weights of backbone resnet18"), status
-        assert str(hub) in status and "python -m wsss.weights resnet18" in status and f"{step}: {status}" in out
+        assert str(hub) in status and "python -m wsss.weights resnet18" in status
+        assert f"{step}: {status}" in out

@@ -31,8 +31,8 @@ class Archive:
 
     def missing_message(self, given: Path | None) -> str:
         where = f"{given} does not exist" if given else f"{self.option} was not given"
-        return (f"{self.filename} is needed and {where}. Download it from {self.url} (md5 {self.md5}) and pass "
-                f"its path with {self.option} <path>.")
+        return (f"{self.filename} is needed and {where}. Download it from {self.url} (md5 {self.md5}) and "
+                f"pass its path with {self.option} <path>.")
 
 
 def md5_of(path: Path, state: Path | None = None) -> str:
@@ -63,9 +63,9 @@ def checked_archive(archive: Archive, given: str | None, expected_md5: str | Non
     actual = md5_of(path, out / STATE_DIR / "md5.json")
     if actual != expected:
         raise PrepareError(
-            f"{path}: md5 {actual} but {archive.filename} has md5 {expected}; the download is incomplete or a "
-            f"different file. Download it again from {archive.url}, or, for a copy you trust, skip the check "
-            f"with {skip_option} (or expect its digest with {archive.option}-md5 {actual}).")
+            f"{path}: md5 {actual} but {archive.filename} has md5 {expected}; the download is incomplete or "
+            f"a different file. Download it again from {archive.url}, or, for a copy you trust, skip the "
+            f"check with {skip_option} (or expect its digest with {archive.option}-md5 {actual}).")
     return path
 
 
@@ -77,7 +77,8 @@ def members(path: Path) -> Iterator[tuple[tarfile.TarInfo, tarfile.TarFile]]:
                 if info.isfile():
                     yield info, tar
     except (tarfile.TarError, EOFError, OSError) as e:
-        raise PrepareError(f"{path}: cannot read the archive ({type(e).__name__}: {e}); download it again") from None
+        raise PrepareError(f"{path}: cannot read the archive ({type(e).__name__}: {e}); download it "
+                           "again") from None
 
 
 def relative_member(name: str, prefix: str) -> PurePosixPath | None:

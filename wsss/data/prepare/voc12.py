@@ -1,4 +1,4 @@
-"""Pascal VOC 2012 + SBD: the VOCdevkit folder `dataset=voc12` reads, with SegmentationClassAug/ and train_aug.
+"""Pascal VOC 2012 + SBD: the VOCdevkit folder `dataset=voc12` reads, SegmentationClassAug/ and train_aug.
 
     python -m wsss.data.prepare voc12 --voc VOCtrainval_11-May-2012.tar --sbd benchmark.tgz \
         --out data/VOCdevkit/VOC2012
@@ -8,12 +8,13 @@
 2. the VOC tar's `VOCdevkit/VOC2012/` is extracted into `--out`;
 3. SBD's `benchmark_RELEASE/dataset/` is read as a stream: its `train.txt` and `val.txt` go to `<out>/SBD/`,
    each `cls/<id>.mat` (struct GTcls, field Segmentation: class indices 0..20) becomes the palette PNG
-   `SegmentationClassAug/<id>.png` unless VOC has a mask of its own for the image or the image is in VOC's val,
-   and `img/<id>.jpg` fills in an image VOC lacks;
-4. `ImageSets/Segmentation/train_aug.txt` = (VOC train ∪ SBD train ∪ SBD val) − VOC val, sorted; every id there
-   gets a SegmentationClassAug/ mask: VOC's own SegmentationClass/<id>.png (void 255 borders kept) where VOC
-   has one, SBD's otherwise.
-The loaders read a train_aug mask from SegmentationClassAug/, and val's from SegmentationClass/ (wsss/data/voc.py).
+   `SegmentationClassAug/<id>.png` unless VOC has a mask of its own for the image or the image is in VOC's
+   val, and `img/<id>.jpg` fills in an image VOC lacks;
+4. `ImageSets/Segmentation/train_aug.txt` = (VOC train ∪ SBD train ∪ SBD val) − VOC val, sorted; every id
+   there gets a SegmentationClassAug/ mask: VOC's own SegmentationClass/<id>.png (void 255 borders kept)
+   where VOC has one, SBD's otherwise.
+The loaders read a train_aug mask from SegmentationClassAug/, val's from SegmentationClass/
+(wsss/data/voc.py).
 """
 from __future__ import annotations
 
@@ -32,8 +33,8 @@ from wsss.data.prepare.archives import Archive, PrepareError
 VOC = Archive("VOCtrainval_11-May-2012.tar",
               "http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar",
               "6cd6e144f989b92b3379bac3b3de84fd", "--voc")
-SBD = Archive("benchmark.tgz",
-              "http://www.eecs.berkeley.edu/Research/Projects/CS/vision/grouping/semantic_contours/benchmark.tgz",
+SBD = Archive("benchmark.tgz", "http://www.eecs.berkeley.edu/Research/Projects/CS/vision/grouping/"
+                              "semantic_contours/benchmark.tgz",
               "82b4d87ceb2ed10f6038a1cba92111cb", "--sbd")
 VOC_PREFIX = "VOCdevkit/VOC2012"
 SBD_PREFIX = "benchmark_RELEASE/dataset"
@@ -49,8 +50,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--voc", help=f"path of {VOC.filename} ({VOC.url})")
     parser.add_argument("--sbd", help=f"path of SBD's {SBD.filename} ({SBD.url})")
     parser.add_argument("--out", type=Path, default=None,
-                        help="the VOC2012 folder to write (dataset.args.root); default $WSSS_DATA/VOCdevkit/VOC2012, "
-                             "else data/VOCdevkit/VOC2012")
+                        help="the VOC2012 folder to write (dataset.args.root); default "
+                             "$WSSS_DATA/VOCdevkit/VOC2012, else data/VOCdevkit/VOC2012")
     parser.add_argument("--voc-md5", help=f"expected md5 of --voc instead of the official {VOC.md5}")
     parser.add_argument("--sbd-md5", help=f"expected md5 of --sbd instead of the official {SBD.md5}")
     parser.add_argument("--no-verify", action="store_true", help="do not check the archives' md5")
@@ -65,13 +66,13 @@ def sbd_segmentation(data: bytes, name: str) -> np.ndarray:
         gt = loadmat(io.BytesIO(data), squeeze_me=True, struct_as_record=False)["GTcls"]
         seg = np.asarray(gt.Segmentation)
     except (KeyError, AttributeError, ValueError, TypeError) as e:
-        raise PrepareError(f"{name}: not an SBD class mask (expected a struct GTcls with a field Segmentation: "
-                           f"{type(e).__name__}: {e})") from None
+        raise PrepareError(f"{name}: not an SBD class mask (expected a struct GTcls with a field "
+                           f"Segmentation: {type(e).__name__}: {e})") from None
     values = np.unique(seg)
     if seg.ndim != 2 or not np.issubdtype(seg.dtype, np.integer) or (
             values[(values != 255)] > NUM_CLASSES).any() or (values < 0).any():
-        raise PrepareError(f"{name}: GTcls.Segmentation must be a 2-D integer array of 0..{NUM_CLASSES} (255 void), "
-                           f"got {seg.dtype} {seg.shape} with values {values[:10].tolist()}")
+        raise PrepareError(f"{name}: GTcls.Segmentation must be a 2-D integer array of 0..{NUM_CLASSES} "
+                           f"(255 void), got {seg.dtype} {seg.shape} with values {values[:10].tolist()}")
     return seg.astype(np.uint8)
 
 
@@ -109,13 +110,14 @@ def convert_mask(tar, info, rel: PurePosixPath, out: Path, voc_val: set[str]) ->
 
 
 # -- train_aug -----------------------------------------------------------------------------------------------
-def train_aug_ids(voc_train: list[str], voc_val: list[str], sbd_train: list[str], sbd_val: list[str]) -> list[str]:
+def train_aug_ids(voc_train: list[str], voc_val: list[str], sbd_train: list[str],
+                  sbd_val: list[str]) -> list[str]:
     """The community's train_aug: VOC train ∪ SBD train ∪ SBD val, minus VOC val (sorted)."""
     return sorted((set(voc_train) | set(sbd_train) | set(sbd_val)) - set(voc_val))
 
 
 def complete_aug_masks(out: Path, ids: list[str]) -> int:
-    """Copy VOC's own mask into SegmentationClassAug/ for the train_aug ids that have one; returns the count."""
+    """VOC's own mask copied into SegmentationClassAug/ for the train_aug ids that have one; the count."""
     copied = 0
     for image_id in ids:
         voc, aug = (out / d / f"{image_id}.png" for d in ("SegmentationClass", "SegmentationClassAug"))
@@ -166,7 +168,8 @@ def prepare(args: argparse.Namespace) -> dict:
     else:
         written, kept = archives.extract(voc, VOC_PREFIX, out)
         if not (out / SEGMENTATION / "train.txt").is_file():
-            raise PrepareError(f"{voc}: no {VOC_PREFIX}/{SEGMENTATION}/train.txt inside; is it the VOC2012 trainval tar?")
+            raise PrepareError(f"{voc}: no {VOC_PREFIX}/{SEGMENTATION}/train.txt inside; is it the VOC2012 "
+                               "trainval tar?")
         archives.mark_done(out, "voc2012", archives.archive_identity(voc))
         report["VOC"] = f"{written} files extracted, {kept} already there"
     if archives.is_done(out, "sbd", archives.archive_identity(sbd)):
@@ -195,11 +198,14 @@ def print_report(report: dict) -> None:
     lists = report["lists"]
     print(f"Pascal VOC 2012 + SBD in {out}")
     print(f"  VOC2012 tar: {report['VOC']}")
-    print(f"  SBD: {report['SBD']}; its lists in {out / 'SBD'} (train {lists['sbd_train']}, val {lists['sbd_val']})")
-    print(f"  {out / 'SegmentationClassAug'}: {len(list((out / 'SegmentationClassAug').glob('*.png')))} palette "
-          f"PNGs ({report['VOC masks copied into SegmentationClassAug']} copied from SegmentationClass now)")
-    print(f"  {out / SEGMENTATION / 'train_aug.txt'}: {report['train_aug']} ids = (VOC train {lists['voc_train']} "
-          f"∪ SBD train ∪ SBD val) − VOC val {lists['voc_val']}")
+    print(f"  SBD: {report['SBD']}; its lists in {out / 'SBD'} (train {lists['sbd_train']}, "
+          f"val {lists['sbd_val']})")
+    aug = out / "SegmentationClassAug"
+    copied = report["VOC masks copied into SegmentationClassAug"]
+    print(f"  {aug}: {len(list(aug.glob('*.png')))} palette PNGs ({copied} copied from SegmentationClass "
+          "now)")
+    print(f"  {out / SEGMENTATION / 'train_aug.txt'}: {report['train_aug']} ids = (VOC train "
+          f"{lists['voc_train']} ∪ SBD train ∪ SBD val) − VOC val {lists['voc_val']}")
     if report["temporaries removed"]:
         print(f"  {report['temporaries removed']} temporary files of an interrupted run removed")
     print(f"Use it with: python run.py dataset=voc12 dataset.args.root={out}")
