@@ -86,6 +86,8 @@ def test_voc12_rerun_skips_what_is_done_and_redoes_only_unfinished_files(archive
     assert changed == {lost_mask, cut}   # train_aug.txt too is left alone: its content is the same
     assert cut.read_bytes() == full and not list(root.rglob(".*.tmp"))
     assert np.array_equal(np.asarray(Image.open(lost_mask)), archives.sbd_masks[sbd_only])
+    lost_mask.unlink()   # deleted after a finished run: its marker does not hide it
+    assert prepare_main(voc12_args(archives, root)) == 0 and lost_mask.is_file()
 
 
 def test_a_wrong_or_missing_archive_is_refused_with_what_to_do(archives, tmp_path, capsys):
@@ -116,3 +118,29 @@ def test_voc07_extracts_both_tars_into_the_classification_layout(tmp_path, capsy
     assert f"test {len(splits['test'])} ids" in capsys.readouterr().out
     os.utime(trainval)   # same file, new mtime: checked again, every member found in place
     assert prepare_main([*args, "--no-verify"]) == 0 and "0 files extracted" in capsys.readouterr().out
+
+
+def test_masks_from_sbd_gives_sbds_annotation_where_both_annotate_and_is_not_mixed_in(archives, tmp_path, capsys):
+    root = tmp_path / "VOC2012"
+    assert prepare_main(voc12_args(archives, root, "--masks-from", "sbd")) == 0
+    sbd = set(archives.sbd_train + archives.sbd_val)
+    for image_id in (root / "ImageSets/Segmentation/train_aug.txt").read_text().split():
+        want = archives.sbd_masks[image_id] if image_id in sbd else archives.voc_masks[image_id]
+        assert np.array_equal(np.asarray(Image.open(root / "SegmentationClassAug" / f"{image_id}.png")), want)
+    assert any(i in sbd for i in archives.voc_train)   # the fixture has images both annotate
+    assert prepare_main(voc12_args(archives, root)) == 2
+    assert "made with --masks-from sbd" in capsys.readouterr().err
+
+
+def test_a_bad_sbd_mat_names_the_member(tmp_path):
+    from scipy.io import savemat
+
+    from wsss.data.prepare.archives import PrepareError
+    from wsss.data.prepare.voc12 import sbd_segmentation
+
+    for content, expected in (({"GTinst": {"Segmentation": np.zeros((2, 2), np.uint8)}}, "struct GTcls"),
+                              ({"GTcls": {"Segmentation": np.full((2, 2), 21, np.uint8)}}, "0..20")):
+        savemat(tmp_path / "x.mat", content)
+        with pytest.raises(PrepareError, match=expected) as e:
+            sbd_segmentation((tmp_path / "x.mat").read_bytes(), "benchmark.tgz:cls/x.mat")
+        assert "benchmark.tgz:cls/x.mat" in str(e.value)

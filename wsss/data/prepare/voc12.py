@@ -55,6 +55,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--voc-md5", help=f"expected md5 of --voc instead of the official {VOC.md5}")
     parser.add_argument("--sbd-md5", help=f"expected md5 of --sbd instead of the official {SBD.md5}")
     parser.add_argument("--no-verify", action="store_true", help="do not check the archives' md5")
+    parser.add_argument("--masks-from", choices=("voc", "sbd"), default="voc",
+                        help="the annotation SegmentationClassAug/ holds for a train_aug image both VOC and "
+                             "SBD annotate: VOC's own mask, void borders kept (default), or SBD's")
 
 
 # -- SBD ---------------------------------------------------------------------------------------------------
@@ -82,7 +85,7 @@ def read_ids(path: Path) -> list[str]:
     return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
 
 
-def convert_sbd(sbd: Path, out: Path) -> dict[str, int]:
+def convert_sbd(sbd: Path, out: Path, masks_from: str = "voc") -> dict[str, int]:
     """One pass over SBD's archive: its lists, its class masks VOC does not cover, the images VOC lacks."""
     voc_val = set(read_ids(out / SEGMENTATION / "val.txt"))
     counts = {"masks written": 0, "masks kept": 0, "images added": 0}
@@ -93,16 +96,17 @@ def convert_sbd(sbd: Path, out: Path) -> dict[str, int]:
         if rel.name in ("train.txt", "val.txt") and len(rel.parts) == 1:
             archives.write_member(tar, info, out / "SBD" / rel.name)
         elif rel.parts[0] == "cls" and rel.suffix == ".mat":
-            counts[convert_mask(tar, info, rel, out, voc_val)] += 1
+            counts[convert_mask(tar, info, rel, out, voc_val, masks_from)] += 1
         elif rel.parts[0] == "img" and rel.suffix == ".jpg" and not (out / "JPEGImages" / rel.name).is_file():
             counts["images added"] += archives.write_member(tar, info, out / "JPEGImages" / rel.name)
     return counts
 
 
-def convert_mask(tar, info, rel: PurePosixPath, out: Path, voc_val: set[str]) -> str:
+def convert_mask(tar, info, rel: PurePosixPath, out: Path, voc_val: set[str], masks_from: str) -> str:
     image_id = rel.stem
     target = out / "SegmentationClassAug" / f"{image_id}.png"
-    if image_id in voc_val or (out / "SegmentationClass" / f"{image_id}.png").is_file() or target.is_file():
+    voc_has_it = (out / "SegmentationClass" / f"{image_id}.png").is_file()
+    if image_id in voc_val or (voc_has_it and masks_from == "voc") or target.is_file():
         return "masks kept"
     seg = sbd_segmentation(tar.extractfile(info).read(), f"{SBD.filename}:{info.name}")
     atomic_write_bytes(target, encode_png(seg, palette=True))
@@ -147,6 +151,34 @@ def remove_temporaries(out: Path) -> int:
     return len(stale)
 
 
+def id_lists(out: Path) -> dict[str, list[str]]:
+    return {name: read_ids(path) for name, path in (("voc_train", out / SEGMENTATION / "train.txt"),
+                                                    ("voc_val", out / SEGMENTATION / "val.txt"),
+                                                    ("sbd_train", out / "SBD" / "train.txt"),
+                                                    ("sbd_val", out / "SBD" / "val.txt"))}
+
+
+def sbd_masks_missing(out: Path) -> bool:
+    """Whether a train_aug id outside VOC's annotated images lacks its mask (deleted since the last run)."""
+    try:
+        lists = id_lists(out)
+    except PrepareError:
+        return True
+    return any(not (out / "SegmentationClassAug" / f"{i}.png").is_file() and
+               not (out / "SegmentationClass" / f"{i}.png").is_file() for i in train_aug_ids(**lists))
+
+
+def check_mask_rule(out: Path, masks_from: str) -> None:
+    """SegmentationClassAug/ holds one rule's masks: a rerun with the other one is refused, not mixed in."""
+    rule = out / archives.STATE_DIR / "masks_from"
+    if rule.is_file() and rule.read_text().strip() != masks_from:
+        made = rule.read_text().strip()
+        raise PrepareError(f"{out / 'SegmentationClassAug'} was made with --masks-from {made}; "
+                           f"to switch to --masks-from {masks_from}, delete that folder and {rule} first")
+    if not rule.is_file():
+        atomic_write_text(rule, masks_from + "\n")
+
+
 def check_archives(args: argparse.Namespace, out: Path) -> tuple[Path, Path]:
     found, errors = {}, []
     for archive, given, md5 in ((VOC, args.voc, args.voc_md5), (SBD, args.sbd, args.sbd_md5)):
@@ -172,16 +204,15 @@ def prepare(args: argparse.Namespace) -> dict:
                                "trainval tar?")
         archives.mark_done(out, "voc2012", archives.archive_identity(voc))
         report["VOC"] = f"{written} files extracted, {kept} already there"
-    if archives.is_done(out, "sbd", archives.archive_identity(sbd)):
+    check_mask_rule(out, args.masks_from)
+    identity = f"{archives.archive_identity(sbd)}|masks-from={args.masks_from}"
+    if archives.is_done(out, "sbd", identity) and not sbd_masks_missing(out):
         report["SBD"] = "already converted"
     else:
-        counts = convert_sbd(sbd, out)
-        archives.mark_done(out, "sbd", archives.archive_identity(sbd))
+        counts = convert_sbd(sbd, out, args.masks_from)
+        archives.mark_done(out, "sbd", identity)
         report["SBD"] = ", ".join(f"{v} {k}" for k, v in counts.items())
-    lists = {name: read_ids(path) for name, path in (("voc_train", out / SEGMENTATION / "train.txt"),
-                                                     ("voc_val", out / SEGMENTATION / "val.txt"),
-                                                     ("sbd_train", out / "SBD" / "train.txt"),
-                                                     ("sbd_val", out / "SBD" / "val.txt"))}
+    lists = id_lists(out)
     ids = train_aug_ids(**lists)
     report["VOC masks copied into SegmentationClassAug"] = complete_aug_masks(out, ids)
     check_complete(out, ids)
