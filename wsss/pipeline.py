@@ -421,14 +421,19 @@ def slurm_line(step: Step) -> str:
 
 
 def show_plan(steps: list[Step], out_dir: Path) -> dict:
-    """pipeline.dry_run=true: what would run, and why, without running anything; the steps' overrides, one
-    line each, go to `<out_dir>/steps.txt` (the input of slurm/pipeline.sh: one SLURM job per step)."""
-    plan_ = {}
+    """pipeline.dry_run=true: what would run, and why, without running anything; whether each step would fail
+    (wsss/preflight.py: data, weights, inputs, disk), also in `<out_dir>/dry_run.json`; the steps' overrides,
+    one line each, go to `<out_dir>/steps.txt` (the input of slurm/pipeline.sh: one SLURM job per step)."""
+    from wsss import preflight  # what each step would need: data, weights, inputs, disk
+
+    checks = preflight.check_steps(steps, why_not_done)
     for s in steps:
-        reason = why_not_done(s)
-        plan_[s.id] = "up to date" if reason is None else f"runs ({reason})"
-        print(f"{s.id}: {plan_[s.id]}\n  python run.py {' '.join(s.overrides)}", flush=True)
+        status, check = checks[s.id]
+        print(f"{s.id}: {status}\n  python run.py {' '.join(s.overrides)}", flush=True)
+        for line in check.details() if check else []:
+            print("  " + line.replace("\n", "\n    "), flush=True)
     out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out_dir / "dry_run.json", preflight.summary(checks))
     atomic_write_text(out_dir / "steps.txt", "".join(slurm_line(s) + "\n" for s in steps))
     print(f"one line per step: {out_dir / 'steps.txt'} (slurm/pipeline.sh {out_dir / 'steps.txt'} submits them "
           "as a chain of jobs)", flush=True)
