@@ -9,4 +9,8 @@ and listed in DATASETS. Preparation is resumable (a finished file is not redone)
 """
 from __future__ import annotations
 
-DATASETS = ("voc12", "voc07", "coco14")
+import importlib.util
+
+# TEMPORARY on this branch: only the data sets whose module exists (voc12 and voc07 land separately)
+DATASETS = tuple(name for name in ("voc12", "voc07", "coco14")
+                 if importlib.util.find_spec(f"wsss.data.prepare.{name}") is not None)
