@@ -1,9 +1,10 @@
-"""The thesis chain on a tree prepared by `python -m wsss.data.prepare coco14` from a tiny COCO 2014 download in
-the released formats (tests/fixtures/coco_layout.py), at tiny scale.
+"""The thesis chain on a tree prepared by `python -m wsss.data.prepare coco14` from a tiny COCO 2014 download
+in the released formats (tests/fixtures/coco_layout.py), at tiny scale.
 
 `pipeline=wsss dataset=coco14` and `pipeline=cam_generators dataset=coco14` run end to end: every stage
-predicts train2014 and val2014 (the images the prepared id lists hold: unlabelled ones are left out), and val2014
-is scored against the prepared masks; the number of images and pixels scored is checked against the JSON.
+predicts train2014 and val2014 (the images the prepared id lists hold: unlabelled ones are left out), and
+val2014 is scored against the prepared masks; the number of images and pixels scored is checked against the
+JSON.
 """
 import json
 import os
@@ -20,9 +21,10 @@ pytestmark = pytest.mark.slow
 
 #: ResNet-18 from scratch, one epoch a stage, 64 px crops, CPU; the synthetic-set tuning of each step
 TINY_CHAIN = [
-    "experiment=synthetic", "dataset=coco14", "dataset.crop_size=64", "dataset.min_size=56", "dataset.max_size=80",
+    "experiment=synthetic", "dataset=coco14", "dataset.crop_size=64", "dataset.min_size=56",
+    "dataset.max_size=80",
     "stage.max_epochs=1", "stage.batch_size=8", "stage.inference.scales=[1.0]", "++stage.radius=4",
-    "++stage.val_split=val2014",   # DeepLab validates on val2014's pseudo masks (its stage default is VOC's `val`)
+    "++stage.val_split=val2014",   # DeepLab validates on val2014's pseudo masks (its default: VOC's `val`)
     "num_workers=0", "logger=csv", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
 ]
 VAL_MIOU = {"classifier": "cams/val2014/miou", "pnoc": "cams/val2014/miou",
@@ -81,14 +83,16 @@ def test_val2014_is_scored_against_the_prepared_masks(chain):
     scores = json.loads((chain["dirs"]["deeplab"] / "evaluation" / "val2014.json").read_text())
     confusion = np.asarray(scores["confusion"])
     assert int(confusion.sum()) == pixels and confusion.shape == (81, 81)
-    # the CAMs learned the drawn categories beyond the all-background guess (its mIoU: bg IoU / classes present)
+    # the CAMs learned the drawn categories beyond the all-background guess (mIoU ≤ 1 / classes present)
     m = metrics_of(chain["dirs"]["pnoc"])
     present = [v for v in m["cams/val2014/iou"].values() if v == v]
     assert m["cams/val2014/miou"] > 1.0 / len(present)
 
 
 def test_cam_generators_on_coco_share_the_chain_runs(chain):
-    done = run_py("pipeline=cam_generators", *(o for o in chain["common"] if "radius" not in o and "val_split" not in o))
+    deeplab_only = ("radius", "val_split")   # keys of steps cam_generators does not have
+    common = [o for o in chain["common"] if not any(k in o for k in deeplab_only)]
+    done = run_py("pipeline=cam_generators", *common)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     steps = {s["id"]: s for s in json.loads(
         (chain["runs"] / "pipeline/cam_generators/coco14/resnet18/default/pipeline.json").read_text())}

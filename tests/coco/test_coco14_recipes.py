@@ -10,13 +10,15 @@ import pytest
 from tests.helpers import ROOT
 
 RECIPES = {"classifier": None, "pnoc": "coco14_rs269_pnoc_ls", "ccam": "coco14_ccamh_rs269",
-           "saliency": "coco14_poolnet_rn50", "affinity": "coco14_affinity_rs269", "deeplab": "coco14_deeplab_rs269"}
+           "saliency": "coco14_poolnet_rn50", "affinity": "coco14_affinity_rs269",
+           "deeplab": "coco14_deeplab_rs269"}
 
 
 def dry_run(tmp_path, pipeline: str, experiment: str) -> tuple[str, list[str]]:
     done = subprocess.run([sys.executable, "run.py", f"pipeline={pipeline}", f"experiment={experiment}",
                            "trainer=ddp", "pipeline.dry_run=true", f"paths.runs_dir={tmp_path}"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300, env=dict(os.environ, HYDRA_FULL_ERROR="1"))
+                          capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, HYDRA_FULL_ERROR="1"))
     assert done.returncode == 0, done.stderr[-3000:]
     steps = (tmp_path / f"pipeline/{pipeline}/coco14/resnest269/default/steps.txt").read_text().splitlines()
     lines = [line.split(" -- ", 1)[-1] for line in steps]
@@ -57,12 +59,14 @@ def test_cam_generators_dry_run_uses_the_coco_runners_recipes(tmp_path):
 def test_recipes_carry_the_runners_values(make_cfg):
     """The values the COCO runners give (not the VOC recipes'), read back from the composed configs."""
     poc = make_cfg("experiment=coco14_rs269_poc", tiny=False)
-    assert (poc.stage.name, poc.backbone.name, poc.stage.batch_size, poc.stage.lr, poc.stage.label_smoothing) == \
-        ("poc", "resnest269", 32, 0.2, 0.0)           # 16 x 2 summed at lr 0.1 = 32 at lr 0.2
+    s = poc.stage
+    assert (s.name, poc.backbone.name, s.batch_size, s.lr, s.weight_decay, s.label_smoothing) == \
+        ("poc", "resnest269", 32, 0.2, 5.0e-5, 0.0)           # 16 x 2 summed at lr 0.1 = 32 at lr 0.2
     rs101 = make_cfg("experiment=coco14_rs101_poc", tiny=False)
     assert (rs101.backbone.name, rs101.stage.batch_size, rs101.stage.lr) == ("resnest101", 32, 0.1)
     pnoc = make_cfg("experiment=coco14_rs269_pnoc_ls", tiny=False)
-    assert (pnoc.stage.noc.delta, pnoc.stage.label_smoothing, pnoc.trainer.precision) == (0.2, 0.1, "16-mixed")
+    assert (pnoc.stage.noc.delta, pnoc.stage.label_smoothing, pnoc.trainer.precision) == \
+        (0.2, 0.1, "16-mixed")
     ccam = make_cfg("experiment=coco14_ccamh_rs269", tiny=False)
     assert (ccam.dataset.name, ccam.stage.lr, ccam.stage.hints.delta_fg) == ("coco14", 0.0005, 0.3)
     aff = make_cfg("experiment=coco14_affinity_rs269", tiny=False)
@@ -70,5 +74,6 @@ def test_recipes_carry_the_runners_values(make_cfg):
     assert (labels.fg_threshold, labels.bg_threshold, aff.dataset.crop_size, aff.stage.inference.pad_to) == \
         (0.30, 0.80, 640, 640)
     dl = make_cfg("experiment=coco14_deeplab_rs269", tiny=False)
-    assert (dl.dataset.name, dl.stage.lr, dl.stage.label_smoothing, dl.dataset.crop_size) == ("coco14", 0.004, 0.1, 640)
+    assert (dl.dataset.name, dl.stage.lr, dl.stage.label_smoothing, dl.dataset.crop_size) == \
+        ("coco14", 0.004, 0.1, 640)
     assert dl.dataset.args.ids_file == "{split}.txt"

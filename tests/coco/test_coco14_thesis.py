@@ -1,4 +1,5 @@
-"""The thesis's COCO 2014 number (36.4 % DeepLab val mIoU, the P-OC chain) is put beside ours only for that chain."""
+"""The thesis's COCO 2014 number (36.4 % DeepLab val mIoU, the P-OC chain) goes beside ours only for that
+chain."""
 from omegaconf import OmegaConf
 
 from wsss.thesis import COCO14_POC_DEEPLAB_VAL, beside, coco14_counterpart

@@ -1,4 +1,5 @@
-"""`python -m wsss.data.prepare coco14`: the WSSS benchmark's index masks and id lists from the instances JSON.
+"""`python -m wsss.data.prepare coco14`: the WSSS benchmark's index masks and id lists from the instances
+JSON.
 
 The masks are checked against masks computed here without pycocotools: polygons rasterised at the pixel
 centres (even-odd rule), COCO's compressed RLE strings and uncompressed crowd RLE decoded by hand, painted in
@@ -25,7 +26,7 @@ def prepared(tmp_path_factory):
     return raw, root, report
 
 
-# -- an independent reading of the annotations ------------------------------------------------------------------
+# -- an independent reading of the annotations -----------------------------------------------------------
 def inside_polygon(polygon: list[float], h: int, w: int) -> np.ndarray:
     """Even-odd test of every pixel centre against the polygon's edges."""
     xs, ys = np.asarray(polygon[0::2]), np.asarray(polygon[1::2])
@@ -91,7 +92,7 @@ def read_mask(root: Path, image_id: int) -> np.ndarray:
     return np.asarray(Image.open(root / "coco_seg_anno" / f"{image_id:012d}.png"))
 
 
-# -- tests -----------------------------------------------------------------------------------------------------
+# -- tests ------------------------------------------------------------------------------------------------
 def test_masks_match_an_independent_rasterisation(prepared):
     raw, root, _ = prepared
     counts = np.zeros(256, np.int64)
@@ -110,8 +111,13 @@ def test_fixture_covers_polygons_rle_crowd_overlaps_and_empty_images(prepared):
     raw, _, _ = prepared
     anns = [a for s in coco14.SPLITS for a in
             json.loads((raw / "annotations" / f"instances_{s}.json").read_text())["annotations"]]
-    kinds = {("polygon" if isinstance(a["segmentation"], list) else
-              "rle" if isinstance(a["segmentation"]["counts"], str) else "uncompressed", a["iscrowd"]) for a in anns}
+    def kind(a):
+        seg = a["segmentation"]
+        if isinstance(seg, list):
+            return "polygon"
+        return "rle" if isinstance(seg["counts"], str) else "uncompressed"
+
+    kinds = {(kind(a), a["iscrowd"]) for a in anns}
     assert kinds == {("polygon", 0), ("rle", 0), ("uncompressed", 1)}
     overlapping = 0
     for s in coco14.SPLITS:
@@ -127,7 +133,8 @@ def test_fixture_covers_polygons_rle_crowd_overlaps_and_empty_images(prepared):
 def test_crowd_regions_can_be_ignored(prepared, tmp_path):
     raw, root, _ = prepared
     other = tmp_path / "coco14"
-    coco14.prepare(other, {s: raw / s for s in coco14.SPLITS}, [raw / "annotations"], crowd="ignore", check=False)
+    images = {s: raw / s for s in coco14.SPLITS}
+    coco14.prepare(other, images, [raw / "annotations"], crowd="ignore", check=False)
     ignored = 0
     for split in coco14.SPLITS:
         for image_id, expected in expected_masks(raw, split, crowd="ignore").items():
@@ -136,7 +143,7 @@ def test_crowd_regions_can_be_ignored(prepared, tmp_path):
             ignored += int((got == 255).sum())
     assert ignored > 0
     with pytest.raises(coco14.PrepareError, match="crowd='ignore'"):   # one convention per mask folder
-        coco14.prepare(other, {s: raw / s for s in coco14.SPLITS}, [raw / "annotations"], check=False)
+        coco14.prepare(other, images, [raw / "annotations"], check=False)
 
 
 def test_id_lists_hold_the_annotated_images_and_empty_images_get_background(prepared):
@@ -180,7 +187,8 @@ def test_archives_are_extracted_and_a_rerun_writes_nothing(prepared, tmp_path):
     out = tmp_path / "from_zips"
     coco14.prepare(out, zips, [annotations])
     for split in coco14.SPLITS:
-        assert sorted(p.name for p in (out / split).iterdir()) == sorted(p.name for p in (raw / split).iterdir())
+        names = sorted(p.name for p in (raw / split).iterdir())
+        assert sorted(p.name for p in (out / split).iterdir()) == names
     assert sorted(p.name for p in (out / "coco_seg_anno").iterdir()) == \
         sorted(p.name for p in (root / "coco_seg_anno").iterdir())
     again = coco14.prepare(out, zips, [annotations])
