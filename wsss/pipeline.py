@@ -18,7 +18,8 @@ which gives each step its run folder and resolved configuration:
   and every artifact manifest must still match its producer (the checkpoint and input folders it
   records, `wsss.artifacts.stale_reason`, the rule a predict applies before writing);
 - a step maps a pipeline-level experiment to its own recipe: `experiments: {<experiment>: <recipe>}` runs
-  the step with `experiment=<recipe>` instead (a list there adds overrides to the pipeline's experiment);
+  the step with `experiment=<recipe>` instead (a list there adds overrides to the pipeline's experiment;
+  `{stage: <stage>, experiment: <recipe>}` runs another stage in the step, e.g. P-OC in place of P-NOC);
 - an interrupted pipeline resumes where it stopped: finished steps are up to date, the interrupted stage
   resumes from last.ckpt and writes only its missing artifacts.
 Command-line overrides go to every step; `stage.*` ones only to steps whose stage has the key (one that
@@ -200,10 +201,12 @@ def plan(pipeline: dict, general: list[str], stage_overrides: list[str], run_nam
         stage = spec.get("stage")
         if not stage:
             raise PipelineError(f"pipeline step {sid!r} has no `stage`")
+        recipe = (spec.get("experiments") or {}).get(experiment) or []
+        if isinstance(recipe, dict):  # {stage: <stage>, experiment: <recipe>}: another stage's recipe in this step
+            stage, recipe = recipe.get("stage", stage), recipe.get("experiment") or []
         if not stage_exists(stage, conf_dir):
             log.info("step %s: conf/stage/%s.yaml does not exist (stage not available yet): left out", sid, stage)
             continue
-        recipe = (spec.get("experiments") or {}).get(experiment) or []
         if isinstance(recipe, str):   # the step's own recipe replaces the pipeline's experiment
             recipe = [f"experiment={recipe}"]
         own = [resolve_override(str(t), namespace, sid) for t in [*(spec.get("overrides") or []), *recipe]]

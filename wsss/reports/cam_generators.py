@@ -167,7 +167,14 @@ def table7_markdown(runs: list[GeneratorRun], split: str) -> str:
 
 # -- the report ---------------------------------------------------------------------------------------
 def write_report(steps, out_dir: Path, cfg: dict, split: str = "train") -> dict[str, Path]:
-    """Tables 7-8 and Figure 15 of the pipeline's steps (objects with id, run_dir, plain) into `out_dir`."""
+    """Tables 7-8 and Figure 15 of the pipeline's steps (objects with id, run_dir, plain) into `out_dir`, on
+    `split` (the thesis's: VOC train), or on the data set's first evaluated split when it has no such split
+    (e.g. COCO 2014: train2014)."""
+    evaluated = list(cfg["dataset"].get("eval_splits") or [])
+    if evaluated and split not in evaluated:
+        log.info("cam_generators report: %s has no split %r; the tables are on %r", cfg["dataset"]["name"], split,
+                 evaluated[0])
+        split = evaluated[0]
     runs = [read_run(s.id, Path(s.run_dir), s.plain, split) for s in steps]
     dataset = build_split(cfg["dataset"], split)
     if not dataset.has_masks:

@@ -82,6 +82,25 @@ def segmentation_row(cfg: dict) -> str | None:
     return "P-NOC+LS+C2AM-H" if producer and pseudo_mask_row(producer) else None
 
 
+#: the thesis's one MS COCO 2014 segmentation number (§ on P-OC: DeepLab trained on the P-OC chain's pseudo
+#: masks, "36.4% over the MS COCO 2014 validation set")
+COCO14_POC_DEEPLAB_VAL = 36.4
+
+
+def coco14_counterpart(cfg: dict, split: str) -> float | None:
+    """36.4 beside a DeepLab run's val2014 mIoU on COCO 2014 when its pseudo masks come from an affinity run on
+    the CAMs of a P-OC run (the config.yaml beside each input folder says which stage wrote it), else None."""
+    s = cfg["stage"]
+    if (cfg["dataset"].get("name") != "coco14" or split != "val2014" or s.get("name") != "deeplab"
+            or not isinstance(s.get("masks"), str) or s["masks"] == "gt"):
+        return None
+    affinity = _producer_config(s["masks"])
+    if not affinity or affinity["stage"].get("name") != "affinity":
+        return None
+    cams = _producer_config((affinity["stage"].get("inputs") or {}).get("cams"))
+    return COCO14_POC_DEEPLAB_VAL if cams and cams["stage"].get("name") == "poc" else None
+
+
 def beside(prefix: str, ours: float, thesis_percent: float | None) -> dict:
     """`{prefix}/thesis_miou` and `{prefix}/thesis_diff` (ours − thesis, fractions like `ours`), or {}."""
     if thesis_percent is None:
