@@ -90,3 +90,18 @@ def test_bad_options_are_named():
         multiscale_probabilities(asymmetric_net(), torch.randn(1, 3, 8, 8), fuse="max")
     with pytest.raises(ValueError, match="scales is empty"):
         multiscale_probabilities(asymmetric_net(), torch.randn(1, 3, 8, 8), scales=())
+
+
+def test_logit_sum_fusion_by_hand():
+    # lucasdavid/PNOC@f250e0d inference.py:124-125: softmax(np.sum(ps)) over scales, each p = logits + flipped
+    # logits. Constant logits (0, ln 3) at 2 scales with flips: softmax(0, 4 ln 3) = (1/82, 81/82); without
+    # flips softmax(0, 2 ln 3) = (1/10, 9/10), where `logits` (the scale mean) gives (1/4, 3/4).
+    def constant(x):
+        out = torch.zeros(x.shape[0], 2, *x.shape[-2:])
+        out[:, 1] = torch.log(torch.tensor(3.0))
+        return out
+
+    x = torch.randn(1, 3, 6, 8)
+    pix = lambda p: p[0, :, 2, 3].tolist()  # noqa: E731
+    assert pix(multiscale_probabilities(constant, x, (0.5, 1.0), True, "logit_sum")) == pytest.approx([1 / 82, 81 / 82])
+    assert pix(multiscale_probabilities(constant, x, (0.5, 1.0), False, "logit_sum")) == pytest.approx([0.1, 0.9])

@@ -104,8 +104,8 @@ class DeepLabStage(Stage):
                                         inf.get("fuse", "softmax"))
 
     def on_predict_start(self) -> None:
-        iterations, processes, params = crf_params((self.scfg.get("inference") or {}).get("crf"))
-        self._label_maps = LabelMapWriter(self.cam_writer, iterations, processes, params)
+        iterations, processes, params, gt_prob = crf_params((self.scfg.get("inference") or {}).get("crf"))
+        self._label_maps = LabelMapWriter(self.cam_writer, iterations, processes, params, gt_prob)
 
     def predict_step(self, batch: dict, batch_idx: int) -> None:
         probs = self.probabilities(batch["image"]).cpu().numpy()
