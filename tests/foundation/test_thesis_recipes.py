@@ -94,9 +94,12 @@ def test_recipe_values(experiment, tmp_path):
     for key, want in EXPECTED[experiment].items():
         assert got[key] == (pytest.approx(want) if isinstance(want, float) else want), key
     # every CAM recipe infers as the thesis code (PIL bicubic scales, 16-multiple upsampling, fp32)
-    if "rs269_" in experiment and cfg.stage.name not in ("ccam", "affinity", "deeplab", "saliency"):
+    if experiment.startswith("voc12_rs269") and cfg.stage.name not in ("ccam", "affinity", "deeplab", "saliency"):
         inf = cfg.stage.inference
         assert (inf.image_resize, inf.upsample_stride, inf.fp32) == ("pil_bicubic", 16, True)
+    # CAMs and random-walk maps stored float32, as np.save of the float32 maps upstream
+    if cfg.stage.name not in ("ccam", "deeplab", "saliency"):
+        assert cfg.stage.inference.storage == "float32"
 
 
 @pytest.mark.parametrize("variant", ["voc12_rs269_pnoc_ls", "voc12_ccamh_rs269", "voc12_poolnet_rn50",

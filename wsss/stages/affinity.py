@@ -12,8 +12,8 @@ The tasks other than `fit` and `predict` live in `wsss.refine.tasks` (the packag
 
 3. `predict` (the foundation task, through `predict_step`): boundary map with flip TTA, random walk of the
    stride-4 CAMs of the present classes (sparse, batched, on the module's device); npz `{keys, rw}` in
-   `run_dir/rw/<split>/`, rw (n, H, W) float16 divided by its global max, no background plane (pnoc-spec
-   §9.5: the background is a constant threshold applied afterwards).
+   `run_dir/rw/<split>/`, rw (n, H, W) (float16 or float32: `inference.storage`) divided by its global max,
+   no background plane (the background is a constant threshold applied afterwards).
 4. `pseudo_masks`: constant background threshold + label CRF, palette PNGs in `run_dir/pseudo_masks/<split>/`.
 5. `evaluate`: mIoU against ground truth of the input CAMs and of the RW maps (threshold sweeps), of the
    pseudo masks and of the affinity labels (confident pixels). Ground truth is read here only.
@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from wsss.artifacts import ArtifactDir, open_split
+from wsss.cams.storage import storage_dtype
 from wsss.data import transforms as T
 from wsss.data.datamodule import WSSSDataModule
 from wsss.data.datasets import TransformedSplit
@@ -234,6 +235,7 @@ class AffinityStage(Stage):
     def predict_step(self, batch: dict, batch_idx: int) -> None:
         split = self.trainer.datamodule.predict_split
         cams = self.cam_input(split, self.trainer.datamodule.split(split).ids)
+        store = storage_dtype((self.scfg.get("inference") or {}).get("storage", "float16"))
         for i, image_id in enumerate(batch["id"]):
             image = batch["image"][i:i + 1]
             z = cams.read_npz(image_id)
@@ -242,6 +244,6 @@ class AffinityStage(Stage):
                                  f"{tuple(image.shape[-2:])}")
             rw = self.propagate_cams(image, z["cams"], rw_seeds(z, cams.path(image_id), self.scfg))
             self.cam_writer.write_npz(image_id, keys=z["keys"].astype(np.int64),
-                                      rw=rw.cpu().numpy().astype(np.float16))
+                                      rw=rw.cpu().numpy().astype(store))
 
 
