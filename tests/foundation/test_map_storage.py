@@ -1,5 +1,5 @@
-"""`stage.inference.storage`: the float type of the CAM / random-walk maps in the npz artifacts. The thesis code
-stores float32; float16 moves a [0, 1] value by up to 2.4e-4, enough to cross a threshold of a later step."""
+"""`stage.inference.storage`: the float type of the CAM / random-walk maps in the npz artifacts. The thesis
+code stores float32; float16 moves a [0, 1] value by up to 2.4e-4, enough to cross a threshold of a later step."""
 from types import SimpleNamespace
 
 import numpy as np
@@ -29,8 +29,8 @@ def fake_cam_stage(storage: str | None) -> SimpleNamespace:
     if storage is not None:
         inference["storage"] = storage
     datamodule = SimpleNamespace(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
-    return SimpleNamespace(cfg={"stage": {"inference": inference}}, trainer=SimpleNamespace(datamodule=datamodule),
-                           device=torch.device("cpu"), dtype=torch.float32, cam_writer=Recorder(),
+    return SimpleNamespace(cfg={"stage": {"inference": inference}},
+                           trainer=SimpleNamespace(datamodule=datamodule), device=torch.device("cpu"), dtype=torch.float32, cam_writer=Recorder(),
                            raw_cams=lambda x: raw.expand(x.shape[0], -1, -1, -1))
 
 

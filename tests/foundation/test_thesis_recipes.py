@@ -1,8 +1,8 @@
 """The voc12 recipes carry the upstream runner values, each pinned to the file and line it comes from.
 
-`voc12_*` without suffix: the chain behind thesis Table 2 (72.7 %), lucasdavid/PNOC@f250e0d. `*_sep2023`: the
-Sept-2023 chain of lucasdavid/PNOC@42e611d (73.5 % in the upstream README since 9883452). The comment after each
-value names its source (F = f250e0d runners/sdumont/, S = 42e611d runners/).
+`voc12_*` without suffix: the chain behind thesis Table 2 (72.7 %), lucasdavid/PNOC@f250e0d. `*_sep2023`:
+the Sept-2023 chain of lucasdavid/PNOC@42e611d (73.5 % in the upstream README since 9883452). The comment
+after each value names its source (F = f250e0d runners/sdumont/, S = 42e611d runners/).
 """
 import pytest
 from omegaconf import OmegaConf
@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 from tests.helpers import compose_config
 
 EXPECTED = {
-    "voc12_rs269": {"trainer.precision": "32-true"},                       # F 1-classification/voc12/1-train-vanilla.sh
+    "voc12_rs269": {"trainer.precision": "32-true"},  # F 1-classification/voc12/1-train-vanilla.sh
     "voc12_rs269_pf": {"stage.batch_size": 32, "stage.lr": 0.1, "stage.augment.color_jitter": True,
                        "trainer.precision": "32-true"},                    # F .../1-train-puzzle.sh
     "voc12_rs269_occse": {"stage.batch_size": 16, "stage.lr": 0.1, "backbone.output_stride": 16,
@@ -19,14 +19,14 @@ EXPECTED = {
     "voc12_rs269_poc": {"stage.batch_size": 16, "stage.lr": 0.1, "stage.weight_decay": 1e-4,
                         "trainer.accumulate_grad_batches": 1, "stage.occse.relu_before_resize": True,
                         "trainer.precision": "32-true"},                   # F .../1-train-poc.sh
-    "voc12_rs269_pnoc_ls": {"stage.noc.oc_batchnorm": "train",             # F .../1-train-pnoc.sh:60 MODE=normal
+    "voc12_rs269_pnoc_ls": {"stage.noc.oc_batchnorm": "train",  # F .../1-train-pnoc.sh:60 MODE=normal
                             "stage.noc.leak_generator_loss": False,
                             "stage.label_smoothing": 0.1,                  # F .../1-train-pnoc.sh:163
                             "stage.augment.color_jitter": True,            # F .../1-train-pnoc.sh:92
                             "trainer.precision": "16-mixed"},              # F .../1-train-pnoc.sh:70
     "voc12_rs269_pnoc_ls_leak": {"stage.noc.leak_generator_loss": True},
-    "voc12_ccamh_rs269": {"stage.hints.delta_fg": 0.3,                     # F 2-saliency/2-inference-ccam.sh:107
-                          "stage.hints.label_smoothing": 0.0,              # F 2-saliency/1-train-ccam-hints.sh:62
+    "voc12_ccamh_rs269": {"stage.hints.delta_fg": 0.3,  # F 2-saliency/2-inference-ccam.sh:107
+                          "stage.hints.label_smoothing": 0.0,  # F 2-saliency/1-train-ccam-hints.sh:62
                           "trainer.precision": "32-true",                  # F 1-train-ccam-hints.sh:61
                           "stage.batch_size": 32,                          # F 1-train-ccam-hints.sh:59
                           "trainer.accumulate_grad_batches": 1,            # F 1-train-ccam-hints.sh:60
@@ -37,12 +37,13 @@ EXPECTED = {
                            "stage.inference.double_small_side": 100,
                            "stage.full_image_min_side": 101, "trainer.accumulate_grad_batches": 10,
                            "stage.loss_reduction": "sum"},
-    "voc12_affinity_rs269": {"stage.affinity_labels.fg_threshold": 0.3,    # F 3-rw/1-make-affinity-labels.sh:80
+    "voc12_affinity_rs269": {"stage.affinity_labels.fg_threshold": 0.3,  # F 3-rw/1-make-affinity-labels.sh:80
                              "stage.affinity_labels.bg_threshold": 0.1,    # F 1-make-affinity-labels.sh:81
                              "stage.affinity_labels.gt_prob": 0.7,         # F 1-make-affinity-labels.sh:83
                              "stage.batch_size": 32, "stage.lr": 0.1,      # F 3-rw/2-train-affinity.sh:52-53
-                             "stage.inference.beta": 10, "stage.inference.exp_times": 8,   # 2-train-affinity.sh:83-84
-                             "stage.pseudo_masks.bg_threshold": 0.25,      # F 4-segmentation/1-make-labels.sh:49
+                             "stage.inference.beta": 10,  # F 2-train-affinity.sh:83
+                             "stage.inference.exp_times": 8,  # F 2-train-affinity.sh:84
+                             "stage.pseudo_masks.bg_threshold": 0.25,  # F 4-segmentation/1-make-labels.sh:49
                              "stage.pseudo_masks.crf_iterations": 1,       # F 1-make-labels.sh:50
                              "stage.pseudo_masks.gt_prob": 0.9,            # F 1-make-labels.sh:51
                              "trainer.precision": "32-true"},
@@ -52,10 +53,10 @@ EXPECTED = {
                             "trainer.precision": "32-true",                # F 2-train.sh:63
                             "dataset.min_size": 256, "dataset.max_size": 1024,   # F 2-train.sh:66-67
                             "stage.label_smoothing": 0.1,                  # F 2-train.sh:111
-                            "stage.augment.color_jitter": False,           # F core/datasets/__init__.py:269-292
+                            "stage.augment.color_jitter": False,  # F core/datasets/__init__.py:269-292
                             "stage.momentum": 0.0,
-                            "stage.inference.fuse": "logit_sum",           # F scripts/segmentation/inference.py:124
-                            "stage.inference.crf.iterations": 1,           # local/4-segmentation/3-inference.sh
+                            "stage.inference.fuse": "logit_sum",  # F scripts/segmentation/inference.py:124
+                            "stage.inference.crf.iterations": 1,  # local/4-segmentation/3-inference.sh
                             "stage.inference.crf.gt_prob": 0.9,            # (DOMAIN=test block)
                             "stage.inference.crf.params.bilateral_sxy": 50,      # F tools/ai/demo_utils.py:79
                             "stage.inference.crf.params.bilateral_srgb": 5},
@@ -69,14 +70,15 @@ EXPECTED = {
                                   "stage.pseudo.crf.gt_prob": 0.7},        # S 2-saliency.sh:71
     "voc12_affinity_rs269_sep2023": {"stage.affinity_labels.fg_threshold": 0.4,   # S 3-rw.sh:155
                                      "stage.pseudo_masks.bg_threshold": 0.3},     # S 3-rw.sh:193
-    "voc12_deeplab_rs269_sep2023": {"stage.max_epochs": 50, "stage.batch_size": 16,      # S 4-segmentation.sh:57,59
-                                    "trainer.accumulate_grad_batches": 2,                # S 4-segmentation.sh:60
-                                    "stage.label_smoothing": 0.1,                        # S 4-segmentation.sh:156
-                                    "stage.augment.color_jitter": False,                 # S 4-segmentation.sh:157
-                                    "trainer.precision": "16-mixed",                     # S 4-segmentation.sh:68
+    "voc12_deeplab_rs269_sep2023": {"stage.max_epochs": 50,  # S 4-segmentation.sh:57
+                                    "stage.batch_size": 16,  # S 4-segmentation.sh:59
+                                    "trainer.accumulate_grad_batches": 2,  # S 4-segmentation.sh:60
+                                    "stage.label_smoothing": 0.1,  # S 4-segmentation.sh:156
+                                    "stage.augment.color_jitter": False,  # S 4-segmentation.sh:157
+                                    "trainer.precision": "16-mixed",  # S 4-segmentation.sh:68
                                     "dataset.min_size": 320, "dataset.max_size": 640,
                                     "stage.momentum": 0.0, "stage.inference.fuse": "logits",
-                                    "stage.inference.crf.iterations": 10,                # S 4-segmentation.sh:173
+                                    "stage.inference.crf.iterations": 10,  # S 4-segmentation.sh:173
                                     "stage.inference.crf.params.bilateral_sxy": 50,
                                     "stage.inference.crf.params.bilateral_srgb": 5},
 }
@@ -94,7 +96,8 @@ def test_recipe_values(experiment, tmp_path):
     for key, want in EXPECTED[experiment].items():
         assert got[key] == (pytest.approx(want) if isinstance(want, float) else want), key
     # every CAM recipe infers as the thesis code (PIL bicubic scales, 16-multiple upsampling, fp32)
-    if experiment.startswith("voc12_rs269") and cfg.stage.name not in ("ccam", "affinity", "deeplab", "saliency"):
+    cam_stage = cfg.stage.name not in ("ccam", "affinity", "deeplab", "saliency")
+    if experiment.startswith("voc12_rs269") and cam_stage:
         inf = cfg.stage.inference
         assert (inf.image_resize, inf.upsample_stride, inf.fp32) == ("pil_bicubic", 16, True)
     # CAMs and random-walk maps stored float32, as np.save of the float32 maps upstream

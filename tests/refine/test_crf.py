@@ -103,8 +103,8 @@ def test_pool_gives_the_inline_result():
 
 
 def test_softmax_unary_gt_prob_mixes_with_the_uniform():
-    """crf_inference(img, p, gt_prob) upstream (lucasdavid/PNOC@f250e0d tools/ai/demo_utils.py:74) builds the unary
-    from gt_prob·p + (1 − gt_prob)/n; after 0 mean-field iterations the marginals are that distribution."""
+    """crf_inference(img, p, gt_prob) upstream (lucasdavid/PNOC@f250e0d tools/ai/demo_utils.py:74) builds the
+    unary from gt_prob·p + (1 − gt_prob)/n; after 0 mean-field iterations the marginals are that distribution."""
     from wsss.refine.crf import crf_probabilities
     from wsss.segmentation.crf_pool import crf_params, label_map
 

@@ -1,5 +1,5 @@
-"""C²AM-H saliency inference as the thesis code (lucasdavid/PNOC@f250e0d scripts/ccam/inference.py:91-100,119):
-each scale is the uint8 image resized with PIL bicubic, the maps are upsampled to 16·⌈H/16⌉ × 16·⌈W/16⌉ and
+"""C²AM-H saliency inference as the thesis code
+(lucasdavid/PNOC@f250e0d scripts/ccam/inference.py:91-100,119): each scale is the uint8 image resized with PIL bicubic, the maps are upsampled to 16·⌈H/16⌉ × 16·⌈W/16⌉ and
 cropped, in float32 even under the trainer's autocast."""
 from types import SimpleNamespace
 
@@ -32,15 +32,15 @@ def run_predict(pixels: np.ndarray, **inference):
                             trainer=SimpleNamespace(datamodule=SimpleNamespace(mean=MEAN, std=STD)),
                             device=torch.device("cpu"), dtype=torch.float32, saliency_writer=Recorder(),
                             saliency_logits=logits)
-    image = (torch.from_numpy(pixels).permute(2, 0, 1)[None].float() / 255 - torch.tensor(MEAN).view(1, 3, 1, 1)) \
-        / torch.tensor(STD).view(1, 3, 1, 1)
+    unit = torch.from_numpy(pixels).permute(2, 0, 1)[None].float() / 255
+    image = (unit - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         CCAMStage.predict_step(stage, {"image": image, "id": ["a"]}, 0)
     return stage.saliency_writer.written["a"], autocast_seen
 
 
 def reference(pixels: np.ndarray) -> np.ndarray:
-    """PIL bicubic to half size, normalise, logit, ReLU, bilinear to 32 x 32, crop to 20 x 28, / max, uint8."""
+    """PIL bicubic to half size, normalise, logit, ReLU, bilinear to 32 x 32, crop to 20 x 28, / max."""
     small = np.asarray(Image.fromarray(pixels).resize((14, 10), Image.BICUBIC)).astype(np.float64) / 255
     red = torch.from_numpy((small[..., 0] - MEAN[0]) / STD[0] * 2.0)[None, None].float()
     up = F.interpolate(F.relu(red), size=(32, 32), mode="bilinear", align_corners=False)[0, 0, :20, :28]

@@ -53,7 +53,8 @@ def test_the_sep2023_chain_runs_its_own_recipes_in_its_own_folders(tmp_path):
     sep2023 run folders (both chains can share one runs folder)."""
     done = subprocess.run([sys.executable, "run.py", "pipeline=wsss", "experiment=voc12_rs269_sep2023",
                            "trainer=ddp", "pipeline.dry_run=true", f"paths.runs_dir={tmp_path}"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300, env=dict(os.environ, HYDRA_FULL_ERROR="1"))
+                          capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, HYDRA_FULL_ERROR="1"))
     assert done.returncode == 0, done.stderr[-3000:]
     written = (tmp_path / "pipeline/wsss/voc12/resnest269/sep2023/steps.txt").read_text().splitlines()
     lines = [line.split(" -- ", 1)[1] for line in written]

@@ -1,4 +1,4 @@
-"""Multi-scale + flip test-time augmentation of a segmentation network (pnoc-spec §10.3, wsss-spec §8.2).
+"""Multi-scale + flip test-time augmentation of a segmentation network (thesis §B.2.3).
 
 For each scale the image and its mirror go through the network in one batch (scales cannot share a
 batch: their sizes differ); the mirror's logits are flipped back and every view is resized to the
@@ -24,6 +24,8 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from wsss.cams.inference import IMAGE_RESIZES, pil_bicubic_resize
+
 FUSIONS = ("softmax", "logits", "logit_sum")
 DEFAULT_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 
@@ -35,7 +37,9 @@ def scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
 @torch.no_grad()
 def multiscale_probabilities(logit_fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
                              scales: Sequence[float] = DEFAULT_SCALES, flip: bool = True,
-                             fuse: str = "softmax") -> torch.Tensor:
+                             fuse: str = "softmax", image_resize: str = "bilinear",
+                             mean: Sequence[float] | None = None, std: Sequence[float] | None = None
+                             ) -> torch.Tensor:
     """Class probabilities (B, K, H, W) averaged over scales and flips.
 
     Args:
@@ -45,16 +49,27 @@ def multiscale_probabilities(logit_fn: Callable[[torch.Tensor], torch.Tensor], i
         flip: also run the horizontal mirror of every scale.
         fuse: "softmax" (mean of softmaxes), "logits" (softmax of the flip-summed logits averaged over
             scales, 42e611d) or "logit_sum" (softmax of their sum over scales, f250e0d).
+        image_resize: "bilinear" (the normalised tensor) or "pil_bicubic" (the uint8 image resized with PIL
+            BICUBIC, then normalised with `mean` / `std`, as the thesis code's inference.py:113).
     """
     if fuse not in FUSIONS:
         raise ValueError(f"inference.fuse={fuse!r} is not supported; expected one of {FUSIONS}")
     if not scales:
         raise ValueError("inference.scales is empty; expected at least one scale, e.g. [1.0]")
+    if image_resize not in IMAGE_RESIZES:
+        raise ValueError(f"inference.image_resize={image_resize!r}; expected one of {IMAGE_RESIZES}")
+    if image_resize == "pil_bicubic" and (mean is None or std is None):
+        raise ValueError("inference.image_resize=pil_bicubic needs the data set's mean and std")
     b, _, h, w = images.shape
     total = None
     for s in scales:
         size = scaled_size(h, w, s)
-        x = images if size == (h, w) else F.interpolate(images, size=size, mode="bilinear", align_corners=False)
+        if size == (h, w):
+            x = images
+        elif image_resize == "pil_bicubic":
+            x = pil_bicubic_resize(images, size, mean, std)
+        else:
+            x = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
         batch = torch.cat([x, x.flip(-1)]) if flip else x
         logits = logit_fn(batch).float()
         if logits.shape[-2:] != (h, w):

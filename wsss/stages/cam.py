@@ -104,6 +104,7 @@ class CAMStage(Stage):
             maps, keys = normalize_present(cams[i], batch["label"][i])
             extra = {}
             if seeds is not None:
-                extra["cams_stride4"] = normalize_present(seeds[i], batch["label"][i])[0].cpu().numpy().astype(store)
+                stride4 = normalize_present(seeds[i], batch["label"][i])[0]
+                extra["cams_stride4"] = stride4.cpu().float().numpy().astype(store)
             self.cam_writer.write_npz(image_id, keys=keys.cpu().numpy().astype("int64"),
                                       cams=maps.cpu().float().numpy().astype(store), **extra)

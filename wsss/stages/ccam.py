@@ -187,8 +187,8 @@ class CCAMStage(Stage):
             images = batch["image"] if self.dtype == torch.bfloat16 else batch["image"].float()
             sal = multiscale_saliency(self.saliency_logits, images, inf.get("scales", (0.5, 1.0, 1.5, 2.0)),
                                       inf.get("flip", True), inf.get("activation", "relu"),
-                                      inf.get("image_resize", "pil_bicubic"), int(inf.get("upsample_stride", 16)),
-                                      data.mean, data.std)
+                                      inf.get("image_resize", "pil_bicubic"),
+                                      int(inf.get("upsample_stride", 16)), data.mean, data.std)
         for i, image_id in enumerate(batch["id"]):
             self.saliency_writer.write_png(image_id, to_uint8(sal[i]))
 

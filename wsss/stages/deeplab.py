@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from wsss.artifacts import ArtifactDir
+from wsss.cams.inference import inference_precision
 from wsss.metrics.segmentation import IGNORE, ConfusionMatrixMetric
 from wsss.models.deeplab import DeepLabV3Plus
 from wsss.segmentation.crf_pool import LabelMapWriter, crf_params
@@ -100,8 +101,12 @@ class DeepLabStage(Stage):
     # -- inference ------------------------------------------------------------------------------
     def probabilities(self, images: torch.Tensor) -> torch.Tensor:
         inf = self.scfg.get("inference") or {}
-        return multiscale_probabilities(self.net, images, inf.get("scales", DEFAULT_SCALES), inf.get("flip", True),
-                                        inf.get("fuse", "softmax"))
+        data = self.trainer.datamodule
+        with inference_precision(self.device.type, bool(inf.get("fp32", False))):
+            images = images if self.dtype == torch.bfloat16 else images.float()
+            return multiscale_probabilities(self.net, images, inf.get("scales", DEFAULT_SCALES),
+                                            inf.get("flip", True), inf.get("fuse", "softmax"),
+                                            inf.get("image_resize", "bilinear"), data.mean, data.std)
 
     def on_predict_start(self) -> None:
         iterations, processes, params, gt_prob = crf_params((self.scfg.get("inference") or {}).get("crf"))
