@@ -46,6 +46,7 @@ from wsss.stages.base import Stage
 
 log = logging.getLogger(__name__)
 
+FLIP_VIEWS = ("image", "canvas")
 
 
 # -- data -------------------------------------------------------------------------------------------
@@ -208,13 +209,25 @@ class AffinityStage(Stage):
     def boundary_map(self, image: torch.Tensor) -> torch.Tensor:
         """Boundary probabilities (1, h, w) on the stride-4 grid of one normalised image (1, 3, H, W).
 
-        The image is zero-padded right/bottom to at least `inference.pad_to` first (IRN / P-NOC).
+        The image is zero-padded right/bottom to at least `inference.pad_to` first (IRN / P-NOC). With flips,
+        `inference.flip_view: image` mirrors the image before padding, so that both views have the padding on
+        their right, crops both to the grid and mirrors the second back (the thesis code's `get_edge`,
+        lucasdavid/PNOC@f250e0d core/networks.py:361-367, scripts/rw/inference.py:114); `canvas` mirrors the
+        padded canvas instead (the padding then sits left of the mirrored image).
         """
         inf = self.scfg.get("inference", {})
         height, width = image.shape[-2:]
         pad_to = inf.get("pad_to") or 0
-        image = F.pad(image, (0, max(0, pad_to - width), 0, max(0, pad_to - height)))
+        pad = (0, max(0, pad_to - width), 0, max(0, pad_to - height))
         size = grid_size(height, width)
+        flip_view = inf.get("flip_view", "image")
+        if flip_view not in FLIP_VIEWS:
+            raise ValueError(f"stage.inference.flip_view={flip_view!r}; expected one of {FLIP_VIEWS}")
+        if inf.get("flip", True) and flip_view == "image":
+            views = F.pad(torch.cat([image, image.flip(-1)]), pad)
+            logits = self.net(views).float()[:, 0, :size[0], :size[1]]
+            return torch.sigmoid(logits[:1] / 2 + logits[1:].flip(-1) / 2)
+        image = F.pad(image, pad)
         if inf.get("flip", True):
             return self.net.boundary_with_flip(image, size=size)
         return self.net.boundary(image)[..., :size[0], :size[1]]
