@@ -15,9 +15,11 @@ EXPECTED = {
                        "trainer.precision": "32-true"},                    # F .../1-train-puzzle.sh
     "voc12_rs269_occse": {"stage.batch_size": 16, "stage.lr": 0.1, "backbone.output_stride": 16,
                           "stage.augment.color_jitter": True, "stage.occse.relu_before_resize": True,
+                          "stage.occse.gather_batch_max": True,  # F scripts/cam/train_occse.py: DataParallel
                           "trainer.precision": "32-true"},                 # F .../1-train-occse.sh
     "voc12_rs269_poc": {"stage.batch_size": 16, "stage.lr": 0.1, "stage.weight_decay": 1e-4,
                         "trainer.accumulate_grad_batches": 1, "stage.occse.relu_before_resize": True,
+                        "stage.occse.gather_batch_max": True,  # F scripts/cam/train_poc.py:238,256
                         "trainer.precision": "32-true"},                   # F .../1-train-poc.sh
     "voc12_rs269_pnoc_ls": {"stage.noc.oc_batchnorm": "train",  # F .../1-train-pnoc.sh:60 MODE=normal
                             "stage.noc.leak_generator_loss": False,
