@@ -57,6 +57,7 @@ EXPECTED = {
                             "stage.label_smoothing": 0.1,                  # F 2-train.sh:111
                             "stage.augment.color_jitter": False,  # F core/datasets/__init__.py:269-292
                             "stage.momentum": 0.0,
+                            "stage.keep_best": True,  # F scripts/segmentation/train.py:234-245
                             "stage.inference.fuse": "logit_sum",  # F scripts/segmentation/inference.py:124
                             "stage.inference.crf.iterations": 1,  # local/4-segmentation/3-inference.sh
                             "stage.inference.crf.gt_prob": 0.9,            # (DOMAIN=test block)
