@@ -78,9 +78,9 @@ def input_folders(plain: dict) -> list[str]:
 
 
 def predict_weights(plain: dict, run_dir: Path) -> Path | None:
-    """The checkpoint a predict of this run uses: `stage.checkpoint`, else the run's last.ckpt."""
+    """The checkpoint a predict of this run uses: `stage.checkpoint`, else the run's kept one."""
     ckpt = plain["stage"].get("checkpoint")
-    return Path(ckpt) if ckpt else last_checkpoint(run_dir)
+    return Path(ckpt) if ckpt else kept_checkpoint(plain, run_dir)
 
 
 def producer_identity(plain: dict, weights: str | Path | None) -> dict:
@@ -152,6 +152,17 @@ def last_checkpoint(run_dir: Path) -> Path | None:
     return p if p.is_file() else None
 
 
+def kept_checkpoint(plain: dict, run_dir: Path) -> Path | None:
+    """The fitted weights a run predicts with: its best.ckpt when the stage keeps its best validation epoch
+    (`stage.keep_best`, DeepLab) and one was written, else its last.ckpt."""
+    if plain["stage"].get("keep_best"):
+        best = run_dir / "checkpoints" / "best.ckpt"
+        if best.is_file():
+            return best
+        log.warning("stage.keep_best is set but %s was not written (no validation split?): using last.ckpt", best)
+    return last_checkpoint(run_dir)
+
+
 # -- tasks ------------------------------------------------------------------------------------------
 @task("fit")
 def fit(ctx: "Context") -> dict:
@@ -166,7 +177,9 @@ def fit(ctx: "Context") -> dict:
         log.info("resuming from %s", ckpt)
     ctx.trainer.fit(ctx.module, datamodule=ctx.dm, ckpt_path=ckpt)
     ctx.trained = True
-    ctx.weights = last_checkpoint(ctx.run_dir)  # saved at the end of the last epoch: the weights in memory
+    ctx.weights = kept_checkpoint(ctx.plain, ctx.run_dir)  # last.ckpt: the weights in memory
+    if ctx.weights is not None and ctx.weights.name == "best.ckpt":
+        ctx.module.load_weights(ctx.weights)
     metrics = {k: float(v) for k, v in ctx.trainer.callback_metrics.items() if v.numel() == 1}
     return {**metrics, **beside_classification(ctx.plain, metrics)}  # Table 5 for the XAI recipes' classifiers
 
@@ -175,7 +188,7 @@ def ensure_weights(ctx: "Context") -> None:
     """Predicting without fitting in this process: load the stage checkpoint or this run's last one."""
     if ctx.trained:
         return
-    ckpt = ctx.module.scfg.get("checkpoint") or last_checkpoint(ctx.run_dir)
+    ckpt = ctx.module.scfg.get("checkpoint") or kept_checkpoint(ctx.plain, ctx.run_dir)
     if ckpt:
         ctx.module.load_weights(ckpt)
         ctx.weights = Path(ckpt)

@@ -49,9 +49,9 @@ def test_geometric_ops_move_the_mask_with_the_image():
             assert 0 < moved.sum() < mask.size
             np.testing.assert_array_equal(out_mask[moved], out_image[..., 0][moved])
             assert (out_image[~moved] == 0).all()
-            assert (out_image[5:9, 3:7] == 0).all()  # the black cutout box
+            assert (out_image[5:10, 3:8] == 0).all()  # the black cutout box, corners included
     # translate_x at v=5 moves content by int(0.15 * 30) = 4 pixels
-    shifted = t.apply_to_mask(mask, ops=[("translate_x", 5, 1)], box=(0, 0, 0, 0))
+    shifted = t.apply_to_mask(mask, ops=[("translate_x", 5, 1)], box=None)
     np.testing.assert_array_equal(shifted[:, :26], mask[:, 4:])
     assert (shifted[:, 26:] == 255).all()
 
@@ -60,7 +60,7 @@ def test_photometric_ops_leave_the_mask_alone():
     mask = np.arange(64, dtype=np.uint8).reshape(8, 8)
     t = RandAugment()
     for op in set(RANDAUGMENT_OPS) - {"rotate", "shear_x", "shear_y", "translate_x", "translate_y"}:
-        np.testing.assert_array_equal(t.apply_to_mask(mask, ops=[(op, 9, 1)], box=(0, 0, 0, 0)), mask)
+        np.testing.assert_array_equal(t.apply_to_mask(mask, ops=[(op, 9, 1)], box=None), mask)
 
 
 def test_draws_two_ops_with_strength_below_m_each_half_the_time():
@@ -87,3 +87,17 @@ def test_in_the_train_pipeline_image_and_mask_stay_aligned():
         assert out["image"].shape == (3, 32, 32) and out["mask"].shape == (32, 32)
     with pytest.raises(ValueError, match="randaugment_m"):
         RandAugment(n=2, magnitude=11)
+
+
+def test_cutout_is_the_box_pil_draws():
+    """Upstream CutoutAbs draws `ImageDraw.rectangle((x0, y0, x1, y1))`, both corners included: 17 x 17 for
+    v = 16 inside the image, clipped at the border (lucasdavid/PNOC@f250e0d:tools/ai/randaugment.py:47-65)."""
+    from PIL import Image, ImageDraw
+
+    t = RandAugment(n=1, magnitude=10)
+    image = np.full((40, 50, 3), 200, dtype=np.uint8)
+    for box in [(10, 12, 26, 28), (40, 30, 50, 40), (0, 0, 16, 16)]:
+        reference = Image.fromarray(image)
+        ImageDraw.Draw(reference).rectangle(box, (0, 0, 0))
+        np.testing.assert_array_equal(t.apply(image, ops=[], box=box), np.asarray(reference))
+    assert (t.apply(image, ops=[], box=(10, 12, 26, 28)) == 0).all(-1).sum() == 17 * 17

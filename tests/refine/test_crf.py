@@ -100,3 +100,25 @@ def test_pool_gives_the_inline_result():
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="processes"):
         crf_map(fn, items, processes=0)
+
+
+def test_softmax_unary_gt_prob_mixes_with_the_uniform():
+    """crf_inference(img, p, gt_prob) upstream (lucasdavid/PNOC@f250e0d:tools/ai/demo_utils.py:74) builds the
+    unary from gt_prob·p + (1 − gt_prob)/n; after 0 mean-field iterations the marginals are that distribution."""
+    from wsss.refine.crf import crf_probabilities
+    from wsss.segmentation.crf_pool import crf_params, label_map
+
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(3), size=(4, 5)).transpose(2, 0, 1).astype(np.float32)
+    image = rng.integers(0, 255, (4, 5, 3), dtype=np.uint8)
+    mixed = 0.9 * probs + 0.1 / 3
+    np.testing.assert_allclose(crf_probabilities(image, probs, 0, gt_prob=0.9), mixed, atol=1e-6)
+    np.testing.assert_allclose(crf_probabilities(image, probs, 0), probs, atol=1e-6)
+    np.testing.assert_allclose(crf._prob_unary(probs, 0.9), unary_from_softmax(probs, scale=0.9), rtol=1e-6)
+    # the configuration reaches the label map: a pixel at (0.45, 0.55) vs a confident neighbourhood
+    assert crf_params({"iterations": 1, "gt_prob": 0.9})[3] == pytest.approx(0.9)
+    assert crf_params({"iterations": 1})[3] is None
+    with pytest.raises(ValueError, match="gt_prob=1.5"):
+        crf_probabilities(image, probs, 1, gt_prob=1.5)
+    once = crf_probabilities(image, probs, 1, gt_prob=0.3)
+    assert (label_map(probs, image, 1, gt_prob=0.3) == once.argmax(0)).all()

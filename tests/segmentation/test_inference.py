@@ -90,3 +90,51 @@ def test_bad_options_are_named():
         multiscale_probabilities(asymmetric_net(), torch.randn(1, 3, 8, 8), fuse="max")
     with pytest.raises(ValueError, match="scales is empty"):
         multiscale_probabilities(asymmetric_net(), torch.randn(1, 3, 8, 8), scales=())
+
+
+def test_logit_sum_fusion_by_hand():
+    # lucasdavid/PNOC@f250e0d:inference.py:124-125: softmax(np.sum(ps)) over scales, each p = logits + flipped
+    # logits. Constant logits (0, ln 3) at 2 scales with flips: softmax(0, 4 ln 3) = (1/82, 81/82); without
+    # flips softmax(0, 2 ln 3) = (1/10, 9/10), where `logits` (the scale mean) gives (1/4, 3/4).
+    def constant(x):
+        out = torch.zeros(x.shape[0], 2, *x.shape[-2:])
+        out[:, 1] = torch.log(torch.tensor(3.0))
+        return out
+
+    x = torch.randn(1, 3, 6, 8)
+    pix = lambda p: p[0, :, 2, 3].tolist()  # noqa: E731
+    fused = lambda flip: pix(multiscale_probabilities(constant, x, (0.5, 1.0), flip, "logit_sum"))  # noqa: E731
+    assert fused(True) == pytest.approx([1 / 82, 81 / 82])
+    assert fused(False) == pytest.approx([0.1, 0.9])
+
+
+def test_pil_bicubic_scales_and_fp32_as_the_thesis_code():
+    """lucasdavid/PNOC@f250e0d:scripts/segmentation/inference.py:113: each scale is the uint8 image resized with
+    PIL BICUBIC, then normalised; no autocast. Checked through the stage's `probabilities` against PIL."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    from PIL import Image
+
+    from wsss.stages.deeplab import DeepLabStage
+
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    pixels = np.random.default_rng(0).integers(0, 256, (12, 20, 3), dtype=np.uint8)
+    to_tensor = lambda a: ((torch.from_numpy(a).permute(2, 0, 1)[None].double() / 255  # noqa: E731
+                            - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)).float()
+    seen = []
+
+    def net(x):   # logits (red, 0): the softmax of class 0 is σ(red)
+        seen.append((tuple(x.shape[-2:]), torch.is_autocast_enabled("cpu"), x.clone()))
+        return torch.cat([x[:, :1], torch.zeros_like(x[:, :1])], 1)
+
+    stage = SimpleNamespace(scfg={"inference": {"scales": [0.5], "flip": False, "fuse": "logits",
+                                                "image_resize": "pil_bicubic", "fp32": True}},
+                            trainer=SimpleNamespace(datamodule=SimpleNamespace(mean=mean, std=std)),
+                            device=torch.device("cpu"), dtype=torch.float32, net=net)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        DeepLabStage.probabilities(stage, to_tensor(pixels))
+    want = to_tensor(np.asarray(Image.fromarray(pixels).resize((10, 6), Image.BICUBIC)))
+    (size, autocast, got), = seen
+    assert size == (6, 10) and not autocast
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)

@@ -102,9 +102,10 @@ def test_random_walk_matches_the_dense_reference(chain):
     image = eval_transform(module.norm_mean, module.norm_std)(image=ds.load_image(image_id))["image"][None]
     h, w = image.shape[-2:]
     with torch.no_grad():
-        padded = F.pad(image, (0, 80 - w, 0, 80 - h))
-        logits = module.net(torch.cat([padded, padded.flip(-1)]))[:, 0]
-        boundary = torch.sigmoid(logits[0] / 2 + logits[1].flip(-1) / 2)[None, :16, :16].double()
+        # the thesis code's get_edge: the image and its mirror each padded right/bottom, cropped, mirror flipped back
+        padded = F.pad(torch.cat([image, image.flip(-1)]), (0, 80 - w, 0, 80 - h))
+        logits = module.net(padded)[:, 0, :16, :16]
+        boundary = torch.sigmoid(logits[0] / 2 + logits[1].flip(-1) / 2)[None].double()
         # seeds = the stride-4 CAMs CAM inference stored (stage.inference.seeds=stride4, the thesis code)
         cams = torch.from_numpy(z["cams_stride4"].astype(np.float64))[None]
         assert cams.shape[-2:] == (16, 16)

@@ -149,7 +149,12 @@ def test_cam_pseudo_masks_then_deeplab(run_stage):
         info = ArtifactDir(masks / split, ".png").check({"dataset": "synthetic", "split": split})
         assert info["count"] == n and info["threshold"] == cls_metrics["pseudo_masks/threshold"]
     metrics, run_dir = run_stage(*SMALL, f"stage.masks={masks}", "stage.eval_splits=[val]",
-                                 "stage.predict_splits=[val]", "stage.inference.crf={iterations:2}")
+                                 "stage.predict_splits=[val]", "stage.inference.crf={iterations:2}",
+                                 "stage.keep_best=true")
     assert "val/pseudo_miou" in metrics and "val/miou" not in metrics
+    # stage.keep_best: the best pseudo-mask validation epoch is written and predicts
+    assert (run_dir / "checkpoints" / "best.ckpt").is_file()
+    manifest = ArtifactDir(run_dir / "predictions" / "val", ".png").check({"split": "val"})
+    assert manifest["checkpoint"].endswith("best.ckpt")
     assert 0.0 <= metrics["predictions/val/miou"] <= 1.0
     assert json.loads((run_dir / "run.json").read_text())["stage"] == "deeplab"

@@ -46,3 +46,24 @@ def test_slurm_resources_follow_each_steps_trainer():
         "--nodes=1", "--ntasks-per-node=2", "--gpus-per-node=0"]
     assert slurm_resources({"trainer": {"accelerator": "auto", "devices": 1}}) == ["--nodes=1", "--ntasks-per-node=1"]
     assert slurm_resources({"trainer": {"accelerator": "gpu", "devices": "auto"}}) == []
+
+
+def test_the_sep2023_chain_runs_its_own_recipes_in_its_own_folders(tmp_path):
+    """experiment=voc12_rs269_sep2023: the 42e611d chain, each step on its `_sep2023` recipe, wired to the
+    sep2023 run folders (both chains can share one runs folder)."""
+    done = subprocess.run([sys.executable, "run.py", "pipeline=wsss", "experiment=voc12_rs269_sep2023",
+                           "trainer=ddp", "pipeline.dry_run=true", f"paths.runs_dir={tmp_path}"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, HYDRA_FULL_ERROR="1"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    written = (tmp_path / "pipeline/wsss/voc12/resnest269/sep2023/steps.txt").read_text().splitlines()
+    lines = [line.split(" -- ", 1)[1] for line in written]
+    for line, recipe in zip(lines, RECIPES.values()):
+        experiments = [a for a in line.split() if a.startswith("experiment=")]
+        assert experiments == [f"experiment={recipe or 'voc12_rs269'}_sep2023"], line
+    runs = f"{tmp_path}/"
+    assert f"stage.oc_checkpoint={runs}classifier/voc12/resnest269/sep2023/checkpoints/last.ckpt" in lines[1]
+    assert f"stage.inputs.cams={runs}pnoc/voc12/resnest269/sep2023/cams" in lines[2]
+    assert f"stage.inputs.pseudo_saliency={runs}ccam/voc12/resnest269/sep2023/pseudo_saliency" in lines[3]
+    assert f"stage.inputs.saliency={runs}saliency/voc12/resnet50/sep2023/saliency" in lines[4]
+    assert f"stage.masks={runs}affinity/voc12/resnest269/sep2023/pseudo_masks" in lines[5]

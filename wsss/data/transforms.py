@@ -77,11 +77,12 @@ def apply_op(name: str, image: Image.Image, v: int, sign: int = 1, fill: int = 0
 
 
 class RandAugment(A.DualTransform):
-    """RandAugment as the thesis code's `RandAugmentMC(n=2, m=10)`
-    (lucasdavid/PNOC@f250e0d:tools/ai/randaugment.py): `n` ops drawn with replacement from
-    :data:`RANDAUGMENT_OPS`, each applied with probability 0.5 at a strength v drawn uniformly in 1..m-1, then
-    one black 16x16 cutout (its centre uniform over the image, clipped at the border). Masks follow the
-    geometric ops (nearest, uncovered pixels and the cutout -> ignore)."""
+    """RandAugment as the thesis code's `RandAugmentMC(n=2, m=10)`: `n` ops drawn with
+    replacement from :data:`RANDAUGMENT_OPS`, each applied with probability 0.5 at a strength v drawn
+    uniformly in 1..m-1, then one black cutout (its centre uniform over the image, clipped at the border):
+    the box (x0, y0, x0 + 16, y0 + 16) filled with both corners included, as PIL's `ImageDraw.rectangle`
+    upstream (lucasdavid/PNOC@f250e0d:tools/ai/randaugment.py:47-65), so 17 x 17 pixels inside the image.
+    Masks follow the geometric ops (nearest, uncovered pixels and the cutout -> ignore)."""
 
     def __init__(self, n: int = 2, magnitude: int = 10, cutout: int = 16, p: float = 1.0):
         super().__init__(p=p)
@@ -107,16 +108,17 @@ class RandAugment(A.DualTransform):
         for name, v, sign in ops:
             image = apply_op(name, image, v, sign, fill, geometric_only)
         out = np.array(image)
-        x0, y0, x1, y1 = box
-        out[y0:y1, x0:x1] = fill
+        if box is not None:
+            x0, y0, x1, y1 = box
+            out[y0:y1 + 1, x0:x1 + 1] = fill   # corners included, as PIL's rectangle (slicing clips at the border)
         return out
 
-    def apply(self, img, ops=(), box=(0, 0, 0, 0), **params):
+    def apply(self, img, ops=(), box=None, **params):
         if img.dtype != np.uint8:
             raise ValueError(f"RandAugment expects uint8 images before normalisation, got {img.dtype}")
         return self._run(img, ops, box, 0, False)
 
-    def apply_to_mask(self, mask, ops=(), box=(0, 0, 0, 0), **params):
+    def apply_to_mask(self, mask, ops=(), box=None, **params):
         return self._run(mask, ops, box, IGNORE, True)
 
     def get_transform_init_args_names(self):

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from wsss.distributed import gather_rows
 from wsss.losses.classification import multilabel_soft_margin
 
 NO_CLASS = -1
@@ -67,6 +68,7 @@ def class_activation_mask(
     normalization: MaskNormalization = "batch",
     relu_before_resize: bool = True,
     eps: float = 1e-5,
+    gather_max: bool = False,
 ) -> Tensor:
     """Normalised map ``psi(A^r)`` of each image's erased class at image resolution: (B, 1, H, W) in [0, 1).
 
@@ -75,9 +77,12 @@ def class_activation_mask(
 
     normalization: "batch" divides by the maximum over the whole batch (OC-CSE's and the thesis code's
     soft mask), "image" by each image's own maximum (the thesis code's hard mask of P-NOC).
-    relu_before_resize: True (the thesis code, lucasdavid/PNOC@f250e0d:core/occse.py, for both masks) applies
-    ReLU on the CAM grid and then resizes; False resizes first (the original KAIST OC-CSE), which lets
-    negative activations pull the interpolated mask down near object borders (smaller, lighter masks).
+    relu_before_resize: True (the thesis code, lucasdavid/PNOC@f250e0d:core/occse.py, for both masks) applies ReLU
+    on the CAM grid and then resizes; False resizes first (the original KAIST OC-CSE), which lets negative
+    activations pull the interpolated mask down near object borders (smaller, lighter masks).
+    gather_max: under DDP, the "batch" maximum is taken over the images of every rank (the thesis code's
+    DataParallel computed the mask on the gathered batch: lucasdavid/PNOC@f250e0d:scripts/cam/train_poc.py:238,256,
+    core/occse.py); False takes each rank's own maximum. No effect in one process.
     Differentiable: gradients flow into ``cams`` (through the maximum too); detach the CAMs for a fixed mask.
     """
     if cams.ndim != 4:
@@ -92,7 +97,8 @@ def class_activation_mask(
     else:
         maps = F.relu(F.interpolate(maps, size=size, mode="bilinear", align_corners=False))
     if normalization == "batch":
-        peak = maps.amax()
+        peaks = maps.amax(dim=(1, 2, 3))
+        peak = (gather_rows(peaks) if gather_max else peaks).amax()
     elif normalization == "image":
         peak = maps.amax(dim=(1, 2, 3), keepdim=True)
     else:
@@ -115,10 +121,12 @@ def soft_erase_classes(
     normalization: MaskNormalization = "batch",
     relu_before_resize: bool = True,
     eps: float = 1e-5,
+    gather_max: bool = False,
 ) -> Tensor:
     """Images with their erased class softly removed by the generator's CAM (gradient flows into ``cams``).
-    ``relu_before_resize``: see :func:`class_activation_mask` (True: the thesis code)."""
-    mask = class_activation_mask(cams, erased, tuple(images.shape[-2:]), normalization, relu_before_resize, eps)
+    ``relu_before_resize``, ``gather_max``: see :func:`class_activation_mask` (True: the thesis code)."""
+    mask = class_activation_mask(cams, erased, tuple(images.shape[-2:]), normalization, relu_before_resize, eps,
+                                 gather_max)
     return soft_erase(images, mask.to(images.dtype))
 
 

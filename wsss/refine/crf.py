@@ -59,9 +59,12 @@ def _label_unary(labels: np.ndarray, n_labels: int, gt_prob: float) -> np.ndarra
     return unary
 
 
-def _prob_unary(probs: np.ndarray) -> np.ndarray:
-    """−log p with p clipped to [1e-5, 1]; (n, H·W)."""
+def _prob_unary(probs: np.ndarray, gt_prob: float | None = None) -> np.ndarray:
+    """−log p with p clipped to [1e-5, 1]; (n, H·W). With `gt_prob`, p is first mixed with the uniform
+    distribution: gt_prob·p + (1 − gt_prob)/n (pydensecrf's `unary_from_softmax(p, scale=gt_prob)`)."""
     n = probs.shape[0]
+    if gt_prob is not None:
+        probs = gt_prob * probs + (1.0 - gt_prob) / n
     return -np.log(np.clip(probs, PROB_CLIP, 1.0)).reshape(n, -1).astype(np.float32)
 
 
@@ -81,7 +84,7 @@ def _inference(image: np.ndarray, unary: np.ndarray, n_labels: int, iterations: 
 
 
 def crf_probabilities(image: np.ndarray, probs: np.ndarray, iterations: int = 10,
-                      params: PairwiseParams = DEEPLAB_V2_CRF) -> np.ndarray:
+                      params: PairwiseParams = DEEPLAB_V2_CRF, gt_prob: float | None = None) -> np.ndarray:
     """Refine class probabilities with a dense CRF (unary −log p).
 
     Args:
@@ -89,6 +92,8 @@ def crf_probabilities(image: np.ndarray, probs: np.ndarray, iterations: int = 10
         probs: (n, H, W) probabilities over n labels (each pixel should sum to 1).
         iterations: mean-field iterations.
         params: pairwise kernels; default the DeepLab-v2 set P-NOC uses at segmentation inference.
+        gt_prob: None = unary −log p; a value in (0, 1] mixes p with the uniform first (the thesis code's
+            `crf_inference(..., gt_prob)`, lucasdavid/PNOC@f250e0d:tools/ai/demo_utils.py:74).
 
     Returns:
         (n, H, W) float32 marginals; every pixel sums to 1.
@@ -97,10 +102,12 @@ def crf_probabilities(image: np.ndarray, probs: np.ndarray, iterations: int = 10
     if probs.ndim != 3 or probs.shape[0] < 1:
         raise ValueError(f"probs has shape {probs.shape}; expected (n_labels, H, W)")
     n, height, width = probs.shape
+    if gt_prob is not None and not 0.0 < gt_prob <= 1.0:
+        raise ValueError(f"inference.crf.gt_prob={gt_prob}; expected a value in (0, 1] or null")
     image = _check_image(image, height, width)
     if n == 1:
         return np.ones_like(probs)
-    return _inference(image, _prob_unary(probs), n, iterations, params)
+    return _inference(image, _prob_unary(probs, gt_prob), n, iterations, params)
 
 
 def crf_labels(image: np.ndarray, labels: np.ndarray, n_labels: int | None = None, iterations: int = 10,

@@ -1,5 +1,4 @@
-"""Saliency maps with multi-scale + flip test-time augmentation
-(lucasdavid/PNOC@f250e0d:scripts/ccam/inference.py, poolnet/).
+"""Saliency maps with multi-scale + flip test-time augmentation (C²AM-H inference, PoolNet test).
 
 Two activations:
 
@@ -23,14 +22,22 @@ ACTIVATIONS = ("relu", "sigmoid")
 
 def multiscale_saliency(logit_fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
                         scales: Sequence[float] = (0.5, 1.0, 1.5, 2.0), flip: bool = True,
-                        activation: str = "relu") -> torch.Tensor:
-    """Saliency (B, H, W) in [0, 1] at the input size; `logit_fn` maps images to (B, 1, h, w) logits."""
+                        activation: str = "relu", image_resize: str = "bilinear", upsample_stride: int = 1,
+                        mean: Sequence[float] | None = None, std: Sequence[float] | None = None
+                        ) -> torch.Tensor:
+    """Saliency (B, H, W) in [0, 1] at the input size; `logit_fn` maps images to (B, 1, h, w) logits.
+
+    image_resize, upsample_stride, mean, std: as :func:`wsss.cams.inference.multiscale_cams` (the thesis
+    code's C²AM inference resizes each scale with PIL bicubic and upsamples to 16·⌈H/16⌉ before cropping,
+    lucasdavid/PNOC@f250e0d:scripts/ccam/inference.py:91-100,119)."""
+    resize = dict(image_resize=image_resize, upsample_stride=upsample_stride, mean=mean, std=std)
     if activation == "relu":
-        total = multiscale_cams(logit_fn, images, scales, flip)[:, 0]
+        total = multiscale_cams(logit_fn, images, scales, flip, **resize)[:, 0]
         return total / (total.flatten(1).amax(1)[:, None, None] + EPS)
     if activation == "sigmoid":
         views = len(scales) * (2 if flip else 1)
-        total = multiscale_cams(lambda x: torch.sigmoid(logit_fn(x).float()), images, scales, flip)[:, 0]
+        sigmoid = lambda x: torch.sigmoid(logit_fn(x).float())  # noqa: E731
+        total = multiscale_cams(sigmoid, images, scales, flip, **resize)[:, 0]
         return (total / views).clamp(0.0, 1.0)
     raise ValueError(f"saliency activation={activation!r}; expected one of {ACTIVATIONS}")
 

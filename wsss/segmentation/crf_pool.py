@@ -17,20 +17,21 @@ from wsss.refine.pool import OrderedPool
 
 
 def label_map(probs: np.ndarray, image: np.ndarray | None = None, iterations: int = 0,
-              params: PairwiseParams = DEEPLAB_V2_CRF) -> np.ndarray:
+              params: PairwiseParams = DEEPLAB_V2_CRF, gt_prob: float | None = None) -> np.ndarray:
     """(H, W) uint8 argmax of `probs` (K, H, W), after `iterations` of dense CRF when > 0."""
     if iterations > 0:
         if image is None:
             raise ValueError("the dense CRF needs the RGB image of the prediction")
-        probs = crf_probabilities(image, probs, iterations, params)
+        probs = crf_probabilities(image, probs, iterations, params, gt_prob)
     if probs.shape[0] > 255:
         raise ValueError(f"{probs.shape[0]} classes do not fit a uint8 PNG (255 = ignore)")
     return np.argmax(probs, axis=0).astype(np.uint8)
 
 
 def write_label_map(root: str, suffix: str, image_id: str, probs: np.ndarray, image: np.ndarray | None,
-                    iterations: int, params: PairwiseParams) -> str:
-    ArtifactDir(root, suffix).write_png(image_id, label_map(probs, image, iterations, params), palette=True)
+                    iterations: int, params: PairwiseParams, gt_prob: float | None = None) -> str:
+    ArtifactDir(root, suffix).write_png(image_id, label_map(probs, image, iterations, params, gt_prob),
+                                        palette=True)
     return image_id
 
 
@@ -42,21 +43,23 @@ class LabelMapWriter:
         crf_iterations: mean-field iterations of the probability CRF (0 = plain argmax; 10 upstream).
         processes: CRF worker processes (1 = inline, no pool).
         params: CRF kernels (DeepLab-v2 set by default).
+        gt_prob: the softmax unary's mix with the uniform (None = plain −log p), see `crf_probabilities`.
     """
 
     def __init__(self, writer: ArtifactDir, crf_iterations: int = 0, processes: int = 1,
-                 params: PairwiseParams = DEEPLAB_V2_CRF):
+                 params: PairwiseParams = DEEPLAB_V2_CRF, gt_prob: float | None = None):
         if processes < 1:
             raise ValueError(f"inference.crf.processes={processes}; expected >= 1")
         self.writer = writer
         self.iterations = int(crf_iterations)
         self.params = params
+        self.gt_prob = gt_prob
         use_pool = processes > 1 and self.iterations > 0
         self.pool = OrderedPool(processes if use_pool else 1, window=2 * processes)
 
     def submit(self, image_id: str, probs: np.ndarray, image: np.ndarray | None = None) -> None:
         args = (str(self.writer.root), self.writer.suffix, image_id, np.asarray(probs, np.float32), image,
-                self.iterations, self.params)
+                self.iterations, self.params, self.gt_prob)
         if self.pool.pool is None:
             self.writer.write_png(image_id, label_map(*args[3:]), palette=True)
             return
@@ -83,13 +86,15 @@ class LabelMapWriter:
         self.close()
 
 
-def crf_params(cfg: dict | None) -> tuple[int, int, PairwiseParams]:
-    """(iterations, processes, kernels) from `inference.crf` (null = no CRF)."""
+def crf_params(cfg: dict | None) -> tuple[int, int, PairwiseParams, float | None]:
+    """(iterations, processes, kernels, gt_prob) from `inference.crf` (null = no CRF)."""
     if not cfg:
-        return 0, 1, DEEPLAB_V2_CRF
-    known = {"iterations", "processes", "params"}
+        return 0, 1, DEEPLAB_V2_CRF, None
+    known = {"iterations", "processes", "params", "gt_prob"}
     unknown = set(cfg) - known
     if unknown:
         raise ValueError(f"inference.crf has unknown keys {sorted(unknown)}; expected some of {sorted(known)}")
     params = PairwiseParams(**cfg["params"]) if cfg.get("params") else DEEPLAB_V2_CRF
-    return int(cfg.get("iterations", 10)), int(cfg.get("processes", 1)), params
+    gt_prob = cfg.get("gt_prob")
+    return int(cfg.get("iterations", 10)), int(cfg.get("processes", 1)), params, \
+        None if gt_prob is None else float(gt_prob)

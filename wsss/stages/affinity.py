@@ -12,9 +12,8 @@ The tasks other than `fit` and `predict` live in `wsss.refine.tasks` (the packag
 
 3. `predict` (the foundation task, through `predict_step`): boundary map with flip TTA, random walk of the
    stride-4 CAMs of the present classes (sparse, batched, on the module's device); npz `{keys, rw}` in
-   `run_dir/rw/<split>/`, rw (n, H, W) float16 divided by its global max, no background plane
-   (lucasdavid/PNOC@f250e0d:scripts/rw/inference.py: the background is a constant threshold applied
-   afterwards).
+   `run_dir/rw/<split>/`, rw (n, H, W) (float16 or float32: `inference.storage`) divided by its global max,
+   no background plane (the background is a constant threshold applied afterwards).
 4. `pseudo_masks`: constant background threshold + label CRF, palette PNGs in `run_dir/pseudo_masks/<split>/`.
 5. `evaluate`: mIoU against ground truth of the input CAMs and of the RW maps (threshold sweeps), of the
    pseudo masks and of the affinity labels (confident pixels). Ground truth is read here only.
@@ -31,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from wsss.artifacts import ArtifactDir, open_split
+from wsss.cams.storage import storage_dtype
 from wsss.data import transforms as T
 from wsss.data.datamodule import WSSSDataModule
 from wsss.data.datasets import TransformedSplit
@@ -46,6 +46,7 @@ from wsss.stages.base import Stage
 
 log = logging.getLogger(__name__)
 
+FLIP_VIEWS = ("image", "canvas")
 
 
 # -- data -------------------------------------------------------------------------------------------
@@ -210,13 +211,25 @@ class AffinityStage(Stage):
     def boundary_map(self, image: torch.Tensor) -> torch.Tensor:
         """Boundary probabilities (1, h, w) on the stride-4 grid of one normalised image (1, 3, H, W).
 
-        The image is zero-padded right/bottom to at least `inference.pad_to` first (IRN / P-NOC).
+        The image is zero-padded right/bottom to at least `inference.pad_to` first (IRN / P-NOC). With flips,
+        `inference.flip_view: image` mirrors the image before padding, so that both views have the padding on
+        their right, crops both to the grid and mirrors the second back (the thesis code's `get_edge`,
+        lucasdavid/PNOC@f250e0d:core/networks.py:361-367, scripts/rw/inference.py:114); `canvas` mirrors the
+        padded canvas instead (the padding then sits left of the mirrored image).
         """
         inf = self.scfg.get("inference", {})
         height, width = image.shape[-2:]
         pad_to = inf.get("pad_to") or 0
-        image = F.pad(image, (0, max(0, pad_to - width), 0, max(0, pad_to - height)))
+        pad = (0, max(0, pad_to - width), 0, max(0, pad_to - height))
         size = grid_size(height, width)
+        flip_view = inf.get("flip_view", "image")
+        if flip_view not in FLIP_VIEWS:
+            raise ValueError(f"stage.inference.flip_view={flip_view!r}; expected one of {FLIP_VIEWS}")
+        if inf.get("flip", True) and flip_view == "image":
+            views = F.pad(torch.cat([image, image.flip(-1)]), pad)
+            logits = self.net(views).float()[:, 0, :size[0], :size[1]]
+            return torch.sigmoid(logits[:1] / 2 + logits[1:].flip(-1) / 2)
+        image = F.pad(image, pad)
         if inf.get("flip", True):
             return self.net.boundary_with_flip(image, size=size)
         return self.net.boundary(image)[..., :size[0], :size[1]]
@@ -238,6 +251,7 @@ class AffinityStage(Stage):
     def predict_step(self, batch: dict, batch_idx: int) -> None:
         split = self.trainer.datamodule.predict_split
         cams = self.cam_input(split, self.trainer.datamodule.split(split).ids)
+        store = storage_dtype((self.scfg.get("inference") or {}).get("storage", "float16"))
         for i, image_id in enumerate(batch["id"]):
             image = batch["image"][i:i + 1]
             z = cams.read_npz(image_id)
@@ -246,6 +260,6 @@ class AffinityStage(Stage):
                                  f"{tuple(image.shape[-2:])}")
             rw = self.propagate_cams(image, z["cams"], rw_seeds(z, cams.path(image_id), self.scfg))
             self.cam_writer.write_npz(image_id, keys=z["keys"].astype(np.int64),
-                                      rw=rw.cpu().numpy().astype(np.float16))
+                                      rw=rw.cpu().numpy().astype(store))
 
 

@@ -15,6 +15,7 @@ from torchmetrics.classification import MultilabelAveragePrecision, MultilabelF1
 
 from wsss.artifacts import ArtifactDir
 from wsss.cams.inference import inference_precision, multiscale_cams_and_seeds, normalize_present
+from wsss.cams.storage import storage_dtype
 from wsss.losses.classification import multilabel_soft_margin
 from wsss.models.cam_head import CAMNet, kur_alpha
 from wsss.stages.base import Stage
@@ -98,10 +99,12 @@ class CAMStage(Stage):
                 self.raw_cams, images, inf.get("scales", (0.5, 1.0, 1.5, 2.0)), inf.get("flip", True),
                 inf.get("image_resize", "pil_bicubic"), int(inf.get("upsample_stride", 16)), data.mean, data.std,
                 seeds=bool(inf.get("stride4_seeds", True)))
+        store = storage_dtype(inf.get("storage", "float16"))
         for i, image_id in enumerate(batch["id"]):
             maps, keys = normalize_present(cams[i], batch["label"][i])
             extra = {}
             if seeds is not None:
-                extra["cams_stride4"] = normalize_present(seeds[i], batch["label"][i])[0].cpu().numpy().astype("float16")
+                stride4 = normalize_present(seeds[i], batch["label"][i])[0]
+                extra["cams_stride4"] = stride4.cpu().float().numpy().astype(store)
             self.cam_writer.write_npz(image_id, keys=keys.cpu().numpy().astype("int64"),
-                                      cams=maps.cpu().numpy().astype("float16"), **extra)
+                                      cams=maps.cpu().float().numpy().astype(store), **extra)

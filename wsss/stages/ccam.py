@@ -32,6 +32,7 @@ from wsss.distributed import gather_rows
 from wsss.losses.ccam import CCAMLoss, hint_map
 from wsss.models.ccam import CCAM, border_mean
 from wsss.saliency.data import SaliencyDataModule
+from wsss.cams.inference import inference_precision
 from wsss.saliency.inference import multiscale_saliency, to_uint8
 from wsss.stages.base import Stage
 
@@ -181,8 +182,13 @@ class CCAMStage(Stage):
 
     def predict_step(self, batch: dict, batch_idx: int) -> None:
         inf = self.scfg.get("inference") or {}
-        sal = multiscale_saliency(self.saliency_logits, batch["image"], inf.get("scales", (0.5, 1.0, 1.5, 2.0)),
-                                  inf.get("flip", True), inf.get("activation", "relu"))
+        data = self.trainer.datamodule
+        with inference_precision(self.device.type, bool(inf.get("fp32", True))):
+            images = batch["image"] if self.dtype == torch.bfloat16 else batch["image"].float()
+            sal = multiscale_saliency(self.saliency_logits, images, inf.get("scales", (0.5, 1.0, 1.5, 2.0)),
+                                      inf.get("flip", True), inf.get("activation", "relu"),
+                                      inf.get("image_resize", "pil_bicubic"),
+                                      int(inf.get("upsample_stride", 16)), data.mean, data.std)
         for i, image_id in enumerate(batch["id"]):
             self.saliency_writer.write_png(image_id, to_uint8(sal[i]))
 

@@ -6,8 +6,8 @@ with an optional dense CRF, mIoU tables and the VOC test-server export
   affinity stage's `pseudo_masks`), or `gt` (ground truth: the fully supervised upper bound).
 * No peeking: training on pseudo masks validates on the pseudo masks of `stage.val_split` (or not at
   all when the folder lacks that split) and logs `val/pseudo_miou`; only a `masks: gt` run logs
-  `val/miou`. The checkpoint kept is always the last one (no selection on any validation score), unlike
-  upstream, which keeps the best val-GT checkpoint (lucasdavid/PNOC@f250e0d:scripts/segmentation/train.py).
+  `val/miou`. Predictions use the last checkpoint, or with `stage.keep_best` the epoch with the best
+  validation mIoU against that same masks folder (the thesis code's selection: pseudo masks, never GT).
 * Tasks: `fit`, `predict` (palette PNGs in `<run_dir>/predictions/<split>/`), `evaluate` (mIoU +
   per-class IoU, `wsss.segmentation.tasks.segmentation_evaluate`), `export` (VOC server layout).
 """
@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from wsss.artifacts import ArtifactDir
+from wsss.cams.inference import inference_precision
 from wsss.metrics.segmentation import IGNORE, ConfusionMatrixMetric
 from wsss.models.deeplab import DeepLabV3Plus
 from wsss.segmentation.crf_pool import LabelMapWriter, crf_params
@@ -95,18 +96,44 @@ class DeepLabStage(Stage):
     def on_validation_epoch_end(self) -> None:
         # Named by what it was measured against: only a fully supervised run sees GT here.
         key = "val/miou" if self.uses_gt else "val/pseudo_miou"
-        self.log(key, self.val_confusion.compute()["miou"].float(), sync_dist=False)
+        miou = self.val_confusion.compute()["miou"].float()
+        self.log(key, miou, sync_dist=False)
         self.val_confusion.reset()
+        self.keep_if_best(float(miou))
+
+    # -- best validation epoch (stage.keep_best) -------------------------------------------------
+    best_val_miou: float = -1.0
+
+    def keep_if_best(self, miou: float) -> None:
+        """With `stage.keep_best`, write checkpoints/best.ckpt whenever the validation mIoU (of the masks
+        folder's val split: pseudo masks, no ground truth) beats every earlier one, as the thesis code's
+        scripts/segmentation/train.py:234-245 (lucasdavid/PNOC@f250e0d); predict then uses it."""
+        if not self.scfg.get("keep_best") or self.trainer.sanity_checking or miou <= self.best_val_miou:
+            return
+        self.best_val_miou = miou
+        self.trainer.save_checkpoint(self.run_dir / "checkpoints" / "best.ckpt", weights_only=True)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["best_val_miou"] = self.best_val_miou   # a resumed run keeps comparing with it
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self.best_val_miou = float(checkpoint.get("best_val_miou", -1.0))
 
     # -- inference ------------------------------------------------------------------------------
     def probabilities(self, images: torch.Tensor) -> torch.Tensor:
         inf = self.scfg.get("inference") or {}
-        return multiscale_probabilities(self.net, images, inf.get("scales", DEFAULT_SCALES), inf.get("flip", True),
-                                        inf.get("fuse", "softmax"))
+        data = self.trainer.datamodule
+        with inference_precision(self.device.type, bool(inf.get("fp32", False))):
+            images = images if self.dtype == torch.bfloat16 else images.float()
+            return multiscale_probabilities(self.net, images, inf.get("scales", DEFAULT_SCALES),
+                                            inf.get("flip", True), inf.get("fuse", "softmax"),
+                                            inf.get("image_resize", "bilinear"), data.mean, data.std)
 
     def on_predict_start(self) -> None:
-        iterations, processes, params = crf_params((self.scfg.get("inference") or {}).get("crf"))
-        self._label_maps = LabelMapWriter(self.cam_writer, iterations, processes, params)
+        iterations, processes, params, gt_prob = crf_params((self.scfg.get("inference") or {}).get("crf"))
+        self._label_maps = LabelMapWriter(self.cam_writer, iterations, processes, params, gt_prob)
 
     def predict_step(self, batch: dict, batch_idx: int) -> None:
         probs = self.probabilities(batch["image"]).cpu().numpy()

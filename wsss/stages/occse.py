@@ -100,7 +100,8 @@ class OCCSEStage(GeneratorStage):
         o = self.scfg["occse"]
         erased = self.draw_erased(labels, step)
         erased_images = soft_erase_classes(images, cams.float(), erased, o.get("mask_normalization", "batch"),
-                                           bool(o.get("relu_before_resize", True)))
+                                           bool(o.get("relu_before_resize", True)),
+                                           gather_max=bool(o.get("gather_batch_max", True)))
         oc_logits, _ = self.oc(erased_images)
         cse = occse_loss(oc_logits, labels, erased, self.scfg.get("label_smoothing", 0.0))
         return {"cse": cse, "lambda_cse": ramp(o["cse_ramp"], step, total)}, erased
