@@ -142,9 +142,9 @@ def build_trainer(cfg: dict, module: Stage, run_dir: Path) -> L.Trainer:
     callbacks = []
     if os.environ.get("SLURM_JOB_ID") and t.get("enable_progress_bar", True):
         callbacks.append(TQDMProgressBar(refresh_rate=50))  # readable in cluster log files
-    if module.scfg.get("max_steps"):  # a budget in optimiser steps, whatever the set's size: epochs follow
+    if module.scfg.get("max_steps"):  # a budget in optimiser steps, whatever the set's size (max_epochs: null)
         t.setdefault("max_steps", int(module.scfg["max_steps"]))
-        t.setdefault("max_epochs", -1)
+        t.setdefault("max_epochs", -1 if module.scfg.get("max_epochs") is None else module.scfg["max_epochs"])
     t.setdefault("max_epochs", module.scfg.get("max_epochs"))
     callbacks += reliability_callbacks(cfg, run_dir)  # signals, RNG states, NaN guard (wsss/reliability)
     return L.Trainer(default_root_dir=run_dir, strategy=strategy, logger=loggers or False, callbacks=callbacks,
