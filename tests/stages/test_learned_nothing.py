@@ -31,7 +31,7 @@ def test_check_writes_the_verdict_only_at_or_below_the_trivial_score(tmp_path, c
 
 
 def test_deeplab_with_lr_0_ends_with_the_warning(run_stage, caplog):
-    small = ["stage=deeplab", "stage.model.decoder_channels=32", "stage.masks=gt", "stage.lr=0", "stage.max_steps=2",
+    small = ["stage=deeplab", "stage.model.decoder_channels=32", "stage.masks=gt", "stage.lr=0", "+trainer.limit_train_batches=1",
              "tasks=[fit]"]
     with caplog.at_level(logging.WARNING):
         _, run_dir = run_stage(*small)
