@@ -325,7 +325,8 @@ def check_cams_learned(ctx: "Context", curves: dict) -> None:
     name = "val" if "val" in curves else (val if val in curves else next(iter(curves), None))
     if name is not None:
         r = curves[name]
-        learned.check(ctx.run_dir, f"{ctx.plain['stage'].get('name', 'stage')} ({ctx.module.artifact} on {name})", r.best_miou,
+        what = f"{ctx.plain['stage'].get('name', 'stage')} ({ctx.module.artifact} on {name})"
+        learned.check(ctx.run_dir, what, r.best_miou,
                       r.background_miou, learned.ADVICE["cams"],
                       ctx.plain["stage"].get("learned_nothing_margin", learned.DEFAULT_MARGIN))
 

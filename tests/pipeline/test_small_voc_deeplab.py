@@ -1,7 +1,7 @@
-"""DeepLab learns on a small set of a user's own: 80 train_aug / 20 val images, 20 classes (tests/fixtures/voc_small.py),
-at the synthetic recipe's budget (conf/pipeline/wsss.yaml). From scratch it predicted background everywhere (val
-6.1 % on pseudo masks of 56.1 %); its backbone now starts from the CAM stage's. The steps between the classifier
-and the affinity step are left out to keep the test short: DeepLab's recipe is the same."""
+"""DeepLab learns on a small set of a user's own: 80 train_aug / 20 val images, 20 classes
+(tests/fixtures/voc_small.py), at the synthetic recipe's budget (conf/pipeline/wsss.yaml). From scratch it
+predicted background everywhere; its backbone now starts from the CAM stage's. The steps between the
+classifier and the affinity step are left out to keep the test short: DeepLab's recipe is the same."""
 import json
 import os
 import subprocess
