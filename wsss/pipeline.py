@@ -35,6 +35,7 @@ import fnmatch
 import json
 import logging
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -47,6 +48,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from wsss import learned
 from wsss.artifacts import (MANIFEST, RESUMABLE_KEYS, ArtifactDir, atomic_write_json, atomic_write_text, config_hash,
                             stale_reason)
 
@@ -370,7 +372,37 @@ def print_table(rows: list[dict], columns: list[str], title: str) -> None:
     Console(width=max(console.width, needed)).print(table)
 
 
-def execute(steps: list[Step], out_dir: Path, cwd: Path, name: str, title: str) -> dict:
+def children_cpu_seconds() -> float:
+    """user + sys CPU time of the finished child processes (the steps and their data-loader workers)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def stop_after(step: Step, steps: list[Step], out_dir: Path, title: str, stop: bool) -> None:
+    """Marks a step that learned nothing; stopping there still writes the table of the steps so far."""
+    try:
+        mark_if_learned_nothing(step, stop)
+    except PipelineError:
+        record(steps, out_dir)
+        write_summary([s for s in steps if s.status != "pending"], out_dir, title)
+        raise
+
+
+def mark_if_learned_nothing(step: Step, stop: bool) -> None:
+    """A step whose run left a learned-nothing verdict (wsss/learned.py) is marked in the table; with
+    `pipeline.stop_if_learned_nothing=true` the pipeline stops after it."""
+    message = learned.verdict(step.run_dir)
+    if message is None:
+        return
+    step.status += " · LEARNED NOTHING"
+    log.warning("step %s: %s", step.id, message)
+    if stop:
+        raise PipelineError(f"step {step.id!r} (stage={step.stage}) learned nothing, and "
+                            f"pipeline.stop_if_learned_nothing=true stops here: {message}")
+
+
+def execute(steps: list[Step], out_dir: Path, cwd: Path, name: str, title: str,
+            stop_if_learned_nothing: bool = False) -> dict:
     by_id = {s.id: s for s in steps}
     out_dir.mkdir(parents=True, exist_ok=True)
     for s in steps:
@@ -378,10 +410,11 @@ def execute(steps: list[Step], out_dir: Path, cwd: Path, name: str, title: str) 
         if reason is None:
             s.status, s.seconds = "up to date", s.recorded_seconds()
             log.info("step %s (stage=%s): up to date in %s", s.id, s.stage, s.run_dir)
+            stop_after(s, steps, out_dir, title, stop_if_learned_nothing)
             continue
         log.info("step %s (stage=%s): runs (%s)", s.id, s.stage, reason)
         check_inputs(s, by_id)
-        start = time.monotonic()
+        start, cpu_start = time.monotonic(), children_cpu_seconds()
         s.status = "running"
         s.time_file.unlink(missing_ok=True)  # a stale time must not outlive the run it timed
         record(steps, out_dir)
@@ -394,10 +427,13 @@ def execute(steps: list[Step], out_dir: Path, cwd: Path, name: str, title: str) 
             raise
         s.seconds = time.monotonic() - start
         s.status = "ran"
-        atomic_write_json(s.time_file, {"seconds": round(s.seconds, 1), "pipeline": name})
+        cpu = round(children_cpu_seconds() - cpu_start, 1)
+        log.info("step %s: %.1f s wall, %.1f s CPU (user + sys of its processes)", s.id, s.seconds, cpu)
+        atomic_write_json(s.time_file, {"seconds": round(s.seconds, 1), "cpu_seconds": cpu, "pipeline": name})
         left = why_not_done(s, check_config=False)
         if left:
             raise PipelineError(f"step {s.id!r} exited 0 but its run folder is not complete ({left}): {s.run_dir}")
+        stop_after(s, steps, out_dir, title, stop_if_learned_nothing)
     record(steps, out_dir)
     return write_summary(steps, out_dir, title)
 
@@ -471,7 +507,8 @@ def run_pipeline(cfg: DictConfig) -> dict:
     if spec.get("dry_run"):
         return show_plan(steps, Path(hc.runtime.output_dir))
     title = f"pipeline {spec.get('name')} · {cfg.dataset.name} · {cfg.backbone.name} · {run_name}"
-    metrics = execute(steps, Path(hc.runtime.output_dir), Path(hc.runtime.cwd), str(spec.get("name")), title)
+    metrics = execute(steps, Path(hc.runtime.output_dir), Path(hc.runtime.cwd), str(spec.get("name")), title,
+                      bool(spec.get("stop_if_learned_nothing", False)))
     from wsss.reports import write_reports  # the pipeline file's `reports:` (thesis analyses of the runs)
 
     write_reports(spec.get("reports"), steps, Path(hc.runtime.output_dir), context)

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import TQDMProgressBar
 from pytorch_lightning.strategies import DDPStrategy
 
+from wsss import learned
 from wsss.artifacts import (RESUMABLE_KEYS, ArtifactDir, atomic_write_json, atomic_write_text, checkpoint_identity,
                             config_hash, folder_identity, open_split)
 from wsss.data.scan import scan_for_run
@@ -141,6 +142,9 @@ def build_trainer(cfg: dict, module: Stage, run_dir: Path) -> L.Trainer:
     callbacks = []
     if os.environ.get("SLURM_JOB_ID") and t.get("enable_progress_bar", True):
         callbacks.append(TQDMProgressBar(refresh_rate=50))  # readable in cluster log files
+    if module.scfg.get("max_steps"):  # a budget in optimiser steps, whatever the set's size (max_epochs: null)
+        t.setdefault("max_steps", int(module.scfg["max_steps"]))
+        t.setdefault("max_epochs", -1 if module.scfg.get("max_epochs") is None else module.scfg["max_epochs"])
     t.setdefault("max_epochs", module.scfg.get("max_epochs"))
     callbacks += reliability_callbacks(cfg, run_dir)  # signals, RNG states, NaN guard (wsss/reliability)
     return L.Trainer(default_root_dir=run_dir, strategy=strategy, logger=loggers or False, callbacks=callbacks,
@@ -175,6 +179,8 @@ def fit(ctx: "Context") -> dict:
                    ctx.plain["backbone"]["name"])
     if ckpt:
         log.info("resuming from %s", ckpt)
+    if ctx.trainer.is_global_zero:
+        learned.forget(ctx.run_dir)  # the verdict of an earlier fit in this folder no longer holds
     ctx.trainer.fit(ctx.module, datamodule=ctx.dm, ckpt_path=ckpt)
     ctx.trained = True
     ctx.weights = kept_checkpoint(ctx.plain, ctx.run_dir)  # last.ckpt: the weights in memory
@@ -315,6 +321,7 @@ def evaluate(ctx: "Context") -> dict:
             metrics.update({f"{ctx.module.artifact}/{name}/{k}": v for k, v in r.as_dict().items()})
             if crf is None:  # the thesis's Table 7 value beside ours when this is one of its runs
                 metrics.update(beside_cam_miou(ctx.plain, split, f"{ctx.module.artifact}/{name}", r.best_miou))
+    check_cams_learned(ctx, curves)
     if curves:
         plot_curve(curves, ctx.run_dir / f"{ctx.module.artifact}_miou_curve.png")
         from wsss.logging_utils import log_evaluation
@@ -322,6 +329,19 @@ def evaluate(ctx: "Context") -> dict:
         log_evaluation(ctx.trainer.loggers, metrics, ctx.run_dir, ctx.module.artifact, dataset=ctx.dm.split(split),
                        artifact_dir=cams.root)
     return metrics
+
+
+def check_cams_learned(ctx: "Context", curves: dict) -> None:
+    """CAMs at their best threshold no better than all background: the step learned nothing (wsss/learned.py)."""
+    learned.forget(ctx.run_dir)
+    val = ctx.plain["dataset"].get("val_split", "val")
+    name = "val" if "val" in curves else (val if val in curves else next(iter(curves), None))
+    if name is not None:
+        r = curves[name]
+        what = f"{ctx.plain['stage'].get('name', 'stage')} ({ctx.module.artifact} on {name})"
+        learned.check(ctx.run_dir, what, r.best_miou,
+                      r.background_miou, learned.ADVICE["cams"],
+                      ctx.plain["stage"].get("learned_nothing_margin", learned.DEFAULT_MARGIN))
 
 
 class Context:
@@ -370,4 +390,6 @@ def run(cfg: DictConfig) -> dict:
             metrics.update(TASKS[name](ctx) or {})
     if ctx.trainer.is_global_zero:
         atomic_write_json(ctx.run_dir / "metrics.json", metrics)
+        if learned.verdict(ctx.run_dir):  # again at the end, where the user looks
+            log.warning(learned.verdict(ctx.run_dir))
     return metrics

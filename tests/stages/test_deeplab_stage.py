@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -158,3 +159,13 @@ def test_cam_pseudo_masks_then_deeplab(run_stage):
     assert manifest["checkpoint"].endswith("best.ckpt")
     assert 0.0 <= metrics["predictions/val/miou"] <= 1.0
     assert json.loads((run_dir / "run.json").read_text())["stage"] == "deeplab"
+
+
+def test_max_steps_is_the_budget_only_without_max_epochs(make_cfg):
+    from wsss.tasks import build_trainer
+
+    for epochs, expected in (("null", (-1, 7)), ("1", (1, 7))):
+        cfg = OmegaConf.to_container(make_cfg(*SMALL, "stage.masks=gt", f"stage.max_epochs={epochs}",
+                                              "stage.max_steps=7", "logger=none"), resolve=True)
+        trainer = build_trainer(cfg, DeepLabStage(cfg), Path(cfg["paths"]["run_dir"]))
+        assert (trainer.max_epochs, trainer.max_steps) == expected

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from wsss.artifacts import ArtifactDir
 from wsss.data.ground_truth import ground_truth_mask
+from wsss.learned import all_background_miou
 from wsss.metrics.segmentation import confusion_matrices, iou_per_class
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ class SweepResult:
     classes: list[str]
     images: int = 0            # images scored, and their ground-truth pixels (void aside)
     pixels: int = 0
+    background_miou: float = float("nan")  # predicting background everywhere, on the same pixels
 
     def as_dict(self, prefix: str = "") -> dict:
         d = {"thresholds": self.thresholds, "miou_curve": self.miou, "best_threshold": self.best_threshold,
@@ -103,7 +105,8 @@ def sweep(dataset, cam_dir: str | Path, thresholds: Sequence[float] | None = Non
     best = int(curve.argmax())
     classes = ["background", *dataset.classes]
     return SweepResult(thresholds, [float(v) for v in curve], thresholds[best], float(curve[best]),
-                       [float(v) for v in ious[best]], classes, images, int(confusion[best].sum()))
+                       [float(v) for v in ious[best]], classes, images, int(confusion[best].sum()),
+                       all_background_miou(confusion[best].cpu()))
 
 
 def _crf_refiner(crf: dict):

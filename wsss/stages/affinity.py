@@ -36,13 +36,12 @@ from wsss.data.datamodule import WSSSDataModule
 from wsss.data.datasets import TransformedSplit
 from wsss.losses.affinity import affinity_loss
 from wsss.models.affinitynet import AffinityNet
-from wsss.models.checkpoints import load_checkpoint, load_matching, state_dict_of
 from wsss.optim import sgd_poly
 from wsss.refine.pairs import PairIndex, affinity_from_boundary, downsample_labels, grid_size, pair_labels
 from wsss.refine.random_walk import random_walk, upsample_and_normalise
 from wsss.refine.rw_seeds import rw_seeds, seed_maps
 from wsss.refine.tasks import LABELS, RW, evaluate_affinity
-from wsss.stages.base import Stage
+from wsss.stages.base import Stage, load_backbone_from
 
 log = logging.getLogger(__name__)
 
@@ -94,18 +93,6 @@ class AffinityDataModule(WSSSDataModule):
         tf = T.train_transform(c["crop_size"], c["min_size"], c["max_size"], self.mean, self.std, **self.augment)
         ds = TransformedSplit(LabelledSplit(split, labels), tf, ids, require_label=True)
         return self._loader(ds, self.batch_size, shuffle=True, drop_last=len(ds) >= 2 * self.batch_size)
-
-
-def load_backbone_from(backbone: torch.nn.Module, path: str | Path, backbone_name: str,
-                       prefix: str = "net.backbone.") -> None:
-    """Initialise the backbone from a stage checkpoint (e.g. the classifier's), tensors under `prefix`; a
-    checkpoint of another backbone is refused naming both (not a state-dict dump)."""
-    state = state_dict_of(load_checkpoint(path, "stage.backbone_checkpoint"))
-    picked = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-    if not picked:
-        raise ValueError(f"{path}: no tensor under {prefix!r}; expected a checkpoint of a CAM stage")
-    load_matching(backbone, picked, path, "stage.backbone_checkpoint", backbone_name)
-    log.info("backbone initialised from %s (%d tensors)", path, len(picked))
 
 
 # -- the stage --------------------------------------------------------------------------------------

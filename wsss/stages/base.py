@@ -16,6 +16,18 @@ from wsss.optim import param_groups, sgd_poly
 log = logging.getLogger(__name__)
 
 
+def load_backbone_from(backbone: torch.nn.Module, path: str | Path, backbone_name: str,
+                       prefix: str = "net.backbone.") -> None:
+    """Initialise the backbone from a stage checkpoint (e.g. the classifier's), tensors under `prefix`; a
+    checkpoint of another backbone is refused naming both (not a state-dict dump)."""
+    state = state_dict_of(load_checkpoint(path, "stage.backbone_checkpoint"))
+    picked = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    if not picked:
+        raise ValueError(f"{path}: no tensor under {prefix!r}; expected a checkpoint of a CAM stage")
+    load_matching(backbone, picked, path, "stage.backbone_checkpoint", backbone_name)
+    log.info("backbone initialised from %s (%d tensors)", path, len(picked))
+
+
 class Stage(L.LightningModule):
     """A LightningModule built from the whole resolved config (a plain dict).
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from wsss import learned
 from wsss.artifacts import ArtifactDir
 from wsss.cams.inference import inference_precision
 from wsss.metrics.segmentation import IGNORE, ConfusionMatrixMetric
@@ -25,7 +26,7 @@ from wsss.models.deeplab import DeepLabV3Plus
 from wsss.segmentation.crf_pool import LabelMapWriter, crf_params
 from wsss.segmentation.data import SegmentationDataModule
 from wsss.segmentation.inference import DEFAULT_SCALES, multiscale_probabilities
-from wsss.stages.base import Stage
+from wsss.stages.base import Stage, load_backbone_from
 
 
 def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, label_smoothing: float = 0.0,
@@ -54,9 +55,12 @@ class DeepLabStage(Stage):
                                  decoder_dropouts=m.get("decoder_dropouts", (0.5, 0.1)),
                                  low_level_stage=m.get("low_level_stage", 0),
                                  align_corners=m.get("align_corners", True), gn_groups=m.get("gn_groups", 4))
+        if self.scfg.get("backbone_checkpoint"):  # e.g. the CAM stage's: trained on the same images
+            load_backbone_from(self.net.backbone, self.scfg["backbone_checkpoint"], self.cfg["backbone"]["name"])
         self.val_confusion = ConfusionMatrixMetric(self.num_classes + 1)
         self.cam_writer: ArtifactDir | None = None  # set by the predict task (name shared with CAM stages)
         self._label_maps: LabelMapWriter | None = None
+        self.last_val: tuple[str, float, float] | None = None
 
     @property
     def uses_gt(self) -> bool:
@@ -98,6 +102,8 @@ class DeepLabStage(Stage):
         key = "val/miou" if self.uses_gt else "val/pseudo_miou"
         miou = self.val_confusion.compute()["miou"].float()
         self.log(key, miou, sync_dist=False)
+        if not self.trainer.sanity_checking:
+            self.last_val = (key, float(miou), learned.all_background_miou(self.val_confusion.confusion))
         self.val_confusion.reset()
         self.keep_if_best(float(miou))
 
@@ -120,6 +126,15 @@ class DeepLabStage(Stage):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         super().on_load_checkpoint(checkpoint)
         self.best_val_miou = float(checkpoint.get("best_val_miou", -1.0))
+
+    def on_fit_start(self) -> None:
+        self.last_val = None  # (metric, score, all-background score) of the latest validation
+
+    def on_fit_end(self) -> None:
+        if self.trainer.is_global_zero and self.last_val is not None:
+            key, score, trivial = self.last_val
+            learned.check(self.run_dir, f"deeplab ({key})", score, trivial, learned.ADVICE["deeplab"],
+                          self.scfg.get("learned_nothing_margin", learned.DEFAULT_MARGIN))
 
     # -- inference ------------------------------------------------------------------------------
     def probabilities(self, images: torch.Tensor) -> torch.Tensor:
