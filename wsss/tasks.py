@@ -20,6 +20,7 @@ from wsss.artifacts import (RESUMABLE_KEYS, ArtifactDir, atomic_write_json, atom
                             config_hash, folder_identity, open_split)
 from wsss.data.scan import scan_for_run
 from wsss.reliability import AtomicCheckpointIO, check_disk_for_predict, reliability_callbacks
+from wsss.reliability.run_lock import hold_run_folder
 from wsss.reliability.signals import stop_on_signal
 from wsss.stages.base import Stage
 from wsss.thesis import beside_classification
@@ -343,6 +344,11 @@ class Context:
 
 
 def run(cfg: DictConfig) -> dict:
+    with hold_run_folder(cfg.paths.run_dir):  # one writer per run folder (wsss/reliability/run_lock.py)
+        return run_tasks(cfg)
+
+
+def run_tasks(cfg: DictConfig) -> dict:
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     if cfg.get("matmul_precision"):

@@ -8,6 +8,7 @@
 - `nonfinite.NonFiniteLossGuard`: stop (or skip the batch) on a NaN/Inf loss; never checkpoint NaN weights.
 - `checkpoint_io.AtomicCheckpointIO`: a kill while `last.ckpt` is written leaves the old one intact.
 - `disk.check_disk_for_predict`: fail before a predict pass that cannot fit on the disk.
+- `run_lock.hold_run_folder`: one writer per run folder (`run.lock`, refusing a second one, naming the holder).
 """
 from __future__ import annotations
 
