@@ -34,7 +34,6 @@ import fnmatch
 import json
 import logging
 import os
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -48,6 +47,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from wsss.artifacts import (MANIFEST, RESUMABLE_KEYS, ArtifactDir, atomic_write_json, atomic_write_text, config_hash,
                             stale_reason)
+from wsss.reliability.children import run_child
+from wsss.reliability.run_lock import hold_run_folder
 
 log = logging.getLogger("wsss.pipeline")
 
@@ -291,7 +292,7 @@ def check_inputs(step: Step, steps: dict[str, Step]) -> None:
 def run_step(step: Step, cwd: Path, pipeline_name: str) -> None:
     env = dict(os.environ, WSSS_PIPELINE=pipeline_name, WSSS_PIPELINE_STEP=step.id)
     log.info("step %s: %s", step.id, " ".join(step.command()[1:]))
-    rc = subprocess.run(step.command(), cwd=cwd, env=env).returncode
+    rc = run_child(step.command(), cwd=cwd, env=env)  # stopped with the pipeline (wsss/reliability/children.py)
     if rc != 0:
         raise PipelineError(f"step {step.id!r} (stage={step.stage}) failed with exit status {rc}; see "
                             f"{step.run_dir / 'app.log'}. Run the pipeline again to resume from this step.")
@@ -463,7 +464,8 @@ def run_pipeline(cfg: DictConfig) -> dict:
     if spec.get("dry_run"):
         return show_plan(steps, Path(hc.runtime.output_dir))
     title = f"pipeline {spec.get('name')} · {cfg.dataset.name} · {cfg.backbone.name} · {run_name}"
-    metrics = execute(steps, Path(hc.runtime.output_dir), Path(hc.runtime.cwd), str(spec.get("name")), title)
+    with hold_run_folder(hc.runtime.output_dir):  # one pipeline per folder (wsss/reliability/run_lock.py)
+        metrics = execute(steps, Path(hc.runtime.output_dir), Path(hc.runtime.cwd), str(spec.get("name")), title)
     from wsss.reports import write_reports  # the pipeline file's `reports:` (thesis analyses of the runs)
 
     write_reports(spec.get("reports"), steps, Path(hc.runtime.output_dir), context)

@@ -135,3 +135,18 @@ def test_two_identical_commands_started_together_one_runs_one_is_refused(tmp_pat
     assert "is being written by another run" in refused and f"pid {winner} on" in refused, refused[-3000:]
     assert (run_dir_of(runs, "twice") / "checkpoints" / "last.ckpt").is_file()
     assert (run_dir_of(runs, "twice") / LOCK).read_text() == ""
+
+
+def test_a_pipeline_holds_its_own_folder(tmp_path, data_dir):
+    from tests.pipeline.test_resume import run_py, settings, write_pipeline
+
+    conf = write_pipeline(tmp_path, "one")
+    proc = holder_process(tmp_path / "runs" / "pipeline" / "one" / "default")
+    try:
+        refused = run_py(f"hydra.searchpath=[file://{conf}]", "pipeline=one", *settings(tmp_path, data_dir))
+    finally:
+        proc.kill()
+        proc.wait()
+    out = refused.stdout + refused.stderr
+    assert refused.returncode != 0 and f"pid {proc.pid} on" in out, out[-3000:]
+    assert not (tmp_path / "runs" / "classifier").exists()  # no step started
