@@ -20,7 +20,8 @@ from wsss.artifacts import (RESUMABLE_KEYS, ArtifactDir, atomic_write_json, atom
                             config_hash, folder_identity, open_split)
 from wsss.data.scan import scan_for_run
 from wsss.reliability import AtomicCheckpointIO, check_disk_for_predict, reliability_callbacks
-from wsss.reliability.run_lock import hold_run_folder
+from wsss.reliability.history import merge_metrics, new_invocation
+from wsss.reliability.run_lock import hold_run_folder, is_launch_rank_zero
 from wsss.reliability.signals import stop_on_signal
 from wsss.stages.base import Stage
 from wsss.thesis import beside_classification
@@ -345,6 +346,8 @@ class Context:
 
 def run(cfg: DictConfig) -> dict:
     with hold_run_folder(cfg.paths.run_dir):  # one writer per run folder (wsss/reliability/run_lock.py)
+        if is_launch_rank_zero():
+            new_invocation()  # the name of this run's rows in logs/metrics.csv and metrics.json
         return run_tasks(cfg)
 
 
@@ -361,6 +364,6 @@ def run_tasks(cfg: DictConfig) -> dict:
     with stop_on_signal(ctx.trainer.is_global_zero):  # outside Lightning's loops: stop (+ requeue) at once
         for name in ctx.tasks():
             metrics.update(TASKS[name](ctx) or {})
-    if ctx.trainer.is_global_zero:
-        atomic_write_json(ctx.run_dir / "metrics.json", metrics)
+    if ctx.trainer.is_global_zero:  # earlier invocations' keys kept (wsss/reliability/history.py)
+        metrics = merge_metrics(ctx.run_dir / "metrics.json", metrics)
     return metrics
