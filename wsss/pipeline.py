@@ -229,7 +229,7 @@ def plan(pipeline: dict, general: list[str], stage_overrides: list[str], run_nam
                     step.inputs[value] = earlier.id
                     if earlier.id not in step.needs:
                         step.needs.append(earlier.id)
-        clash = next((s for s in steps if s.run_dir == run_dir), None)
+        clash = next((s for s in steps if s.run_dir.resolve() == run_dir.resolve()), None)  # as on disk
         if clash:
             raise PipelineError(f"steps {clash.id!r} and {sid!r} would share the run folder {run_dir}; give one "
                                 f"of them its own run_name (e.g. run_name=${{run_name}}_{sid} in its overrides)")
