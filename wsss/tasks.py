@@ -159,11 +159,8 @@ def last_checkpoint(run_dir: Path) -> Path | None:
 def fit(ctx: "Context") -> dict:
     own_last = ctx.cfg.get("ckpt_path") == "last"
     ckpt = last_checkpoint(ctx.run_dir) if own_last else ctx.cfg.get("ckpt_path")
-    if ckpt and not own_last:  # another run's checkpoint: check names and shapes before Lightning restores it
-        from wsss.models.checkpoints import check_fits, load_checkpoint, state_dict_of
-
-        check_fits(ctx.module, state_dict_of(load_checkpoint(ckpt, "ckpt_path", mmap=True)), ckpt, "ckpt_path",
-                   ctx.plain["backbone"]["name"])
+    if ckpt:  # read (weights only) and its names and shapes checked before Lightning restores it
+        check_resumable(ctx, ckpt, own_last)
     if ckpt:
         log.info("resuming from %s", ckpt)
     ctx.trainer.fit(ctx.module, datamodule=ctx.dm, ckpt_path=ckpt)
@@ -171,6 +168,19 @@ def fit(ctx: "Context") -> dict:
     ctx.weights = last_checkpoint(ctx.run_dir)  # saved at the end of the last epoch: the weights in memory
     metrics = {k: float(v) for k, v in ctx.trainer.callback_metrics.items() if v.numel() == 1}
     return {**metrics, **beside_classification(ctx.plain, metrics)}  # Table 5 for the XAI recipes' classifiers
+
+
+def check_resumable(ctx: "Context", ckpt: str | Path, own_last: bool) -> None:
+    from wsss.models.checkpoints import check_fits, load_checkpoint, state_dict_of
+
+    try:
+        check_fits(ctx.module, state_dict_of(load_checkpoint(ckpt, "ckpt_path", mmap=True)), ckpt, "ckpt_path",
+                   ctx.plain["backbone"]["name"])
+    except ValueError as e:
+        if not own_last or "ckpt_path=null" in str(e):
+            raise
+        raise ValueError(f"{e} It is this run folder's last.ckpt: delete it to start this run over, or run with "
+                         "ckpt_path=null.") from e
 
 
 def ensure_weights(ctx: "Context") -> None:

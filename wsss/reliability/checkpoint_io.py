@@ -6,6 +6,9 @@ file systems (node-local /tmp, run folders on NFS/Lustre), that move is a copy t
 cut short, leaving a truncated `last.ckpt` that the rerun then cannot resume from (and a large
 checkpoint may not fit in /tmp at all). Here the bytes go to `.<name>.<random>.tmp` in the target's
 own folder and `os.replace` makes them visible at once (wsss.artifacts.atomic_write_bytes).
+
+Reading goes through `wsss.models.checkpoints.load_checkpoint`: `weights_only=True` always, and a damaged file
+named with the way out.
 """
 from __future__ import annotations
 
@@ -26,3 +29,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         buf = io.BytesIO()
         torch.save(checkpoint, buf)
         atomic_write_bytes(Path(path), buf.getvalue())
+
+    def load_checkpoint(self, path, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
+        """Every checkpoint Lightning reads (a resume's `ckpt_path` included) with `weights_only=True`, whatever
+        the caller or TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD asks: no code runs from a checkpoint file."""
+        from wsss.models.checkpoints import load_checkpoint
+
+        return load_checkpoint(path, "ckpt_path")
