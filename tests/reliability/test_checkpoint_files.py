@@ -55,3 +55,20 @@ def test_a_damaged_or_foreign_last_ckpt_is_named_with_the_way_out(content, tmp_p
     assert str(last) in message and "ckpt_path=null" in message and "delete it" in message, message
     assert len(message) < 1500  # a sentence, not a state-dict dump
     assert os.path.getsize(last) > 0  # nothing was overwritten
+
+
+def test_a_checkpoint_save_checks_the_free_space_first(tmp_path, monkeypatch):
+    from collections import namedtuple
+
+    from wsss.reliability import disk
+
+    last = tmp_path / "last.ckpt"
+    last.write_bytes(b"the previous checkpoint")
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(disk.shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 1024**2, 1024**2))
+    with pytest.raises(OSError, match=f"{tmp_path}: saving last.ckpt needs about .* only 0.00 GiB are free"):
+        AtomicCheckpointIO().save_checkpoint({"state_dict": {"w": torch.ones(1000)}}, last)
+    assert last.read_bytes() == b"the previous checkpoint" and not list(tmp_path.glob(".*.tmp"))
+    monkeypatch.undo()
+    AtomicCheckpointIO().save_checkpoint({"state_dict": {"w": torch.ones(1000)}}, last)
+    assert torch.load(last, weights_only=True)["state_dict"]["w"].sum() == 1000

@@ -20,6 +20,7 @@ import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from wsss.artifacts import atomic_write_bytes
+from wsss.reliability.disk import check_free_space
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -28,6 +29,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise TypeError(f"{type(self).__name__} takes no storage_options (got {storage_options!r})")
         buf = io.BytesIO()
         torch.save(checkpoint, buf)
+        # before writing: a full disk fails here with the sizes, not mid-write (the old file stays either way)
+        check_free_space(Path(path).parent, buf.getbuffer().nbytes, f"saving {Path(path).name}")
         atomic_write_bytes(Path(path), buf.getvalue())
 
     def load_checkpoint(self, path, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
