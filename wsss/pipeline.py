@@ -43,6 +43,7 @@ from typing import Any, Callable
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
+from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from wsss.artifacts import (MANIFEST, RESUMABLE_KEYS, ArtifactDir, atomic_write_json, atomic_write_text, config_hash,
@@ -221,6 +222,7 @@ def plan(pipeline: dict, general: list[str], stage_overrides: list[str], run_nam
                 used_stage_keys.add(text)
         overrides = [*base, *own, *applicable]  # the command line wins over the pipeline file
         plain, run_dir = compose_step(overrides)
+        check_step_config(sid, plain)
         step = Step(sid, stage, overrides, run_dir, plain, list(spec.get("report") or DEFAULT_REPORT))
         for earlier in steps:
             for t in own:
@@ -247,6 +249,16 @@ def plan(pipeline: dict, general: list[str], stage_overrides: list[str], run_nam
 
 
 # -- state of a step -----------------------------------------------------------------------------------
+def check_step_config(step_id: str, plain: dict) -> None:
+    """The stage's own check of settings that would fail it later (e.g. AffinityStage.check_config)."""
+    target = (plain.get("stage") or {}).get("_target_")
+    check = getattr(get_class(target), "check_config", None) if target else None
+    try:
+        check and check(plain)
+    except ValueError as e:
+        raise PipelineError(f"step {step_id!r}: {e}") from None
+
+
 def comparable(plain: dict) -> dict:
     return {k: v for k, v in plain.items() if k not in VOLATILE_KEYS and k != "hydra"}
 

@@ -38,3 +38,14 @@ def test_run_py_writes_nothing_outside_the_runs_folder(tmp_path):
     assert out.returncode != 0 and "outside paths.runs_dir" in out.stdout + out.stderr, out.stderr[-3000:]
     written = [p for p in tmp_path.rglob("*") if runs not in p.parents and p != runs and p.is_file()]
     assert written == [] and list(runs.iterdir()) == []
+
+
+
+def test_the_plan_refuses_an_affinity_radius_too_large_for_the_crop(tmp_path):
+    from wsss.pipeline import PipelineError, plan
+
+    spec = {"steps": {"aff": {"stage": "affinity"}}}
+    common = [*TINY, f"paths.runs_dir={tmp_path}"]
+    with pytest.raises(PipelineError, match="step 'aff': stage.radius=10 does not fit dataset.crop_size=64"):
+        plan(spec, common, ["stage.radius=10"], "r", StepComposer())  # a 16x16 grid: radius 9 needs width > 18
+    assert [s.id for s in plan(spec, common, ["stage.radius=5"], "r", StepComposer())] == ["aff"]
