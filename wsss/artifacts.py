@@ -124,7 +124,7 @@ class DamagedArtifact(ValueError):
 
 
 def rewrite_command(folder: Path) -> str:
-    """How to rewrite a damaged file of `folder`: the producing run's command (a resumed predict rewrites it)."""
+    """How to rewrite a damaged file of `folder`: the producing run's command (its resumed predict does)."""
     run_dir = run_folder_of(folder)
     if run_dir is None:
         return f"delete it and run again the command that wrote {folder}"
@@ -143,7 +143,8 @@ def read_manifest(path: Path) -> dict:
     try:
         manifest = json.loads(Path(path).read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: the manifest is damaged ({e}); {rewrite_command(Path(path).parent)}") from e
+        way_out = rewrite_command(Path(path).parent)
+        raise ValueError(f"{path}: the manifest is damaged ({e}); {way_out}") from e
     if not isinstance(manifest, dict):
         raise ValueError(f"{path}: the manifest holds a {type(manifest).__name__}, not an object; "
                          f"{rewrite_command(Path(path).parent)}")
@@ -261,7 +262,8 @@ class ArtifactDir:
         info = dict(info)
         files = list(self.root.glob(f"*{self.suffix}"))
         info["count"] = len(files)
-        info["sizes"] = {p.name[: -len(self.suffix)]: p.stat().st_size for p in sorted(files)}  # resume checks
+        # what a resumed writer checks its files against
+        info["sizes"] = {p.name[: -len(self.suffix)]: p.stat().st_size for p in sorted(files)}
         info["suffix"] = self.suffix
         if ids is not None:
             info["ids"] = sorted(ids)
@@ -447,10 +449,10 @@ def producer_hint(kind_root: str | Path, split: str, suffix: str = "", dataset: 
     splits = list(dict.fromkeys([*(info.get("predict_splits") or []), split]))
     command = " ".join(["python run.py", *overrides, f"dataset.predict_splits=[{','.join(splits)}]"])
     if split in (info.get("predict_splits") or []):
-        return (f"stage={info.get('stage')} (run folder {run_dir}) predicts {split!r}, but no finished folder there "
-                f"lists every id of it: {Path(kind_root) / split} is unfinished, or was written for other ids (a "
-                f"changed split list or data set; see its {MANIFEST}). Delete {Path(kind_root) / split} and run "
-                f"{command}")
+        folder = Path(kind_root) / split
+        return (f"stage={info.get('stage')} (run folder {run_dir}) predicts {split!r}, but no finished "
+                f"folder there lists every id of it: {folder} is unfinished, or was written for other ids (a "
+                f"changed split list or data set; see its {MANIFEST}). Delete {folder} and run {command}")
     return (f"They are written by stage={info.get('stage')} (run folder {run_dir}), whose predict splits "
             f"{info.get('predict_splits')} do not cover {split!r}; this writes them (training resumes, "
             f"nothing is retrained): {command}")

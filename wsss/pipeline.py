@@ -304,7 +304,7 @@ def check_inputs(step: Step, steps: dict[str, Step]) -> None:
 def run_step(step: Step, cwd: Path, pipeline_name: str) -> None:
     env = dict(os.environ, WSSS_PIPELINE=pipeline_name, WSSS_PIPELINE_STEP=step.id)
     log.info("step %s: %s", step.id, " ".join(step.command()[1:]))
-    rc = run_child(step.command(), cwd=cwd, env=env)  # stopped with the pipeline (wsss/reliability/children.py)
+    rc = run_child(step.command(), cwd=cwd, env=env)  # ends with the pipeline (wsss/reliability/children.py)
     if rc != 0:
         raise PipelineError(f"step {step.id!r} (stage={step.stage}) failed with exit status {rc}; see "
                             f"{step.run_dir / 'app.log'}. Run the pipeline again to resume from this step.")
@@ -477,7 +477,8 @@ def run_pipeline(cfg: DictConfig) -> dict:
         return show_plan(steps, Path(hc.runtime.output_dir))
     title = f"pipeline {spec.get('name')} · {cfg.dataset.name} · {cfg.backbone.name} · {run_name}"
     with hold_run_folder(hc.runtime.output_dir):  # one pipeline per folder (wsss/reliability/run_lock.py)
-        metrics = execute(steps, Path(hc.runtime.output_dir), Path(hc.runtime.cwd), str(spec.get("name")), title)
+        metrics = execute(steps, Path(hc.runtime.output_dir), Path(hc.runtime.cwd), str(spec.get("name")),
+                          title)
     from wsss.reports import write_reports  # the pipeline file's `reports:` (thesis analyses of the runs)
 
     write_reports(spec.get("reports"), steps, Path(hc.runtime.output_dir), context)

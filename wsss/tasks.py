@@ -174,13 +174,13 @@ def check_resumable(ctx: "Context", ckpt: str | Path, own_last: bool) -> None:
     from wsss.models.checkpoints import check_fits, load_checkpoint, state_dict_of
 
     try:
-        check_fits(ctx.module, state_dict_of(load_checkpoint(ckpt, "ckpt_path", mmap=True)), ckpt, "ckpt_path",
-                   ctx.plain["backbone"]["name"])
+        state = state_dict_of(load_checkpoint(ckpt, "ckpt_path", mmap=True))
+        check_fits(ctx.module, state, ckpt, "ckpt_path", ctx.plain["backbone"]["name"])
     except ValueError as e:
         if not own_last or "ckpt_path=null" in str(e):
             raise
-        raise ValueError(f"{e} It is this run folder's last.ckpt: delete it to start this run over, or run with "
-                         "ckpt_path=null.") from e
+        raise ValueError(f"{e} It is this run folder's last.ckpt: delete it to start this run over, or run "
+                         "with ckpt_path=null.") from e
 
 
 def ensure_weights(ctx: "Context") -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from wsss.reliability import children
 
-# the parent: loads children.py by its file (no Lightning import) and runs a child that records its pid and sleeps
+# the parent: loads children.py by its file (no Lightning import); its child records its pid and sleeps
 PARENT = ("import importlib.util as u, sys\n"
           "spec = u.spec_from_file_location('children', sys.argv[1]); m = u.module_from_spec(spec)\n"
           "spec.loader.exec_module(m)\n"

@@ -47,7 +47,7 @@ def test_a_truncated_file_is_named_when_read_and_rewritten_by_a_resumed_writer(t
 def test_a_file_of_another_size_than_recorded_is_rewritten(tmp_path):
     folder = folder_in_run(tmp_path)
     path = folder.path("a")
-    np.savez(path.open("wb"), cams=np.ones((3, 4, 4), np.float16))  # whole, but not the file the manifest lists
+    np.savez(path.open("wb"), cams=np.ones((3, 4, 4), np.float16))  # whole, but not the file listed
     assert folder.missing(IDS) == ["a"]
 
 
@@ -63,4 +63,5 @@ def test_the_hint_for_a_predicted_split_with_other_ids_is_true(tmp_path):
     with pytest.raises(FileNotFoundError) as error:
         open_split(folder.root.parent, "val", [*IDS, "d"], ".npz", "synthetic")  # the split gained an image
     message = str(error.value)
-    assert "do not cover" not in message and "predicts 'val'" in message and f"Delete {folder.root}" in message
+    assert "do not cover" not in message and "predicts 'val'" in message
+    assert f"Delete {folder.root}" in message

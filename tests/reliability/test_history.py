@@ -40,7 +40,7 @@ def test_a_resume_and_a_rerun_keep_the_csv_rows_the_metrics_and_the_wandb_run(tm
     assert [r for r in after if r["epoch"] == "0"] == epoch0  # the first invocation's rows are still there
     assert {r["epoch"] for r in after} == {"0", "1"} and len({r["invocation"] for r in after}) == 2
     second = json.loads((run_dir / "metrics.json").read_text())
-    again = run_in_process(run_dir, data_dir, *common, "stage.max_epochs=2")  # finished: nothing left to train
+    again = run_in_process(run_dir, data_dir, *common, "stage.max_epochs=2")  # finished: nothing to train
     finish_wandb(teardown=True)
     merged = json.loads((run_dir / "metrics.json").read_text())
     for key in ("train/loss", "val/map", "val/loss"):

@@ -1,4 +1,4 @@
-"""The scan refuses an image above the pixel limit, naming the file (it failed later in predict, naming none)."""
+"""The scan refuses an image above the pixel limit, naming the file (predict failed on it naming none)."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,5 +1,6 @@
 """One writer per run folder (wsss/reliability/run_lock.py): a second writer is refused naming the holder; a
-holder that is gone, or the same SLURM job requeued, is taken over; the other DDP ranks of a launch do not lock."""
+holder that is gone, or the same SLURM job requeued, is taken over; the other DDP ranks of a launch do not
+lock."""
 from __future__ import annotations
 
 import json
@@ -28,7 +29,8 @@ HOLD = ("import importlib.util as u, sys, time; from pathlib import Path\n"
 
 def holder_process(run_dir: Path) -> subprocess.Popen:
     """Another process holding the lock of `run_dir` (returns once it holds it)."""
-    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(run_dir), run_lock.__file__], cwd=ROOT, stdout=subprocess.PIPE, text=True,
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(run_dir), run_lock.__file__], cwd=ROOT,
+                            stdout=subprocess.PIPE, text=True,
                             env={k: v for k, v in os.environ.items() if not k.startswith("SLURM_")})
     assert proc.stdout.readline().strip() == "held"
     return proc
@@ -65,19 +67,21 @@ def test_a_second_writer_is_refused_naming_the_holder_and_takes_over_once_it_is_
 
 
 def test_a_record_of_a_dead_pid_on_this_host_is_taken_over(tmp_path, caplog, monkeypatch):
-    monkeypatch.setattr(run_lock, "try_flock", lambda fd: None)  # a file system without flock: the record decides
+    monkeypatch.setattr(run_lock, "try_flock", lambda fd: None)  # no flock here: the record decides
     pid = dead_pid()
     (tmp_path / LOCK).write_text(json.dumps({"host": socket.gethostname(), "pid": pid, "slurm_job_id": None,
                                              "started": "then"}))
     with caplog.at_level(logging.WARNING, logger=run_lock.__name__), hold_run_folder(tmp_path):
         pass
     assert f"pid {pid} is no longer running" in caplog.text
-    (tmp_path / LOCK).write_text(json.dumps({"host": socket.gethostname(), "pid": os.getppid(), "started": "now"}))
+    alive = {"host": socket.gethostname(), "pid": os.getppid(), "started": "now"}
+    (tmp_path / LOCK).write_text(json.dumps(alive))
     with pytest.raises(RunFolderBusy, match=f"pid {os.getppid()}"), hold_run_folder(tmp_path):
         pass
 
 
-def test_a_requeued_slurm_job_is_the_same_writer_and_a_running_other_job_is_not(tmp_path, caplog, monkeypatch):
+def test_a_requeued_slurm_job_is_the_same_writer_and_a_running_other_job_is_not(tmp_path, caplog,
+                                                                                 monkeypatch):
     record = {"host": "node-that-died", "pid": 4242, "slurm_job_id": "777", "started": "then"}
     (tmp_path / LOCK).write_text(json.dumps(record))
     monkeypatch.setattr(run_lock, "slurm_job_state", lambda job: "RUNNING")

@@ -20,7 +20,7 @@ STAGES = {
 
 
 def affinity_labels(stage) -> None:
-    """Affinity labels (all background) for the training split, as the stage's affinity_labels task writes them."""
+    """Affinity labels (all background) of the training split, as the stage's affinity_labels task writes."""
     name = stage.cfg["dataset"]["train_split"]
     split = stage.datamodule().split(name)
     folder = ArtifactDir(stage.run_dir / LABELS / name, ".png")

@@ -1,5 +1,6 @@
 """The affinity and DeepLab stages, like the CAM and saliency stages (test_kill_fit.py, tests/saliency), give
-the same weights with one seed, and a fit resumed from an epoch's last.ckpt ends where the uninterrupted fit does."""
+the same weights with one seed, and a fit resumed from an epoch's last.ckpt ends where the uninterrupted fit
+does."""
 from __future__ import annotations
 
 import pytest
@@ -24,8 +25,9 @@ class Interrupted(RuntimeError):
 
 
 def fit(run_dir, data_dir, name: str, epochs: int = 2) -> dict:
-    cfg = compose_config(run_dir, data_dir, [*SMALL, *STAGES[name], "tasks=[fit]", f"stage.max_epochs={epochs}",
-                                             "stage.val_split=null" if name == "deeplab" else "seed=0"], tiny=False)
+    no_validation = "stage.val_split=null" if name == "deeplab" else "seed=0"
+    overrides = [*SMALL, *STAGES[name], "tasks=[fit]", f"stage.max_epochs={epochs}", no_validation]
+    cfg = compose_config(run_dir, data_dir, overrides, tiny=False)
     if name == "affinity" and not (run_dir / "affinity_labels").is_dir():
         plain = OmegaConf.to_container(cfg, resolve=True)
         affinity_labels(get_class(plain["stage"]["_target_"])(plain))

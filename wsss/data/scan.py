@@ -39,8 +39,8 @@ log = logging.getLogger(__name__)
 JPEG_EOI = b"\xff\xd9"
 MAX_LISTED = 10
 SCAN_RULES = 3  # part of the cache key: a scan cached under older rules is not trusted
-# Larger images fail full-size inference (an allocation of C×H×W floats per scale) with an error naming no image;
-# +dataset.max_pixels=N changes the limit
+# Larger images fail full-size inference (an allocation of C×H×W floats per scale) with an error naming no
+# image; +dataset.max_pixels=N changes the limit
 MAX_PIXELS = 50_000_000
 
 
@@ -106,9 +106,9 @@ def image_problem(path: Path, max_pixels: int = MAX_PIXELS) -> tuple[str | None,
     except Exception as e:  # PIL raises many types for broken files
         return f"{path}: corrupt or truncated image ({type(e).__name__}: {e})", None
     if w * h > max_pixels:
-        return (f"{path}: {w}x{h} image ({w * h / 1e6:.1f} megapixels) is above the limit of {max_pixels / 1e6:g} "
-                "megapixels (dataset.max_pixels): full-size inference would run out of memory on it. Resize it, or "
-                "raise the limit with +dataset.max_pixels=<pixels>"), None
+        return (f"{path}: {w}x{h} image ({w * h / 1e6:.1f} megapixels) is above the limit of "
+                f"{max_pixels / 1e6:g} megapixels (dataset.max_pixels): full-size inference would run out of "
+                "memory on it. Resize it, or raise the limit with +dataset.max_pixels=<pixels>"), None
     unsupported = mode_problem(mode, fmt)
     if unsupported:
         return f"{path}: {unsupported}", None

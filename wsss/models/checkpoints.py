@@ -17,7 +17,8 @@ def load_checkpoint(path: str | Path, key: str, mmap: bool = False) -> dict:
     except Exception as e:  # truncated, not a checkpoint, or holding objects beyond tensors and plain values
         raise UnreadableCheckpoint(unreadable_message(path, key, e)) from e
     if not isinstance(checkpoint, dict):
-        raise UnreadableCheckpoint(unreadable_message(path, key, TypeError(f"it holds a {type(checkpoint).__name__}")))
+        held = TypeError(f"it holds a {type(checkpoint).__name__}")
+        raise UnreadableCheckpoint(unreadable_message(path, key, held))
     return checkpoint
 
 
@@ -29,8 +30,9 @@ def unreadable_message(path: Path, key: str, error: BaseException) -> str:
     first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
     way_out = ("delete it and run again to start this run over, or run with ckpt_path=null"
                if key == "ckpt_path" else f"point {key} at a checkpoint that a stage of this project wrote")
-    return (f"{key}={str(path)!r} cannot be read as a checkpoint ({type(error).__name__}: {first}): it is truncated "
-            f"or damaged (e.g. a copy or a job cut short), or not a checkpoint of this project; {way_out}.")
+    return (f"{key}={str(path)!r} cannot be read as a checkpoint ({type(error).__name__}: {first}): it is "
+            f"truncated or damaged (e.g. a copy or a job cut short), or not a checkpoint of this project; "
+            f"{way_out}.")
 
 
 def state_dict_of(checkpoint: dict) -> dict:

@@ -33,9 +33,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         check_free_space(Path(path).parent, buf.getbuffer().nbytes, f"saving {Path(path).name}")
         atomic_write_bytes(Path(path), buf.getvalue())
 
-    def load_checkpoint(self, path, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
-        """Every checkpoint Lightning reads (a resume's `ckpt_path` included) with `weights_only=True`, whatever
-        the caller or TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD asks: no code runs from a checkpoint file."""
+    def load_checkpoint(self, path, map_location: Any = None,
+                        weights_only: bool | None = None) -> dict[str, Any]:
+        """Every checkpoint Lightning reads (a resume's `ckpt_path` included) with `weights_only=True`,
+        whatever the caller or TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD asks: no code runs from a checkpoint file."""
         from wsss.models.checkpoints import load_checkpoint
 
         return load_checkpoint(path, "ckpt_path")

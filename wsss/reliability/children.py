@@ -34,7 +34,7 @@ def parent_death_signal(parent: int, signum: int = signal.SIGTERM) -> Callable[[
 
 
 def run_child(command: list[str], grace_s: float = 30.0, **popen) -> int:
-    """Run `command` to its end and return its exit status; it is stopped if this process dies or is stopped."""
+    """Run `command` to its end and return its exit status; it stops when this process dies or is stopped."""
     proc = subprocess.Popen(command, preexec_fn=parent_death_signal(os.getpid()), **popen)
     try:
         return proc.wait()

@@ -33,7 +33,8 @@ WANDB_ID_FILE = "wandb_run_id"
 
 def new_invocation() -> str:
     """Start a new invocation (rank 0, when a run starts); the ranks it launches inherit its id."""
-    os.environ[INVOCATION_VARIABLE] = f"{time.strftime('%Y-%m-%dT%H:%M:%S')}-pid{os.getpid()}-{secrets.token_hex(2)}"
+    started = time.strftime("%Y-%m-%dT%H:%M:%S")
+    os.environ[INVOCATION_VARIABLE] = f"{started}-pid{os.getpid()}-{secrets.token_hex(2)}"
     return os.environ[INVOCATION_VARIABLE]
 
 
@@ -60,7 +61,7 @@ class KeptExperimentWriter(ExperimentWriter):
 
 
 class KeptCSVLogger(CSVLogger):
-    """`logs/metrics.csv` across invocations: the rows of every run of the folder, each with its invocation."""
+    """`logs/metrics.csv` across invocations: every run's rows, each with its invocation."""
 
     @property
     @rank_zero_experiment
@@ -72,7 +73,7 @@ class KeptCSVLogger(CSVLogger):
 
 
 def merge_metrics(path: Path, metrics: dict[str, Any]) -> dict[str, Any]:
-    """Write `metrics` into the metrics.json at `path` over what earlier invocations wrote; returns the merge."""
+    """Write `metrics` into the metrics.json at `path` over what earlier invocations wrote; the merge."""
     old: dict[str, Any] = {}
     if path.is_file():
         try:
@@ -88,7 +89,7 @@ def merge_metrics(path: Path, metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def wandb_run_id(run_dir: str | Path) -> str:
-    """The W&B run id of `run_dir`: the recorded one, or a new one recorded (by rank 0) for later invocations."""
+    """The W&B run id of `run_dir`: the recorded one, or a new one that rank 0 records for later runs."""
     path = Path(run_dir) / WANDB_ID_FILE
     if path.is_file() and path.read_text().strip():
         return path.read_text().strip()

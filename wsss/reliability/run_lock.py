@@ -75,7 +75,8 @@ def pid_alive(pid: int) -> bool:
 def slurm_job_state(job: str) -> str | None:
     """The job's state per squeue ("" when SLURM no longer lists it), None when SLURM cannot be asked."""
     try:
-        out = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True, timeout=30)
+        out = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True,
+                             timeout=30)
     except (OSError, subprocess.SubprocessError):
         return None
     if out.returncode != 0:
@@ -102,10 +103,10 @@ def why_stale(holder: dict, me: dict, flock_held: bool | None) -> str | None:
 
 def busy_message(path: Path, holder: dict | None) -> str:
     who = describe(holder) if holder else "a process that has not recorded itself yet"
-    return (f"{path.parent} is being written by another run ({who}; see {path}). Two writers on one run folder "
-            "would overwrite each other's checkpoints, artifacts and logs, so this one stops before touching it. "
-            "Wait for that run to end, or give this one another run_name=...; if that process is gone (e.g. on "
-            f"another machine that was switched off), delete {path} and run again.")
+    return (f"{path.parent} is being written by another run ({who}; see {path}). Two writers on one run "
+            "folder would overwrite each other's checkpoints, artifacts and logs, so this one stops before "
+            "touching it. Wait for that run to end, or give this one another run_name=...; if that process "
+            f"is gone (e.g. on another machine that was switched off), delete {path} and run again.")
 
 
 def read_holder(fd: int) -> dict | None:

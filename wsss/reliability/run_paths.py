@@ -1,6 +1,7 @@
 """Run folders stay inside `paths.runs_dir`.
 
-The run folder is built from config keys (`<runs_dir>/<stage.name>/<dataset.name>/<backbone.name>/<run_name>`);
+The run folder is built from config keys
+(`<runs_dir>/<stage.name>/<dataset.name>/<backbone.name>/<run_name>`);
 `run_name=../../elsewhere` or an absolute name would put it, its `.hydra/`, `app.log` and checkpoints outside
 the runs folder. The Hydra resolver `run_folder` (conf/hydra/default.yaml) builds that path, normalised, and
 refuses one that leaves `runs_dir`, naming the keys, before Hydra creates or writes anything there.

@@ -120,8 +120,9 @@ class AffinityStage(Stage):
         try:
             PairIndex(*grid_size(crop, crop), radius)
         except ValueError as e:
-            raise ValueError(f"stage.radius={radius} does not fit dataset.crop_size={crop} (the stride-4 grid of a "
-                             f"training crop): {e}. Lower stage.radius or raise dataset.crop_size") from None
+            raise ValueError(f"stage.radius={radius} does not fit dataset.crop_size={crop} (the stride-4 "
+                             f"grid of a training crop): {e}. Lower stage.radius or raise "
+                             "dataset.crop_size") from None
 
     def __init__(self, cfg: dict):
         super().__init__(cfg)
