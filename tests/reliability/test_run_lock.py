@@ -67,7 +67,7 @@ def test_a_second_writer_is_refused_naming_the_holder_and_takes_over_once_it_is_
 
 
 def test_a_record_of_a_dead_pid_on_this_host_is_taken_over(tmp_path, caplog, monkeypatch):
-    monkeypatch.setattr(run_lock, "try_flock", lambda fd: None)  # no flock here: the record decides
+    monkeypatch.setattr(run_lock, "try_lock", lambda fd: None)  # no record locks here: the record decides
     pid = dead_pid()
     (tmp_path / LOCK).write_text(json.dumps({"host": socket.gethostname(), "pid": pid, "slurm_job_id": None,
                                              "started": "then"}))

@@ -1,11 +1,12 @@
 """One writer per run folder: `<run folder>/run.lock`, held from the start of a run to its end.
 
-The lock file names its holder (host, pid, SLURM job, start time) and is `flock`ed for as long as the holder
-runs, so the kernel releases it when the holder dies, however it dies. A second writer is refused with one
-paragraph naming the holder. A lock left by a holder that is gone (a dead pid on this host, a SLURM job that
-is no longer running) is taken over with a log line; so is a lock of the same SLURM job, which is that job
-requeued (`scontrol requeue` keeps the job id). Where `flock` is not supported (some network file systems),
-the holder's record alone decides.
+The lock file names its holder (host, pid, SLURM job, start time) and carries a POSIX record lock (`lockf`)
+for as long as the holder runs, so the kernel releases it when the holder dies, however it dies (not `flock`,
+which the forked data-loader workers share and keep for seconds after their parent was killed). A second
+writer is refused with one paragraph naming the holder. A lock left by a holder that is gone (a dead pid on
+this host, a SLURM job that is no longer running) is taken over with a log line; so is a lock of the same
+SLURM job, which is that job requeued (`scontrol requeue` keeps the job id). Where record locks are not
+supported (some network file systems), the holder's record alone decides.
 
 Only the launch's rank 0 takes the lock: Lightning's DDP re-executes the command with `LOCAL_RANK` set, and
 `srun` starts every task with its `SLURM_PROCID`; the other ranks of one launch are the same writer.
@@ -84,12 +85,14 @@ def slurm_job_state(job: str) -> str | None:
     return out.stdout.strip().splitlines()[0] if out.stdout.strip() else ""
 
 
-def why_stale(holder: dict, me: dict, flock_held: bool | None) -> str | None:
+def why_stale(holder: dict, me: dict, locked: bool | None) -> str | None:
     """Why a recorded holder is no longer writing (so its lock may be taken over), or None if it may be."""
     if holder.get("slurm_job_id") and holder["slurm_job_id"] == me["slurm_job_id"]:
         return f"it is this SLURM job ({me['slurm_job_id']}) before its requeue"
     if holder.get("host") == me["host"]:
-        if flock_held:
+        if str(holder.get("pid")) == str(me["pid"]):
+            return None  # this very process: a run nested in a run of the same folder
+        if locked:
             return "its process no longer holds the lock"  # the kernel released it: the holder is gone
         if not pid_alive(holder.get("pid", -1)):
             return f"pid {holder.get('pid')} is no longer running"
@@ -120,10 +123,10 @@ def read_holder(fd: int) -> dict | None:
         return {"host": "?", "pid": "?", "started": "?", "unreadable": text[:80]}
 
 
-def try_flock(fd: int) -> bool | None:
-    """True: locked; False: another open file holds it; None: this file system has no flock."""
+def try_lock(fd: int) -> bool | None:
+    """True: locked; False: another process holds it; None: this file system has no record locks."""
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return True
     except OSError as e:
         if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
@@ -137,7 +140,7 @@ def acquire(run_dir: Path) -> int:
     path = run_dir / LOCK
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
-        locked = try_flock(fd)
+        locked = try_lock(fd)
         holder = read_holder(fd)
         me = this_writer()
         if locked is False:
@@ -157,7 +160,7 @@ def acquire(run_dir: Path) -> int:
 
 
 def release(fd: int) -> None:
-    """Empty the record (an empty lock file is a free folder), then let go of the flock."""
+    """Empty the record (an empty lock file is a free folder), then let go of the lock."""
     try:
         os.ftruncate(fd, 0)
     finally:
