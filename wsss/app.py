@@ -9,6 +9,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from wsss.reliability.run_paths import register as register_run_folder
+
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
 
@@ -23,6 +25,7 @@ def short_dirname(name: str, limit: int = 180) -> str:
 
 if not OmegaConf.has_resolver("short_dirname"):
     OmegaConf.register_new_resolver("short_dirname", short_dirname)
+register_run_folder()  # ${run_folder:...} of conf/hydra: run folders inside paths.runs_dir
 log = logging.getLogger("wsss")
 
 

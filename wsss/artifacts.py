@@ -119,6 +119,58 @@ def encode_png(array: np.ndarray, palette: bool = False) -> bytes:
     return buf.getvalue()
 
 
+class DamagedArtifact(ValueError):
+    """An artifact file that cannot be read (truncated or otherwise damaged)."""
+
+
+def rewrite_command(folder: Path) -> str:
+    """How to rewrite a damaged file of `folder`: the producing run's command (its resumed predict does)."""
+    run_dir = run_folder_of(folder)
+    if run_dir is None:
+        return f"delete it and run again the command that wrote {folder}"
+    info = json.loads((run_dir / "run.json").read_text())
+    return ("delete it and run again: " + " ".join(["python run.py", *(info.get("overrides") or [])]) +
+            " (the run resumes: only what is missing is written)")
+
+
+def damaged_message(path: Path, image_id: str, error: BaseException) -> str:
+    first = (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
+    return (f"{path}: the artifact of image {image_id!r} is damaged ({type(error).__name__}: {first}); "
+            f"{rewrite_command(path.parent)}")
+
+
+def read_manifest(path: Path) -> dict:
+    try:
+        manifest = json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        way_out = rewrite_command(Path(path).parent)
+        raise ValueError(f"{path}: the manifest is damaged ({e}); {way_out}") from e
+    if not isinstance(manifest, dict):
+        raise ValueError(f"{path}: the manifest holds a {type(manifest).__name__}, not an object; "
+                         f"{rewrite_command(Path(path).parent)}")
+    return manifest
+
+
+ENDINGS = {".npz": (22, b"PK\x05\x06"), ".png": (12, b"\x00\x00\x00\x00IEND")}  # end of a whole file
+
+
+def whole_file(path: Path, recorded_size: int | None = None) -> bool:
+    try:
+        size = path.stat().st_size
+        if recorded_size is not None and size != recorded_size:
+            return False
+        back, ending = ENDINGS.get(path.suffix, (0, b""))
+        if not ending:
+            return size > 0
+        if size < back:
+            return False
+        with open(path, "rb") as f:
+            f.seek(size - back)
+            return f.read(len(ending)) == ending
+    except OSError:
+        return False
+
+
 class ArtifactDir:
     """A folder of per-image files `<id><suffix>` plus `manifest.json`."""
 
@@ -134,7 +186,24 @@ class ArtifactDir:
         return self.path(image_id).is_file()
 
     def missing(self, ids: Iterable[str]) -> list[str]:
-        return [i for i in ids if not self.exists(i)]
+        """The ids still to write: no file, or a damaged one (a resumed writer then rewrites it)."""
+        ids = list(ids)
+        absent = {i for i in ids if not self.exists(i)}
+        damaged = self.damaged([i for i in ids if i not in absent])
+        if damaged:
+            log.warning("%s: %d damaged files will be rewritten: %s", self.root, len(damaged),
+                        ", ".join(self.path(i).name for i in damaged[:5]))
+        todo = absent | set(damaged)
+        return [i for i in ids if i in todo]
+
+    def damaged(self, ids: Iterable[str]) -> list[str]:
+        """Ids whose file is not whole: another size than the manifest records, or a cut-off end (an .npz
+        without its zip directory, a .png without its IEND chunk). Reads a few bytes per file."""
+        try:
+            sizes = (self.manifest() or {}).get("sizes") or {}
+        except ValueError:
+            sizes = {}
+        return [i for i in ids if not whole_file(self.path(i), sizes.get(i))]
 
     def clean_temporaries(self) -> int:
         """Remove `.tmp` files a killed writer left behind (they never have final names)."""
@@ -161,14 +230,21 @@ class ArtifactDir:
         p = self.path(image_id)
         if not p.is_file():
             raise FileNotFoundError(f"{p}: artifact missing for image {image_id!r}")
-        with np.load(p, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                return {k: z[k] for k in z.files}
+        except Exception as e:
+            raise DamagedArtifact(damaged_message(p, image_id, e)) from e
 
     def read_png(self, image_id: str) -> np.ndarray:
         p = self.path(image_id)
         if not p.is_file():
             raise FileNotFoundError(f"{p}: artifact missing for image {image_id!r}")
-        return np.asarray(Image.open(p))
+        try:
+            with Image.open(p) as img:
+                return np.asarray(img)
+        except Exception as e:
+            raise DamagedArtifact(damaged_message(p, image_id, e)) from e
 
     # manifest
     @property
@@ -178,13 +254,16 @@ class ArtifactDir:
     def manifest(self) -> dict | None:
         if not self.manifest_path.is_file():
             return None
-        return json.loads(self.manifest_path.read_text())
+        return read_manifest(self.manifest_path)
 
     def write_manifest(self, ids: list[str] | None = None, **info: Any) -> dict:
         """The manifest, written last; `ids` = the images the folder covers (a consumer may read any
         split whose ids they include). The producer recorded by `begin` goes into it."""
         info = dict(info)
-        info["count"] = sum(1 for _ in self.root.glob(f"*{self.suffix}"))
+        files = list(self.root.glob(f"*{self.suffix}"))
+        info["count"] = len(files)
+        # what a resumed writer checks its files against
+        info["sizes"] = {p.name[: -len(self.suffix)]: p.stat().st_size for p in sorted(files)}
         info["suffix"] = self.suffix
         if ids is not None:
             info["ids"] = sorted(ids)
@@ -278,7 +357,7 @@ def folder_identity(kind_root: str | Path) -> str | None:
     A consumer records it for each input folder, so that new producers of its inputs make it stale."""
     records = []
     for manifest in sorted(Path(kind_root).glob(f"*/{MANIFEST}")):
-        m = json.loads(manifest.read_text())
+        m = read_manifest(manifest)
         records.append([manifest.parent.name, m.get("producer"), m.get("count")])
     return config_hash(records) if records else None
 
@@ -326,7 +405,7 @@ def covering_folder(kind_root: str | Path, split: str, ids: list[str], suffix: s
         return own
     wanted = set(ids)
     for manifest in sorted(kind_root.glob(f"*/{MANIFEST}")):
-        other = json.loads(manifest.read_text())
+        other = read_manifest(manifest)
         if wanted <= set(other.get("ids") or ()):
             return ArtifactDir(manifest.parent, suffix)
     return None
@@ -369,6 +448,11 @@ def producer_hint(kind_root: str | Path, split: str, suffix: str = "", dataset: 
                  ("tasks", "dataset.predict_splits")]
     splits = list(dict.fromkeys([*(info.get("predict_splits") or []), split]))
     command = " ".join(["python run.py", *overrides, f"dataset.predict_splits=[{','.join(splits)}]"])
+    if split in (info.get("predict_splits") or []):
+        folder = Path(kind_root) / split
+        return (f"stage={info.get('stage')} (run folder {run_dir}) predicts {split!r}, but no finished "
+                f"folder there lists every id of it: {folder} is unfinished, or was written for other ids (a "
+                f"changed split list or data set; see its {MANIFEST}). Delete {folder} and run {command}")
     return (f"They are written by stage={info.get('stage')} (run folder {run_dir}), whose predict splits "
             f"{info.get('predict_splits')} do not cover {split!r}; this writes them (training resumes, "
             f"nothing is retrained): {command}")

@@ -63,6 +63,10 @@ def wandb_logger(save_dir: str, project: str, name: str, group: str | None = Non
     Path(save_dir).mkdir(parents=True, exist_ok=True)
     import wandb
 
+    if run_id is None:  # one W&B run per run folder: a resume or requeue continues it
+        from wsss.reliability.history import wandb_run_id
+
+        run_id = wandb_run_id(save_dir)
     settings = wandb.Settings(init_timeout=60, silent=True, x_disable_stats=True)
     return flat_wandb_logger_class()(
         save_dir=save_dir, project=project, name=name, group=group, tags=list(tags or []), job_type=job_type,

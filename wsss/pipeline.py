@@ -36,7 +36,6 @@ import json
 import logging
 import os
 import resource
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -46,11 +45,14 @@ from typing import Any, Callable
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
+from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from wsss import learned
 from wsss.artifacts import (MANIFEST, RESUMABLE_KEYS, ArtifactDir, atomic_write_json, atomic_write_text, config_hash,
                             stale_reason)
+from wsss.reliability.children import run_child
+from wsss.reliability.run_lock import hold_run_folder
 
 log = logging.getLogger("wsss.pipeline")
 
@@ -225,6 +227,7 @@ def plan(pipeline: dict, general: list[str], stage_overrides: list[str], run_nam
                 used_stage_keys.add(text)
         overrides = [*base, *own, *applicable]  # the command line wins over the pipeline file
         plain, run_dir = compose_step(overrides)
+        check_step_config(sid, plain)
         step = Step(sid, stage, overrides, run_dir, plain, list(spec.get("report") or DEFAULT_REPORT))
         for earlier in steps:
             for t in own:
@@ -233,7 +236,7 @@ def plan(pipeline: dict, general: list[str], stage_overrides: list[str], run_nam
                     step.inputs[value] = earlier.id
                     if earlier.id not in step.needs:
                         step.needs.append(earlier.id)
-        clash = next((s for s in steps if s.run_dir == run_dir), None)
+        clash = next((s for s in steps if s.run_dir.resolve() == run_dir.resolve()), None)  # as on disk
         if clash:
             raise PipelineError(f"steps {clash.id!r} and {sid!r} would share the run folder {run_dir}; give one "
                                 f"of them its own run_name (e.g. run_name=${{run_name}}_{sid} in its overrides)")
@@ -251,6 +254,16 @@ def plan(pipeline: dict, general: list[str], stage_overrides: list[str], run_nam
 
 
 # -- state of a step -----------------------------------------------------------------------------------
+def check_step_config(step_id: str, plain: dict) -> None:
+    """The stage's own check of settings that would fail it later (e.g. AffinityStage.check_config)."""
+    target = (plain.get("stage") or {}).get("_target_")
+    check = getattr(get_class(target), "check_config", None) if target else None
+    try:
+        check and check(plain)
+    except ValueError as e:
+        raise PipelineError(f"step {step_id!r}: {e}") from None
+
+
 def comparable(plain: dict) -> dict:
     return {k: v for k, v in plain.items() if k not in VOLATILE_KEYS and k != "hydra"}
 
@@ -296,7 +309,7 @@ def check_inputs(step: Step, steps: dict[str, Step]) -> None:
 def run_step(step: Step, cwd: Path, pipeline_name: str) -> None:
     env = dict(os.environ, WSSS_PIPELINE=pipeline_name, WSSS_PIPELINE_STEP=step.id)
     log.info("step %s: %s", step.id, " ".join(step.command()[1:]))
-    rc = subprocess.run(step.command(), cwd=cwd, env=env).returncode
+    rc = run_child(step.command(), cwd=cwd, env=env)  # ends with the pipeline (wsss/reliability/children.py)
     if rc != 0:
         raise PipelineError(f"step {step.id!r} (stage={step.stage}) failed with exit status {rc}; see "
                             f"{step.run_dir / 'app.log'}. Run the pipeline again to resume from this step.")
@@ -507,8 +520,9 @@ def run_pipeline(cfg: DictConfig) -> dict:
     if spec.get("dry_run"):
         return show_plan(steps, Path(hc.runtime.output_dir))
     title = f"pipeline {spec.get('name')} · {cfg.dataset.name} · {cfg.backbone.name} · {run_name}"
-    metrics = execute(steps, Path(hc.runtime.output_dir), Path(hc.runtime.cwd), str(spec.get("name")), title,
-                      bool(spec.get("stop_if_learned_nothing", False)))
+    with hold_run_folder(hc.runtime.output_dir):  # one pipeline per folder (wsss/reliability/run_lock.py)
+        metrics = execute(steps, Path(hc.runtime.output_dir), Path(hc.runtime.cwd), str(spec.get("name")),
+                          title, bool(spec.get("stop_if_learned_nothing", False)))
     from wsss.reports import write_reports  # the pipeline file's `reports:` (thesis analyses of the runs)
 
     write_reports(spec.get("reports"), steps, Path(hc.runtime.output_dir), context)

@@ -21,6 +21,8 @@ from wsss.artifacts import (RESUMABLE_KEYS, ArtifactDir, atomic_write_json, atom
                             config_hash, folder_identity, open_split)
 from wsss.data.scan import scan_for_run
 from wsss.reliability import AtomicCheckpointIO, check_disk_for_predict, reliability_callbacks
+from wsss.reliability.history import merge_metrics, new_invocation
+from wsss.reliability.run_lock import hold_run_folder, is_launch_rank_zero
 from wsss.reliability.signals import stop_on_signal
 from wsss.stages.base import Stage
 from wsss.thesis import beside_classification
@@ -172,11 +174,8 @@ def kept_checkpoint(plain: dict, run_dir: Path) -> Path | None:
 def fit(ctx: "Context") -> dict:
     own_last = ctx.cfg.get("ckpt_path") == "last"
     ckpt = last_checkpoint(ctx.run_dir) if own_last else ctx.cfg.get("ckpt_path")
-    if ckpt and not own_last:  # another run's checkpoint: check names and shapes before Lightning restores it
-        from wsss.models.checkpoints import check_fits, load_checkpoint, state_dict_of
-
-        check_fits(ctx.module, state_dict_of(load_checkpoint(ckpt, "ckpt_path", mmap=True)), ckpt, "ckpt_path",
-                   ctx.plain["backbone"]["name"])
+    if ckpt:  # read (weights only) and its names and shapes checked before Lightning restores it
+        check_resumable(ctx, ckpt, own_last)
     if ckpt:
         log.info("resuming from %s", ckpt)
     if ctx.trainer.is_global_zero:
@@ -188,6 +187,19 @@ def fit(ctx: "Context") -> dict:
         ctx.module.load_weights(ctx.weights)
     metrics = {k: float(v) for k, v in ctx.trainer.callback_metrics.items() if v.numel() == 1}
     return {**metrics, **beside_classification(ctx.plain, metrics)}  # Table 5 for the XAI recipes' classifiers
+
+
+def check_resumable(ctx: "Context", ckpt: str | Path, own_last: bool) -> None:
+    from wsss.models.checkpoints import check_fits, load_checkpoint, state_dict_of
+
+    try:
+        state = state_dict_of(load_checkpoint(ckpt, "ckpt_path", mmap=True))
+        check_fits(ctx.module, state, ckpt, "ckpt_path", ctx.plain["backbone"]["name"])
+    except ValueError as e:
+        if not own_last or "ckpt_path=null" in str(e):
+            raise
+        raise ValueError(f"{e} It is this run folder's last.ckpt: delete it to start this run over, or run "
+                         "with ckpt_path=null.") from e
 
 
 def ensure_weights(ctx: "Context") -> None:
@@ -376,6 +388,13 @@ class Context:
 
 
 def run(cfg: DictConfig) -> dict:
+    with hold_run_folder(cfg.paths.run_dir):  # one writer per run folder (wsss/reliability/run_lock.py)
+        if is_launch_rank_zero():
+            new_invocation()  # the name of this run's rows in logs/metrics.csv and metrics.json
+        return run_tasks(cfg)
+
+
+def run_tasks(cfg: DictConfig) -> dict:
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     if cfg.get("matmul_precision"):
@@ -388,8 +407,8 @@ def run(cfg: DictConfig) -> dict:
     with stop_on_signal(ctx.trainer.is_global_zero):  # outside Lightning's loops: stop (+ requeue) at once
         for name in ctx.tasks():
             metrics.update(TASKS[name](ctx) or {})
-    if ctx.trainer.is_global_zero:
-        atomic_write_json(ctx.run_dir / "metrics.json", metrics)
+    if ctx.trainer.is_global_zero:  # earlier invocations' keys kept (wsss/reliability/history.py)
+        metrics = merge_metrics(ctx.run_dir / "metrics.json", metrics)
         if learned.verdict(ctx.run_dir):  # again at the end, where the user looks
             log.warning(learned.verdict(ctx.run_dir))
     return metrics

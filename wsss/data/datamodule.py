@@ -11,7 +11,6 @@ from torch.utils.data import DataLoader, DistributedSampler
 from wsss.data import transforms as T
 from wsss.data.datasets import TransformedSplit, build_split
 from wsss.data.sampler import EpochSampler, ResumableLoader
-from wsss.reliability.rng import TorchSeededTransform
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +101,6 @@ class WSSSDataModule(L.LightningDataModule):
             raise ValueError(f"split {self.cfg['train_split']!r} has no image with a label")
         c = self.cfg
         tf = T.train_transform(c["crop_size"], c["min_size"], c["max_size"], self.mean, self.std, **self.augment)
-        tf = TorchSeededTransform(tf)  # augmentations follow `seed` and resume (wsss/reliability/rng.py)
         ds = TransformedSplit(split, tf, ids, require_label=True)
         drop_last = len(ds) >= 2 * self.batch_size
         return self._loader(ds, self.batch_size, shuffle=True, drop_last=drop_last)

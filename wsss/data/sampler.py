@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, get_worker_info
 
-from wsss.reliability.rng import sample_seed
+from wsss.reliability.rng import sample_seed, seed_augmentation
 
 
 def derived_seed(*parts: int) -> int:
@@ -85,6 +85,7 @@ class SeededItems(Dataset):
     """Reads `(index, sample_seed)` from `EpochSampler` and loads the item with that seed."""
 
     def __init__(self, dataset: Dataset):
+        seed_augmentation(dataset)  # every stage's training augmentation draws from the sample's seed
         self.dataset = dataset
 
     def __len__(self) -> int:

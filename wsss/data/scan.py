@@ -38,7 +38,10 @@ log = logging.getLogger(__name__)
 
 JPEG_EOI = b"\xff\xd9"
 MAX_LISTED = 10
-SCAN_RULES = 2  # part of the cache key: a scan cached under older rules is not trusted
+SCAN_RULES = 3  # part of the cache key: a scan cached under older rules is not trusted
+# Larger images fail full-size inference (an allocation of C×H×W floats per scale) with an error naming no
+# image; +dataset.max_pixels=N changes the limit
+MAX_PIXELS = 50_000_000
 
 
 class DataScanError(ValueError):
@@ -91,7 +94,7 @@ def requirements(plain: dict, tasks: list[str]) -> dict[str, Needs]:
 
 
 # -- one file ---------------------------------------------------------------------------------------
-def image_problem(path: Path) -> tuple[str | None, tuple[int, int] | None]:
+def image_problem(path: Path, max_pixels: int = MAX_PIXELS) -> tuple[str | None, tuple[int, int] | None]:
     """(what is wrong with the image file or None, its (height, width))."""
     if not path.is_file():
         return f"{path}: image file is missing", None
@@ -102,6 +105,10 @@ def image_problem(path: Path) -> tuple[str | None, tuple[int, int] | None]:
             im.verify()
     except Exception as e:  # PIL raises many types for broken files
         return f"{path}: corrupt or truncated image ({type(e).__name__}: {e})", None
+    if w * h > max_pixels:
+        return (f"{path}: {w}x{h} image ({w * h / 1e6:.1f} megapixels) is above the limit of "
+                f"{max_pixels / 1e6:g} megapixels (dataset.max_pixels): full-size inference would run out of "
+                "memory on it. Resize it, or raise the limit with +dataset.max_pixels=<pixels>"), None
     unsupported = mode_problem(mode, fmt)
     if unsupported:
         return f"{path}: {unsupported}", None
@@ -173,7 +180,8 @@ def fingerprint(dataset, needs: Needs) -> str:
     return h.hexdigest()[:16]
 
 
-def scan_split(dataset, split: str, needs: Needs, num_classes: int) -> tuple[list[str], dict[str, int]]:
+def scan_split(dataset, split: str, needs: Needs, num_classes: int,
+               max_pixels: int = MAX_PIXELS) -> tuple[list[str], dict[str, int]]:
     """(every problem of the split, one line each; masks found per folder)."""
     problems = list(id_problems(dataset.ids))
     if problems:  # a duplicate or path-like id: its files would be read or written twice, or elsewhere
@@ -184,7 +192,7 @@ def scan_split(dataset, split: str, needs: Needs, num_classes: int) -> tuple[lis
     if needs.all_masks and not folders:
         log.warning("split %r has no ground-truth mask: it cannot be evaluated", split)
     for image_id in dataset.ids:
-        problem, size = image_problem(Path(dataset.image_path(image_id)))
+        problem, size = image_problem(Path(dataset.image_path(image_id)), max_pixels)
         if problem:
             problems.append(problem)
             continue
@@ -214,8 +222,10 @@ def scan(dm, plain: dict, tasks: list[str], cache_dir: str | Path | None) -> dic
         dataset = dm.split(split)
         if not hasattr(dataset, "image_path"):
             continue  # not an image-folder data set: nothing this scan knows how to check
+        max_pixels = int(d.get("max_pixels") or MAX_PIXELS)
         key = hashlib.sha256(json.dumps({"args": d.get("args"), "target": d.get("_target_"), "rules": SCAN_RULES,
-                                         **asdict(needs)}, sort_keys=True, default=str).encode()).hexdigest()[:10]
+                                         "max_pixels": max_pixels, **asdict(needs)}, sort_keys=True,
+                                        default=str).encode()).hexdigest()[:10]
         cache = Path(cache_dir) / f"{d['name']}-{split}-{key}.json" if cache_dir else None
         stamp = fingerprint(dataset, needs)
         cached = json.loads(cache.read_text()) if cache is not None and cache.is_file() else {}
@@ -223,7 +233,7 @@ def scan(dm, plain: dict, tasks: list[str], cache_dir: str | Path | None) -> dic
             checked[split] = len(dataset.ids)
             log.info("scanned %s/%s (cached)", d["name"], describe(split, len(dataset.ids), cached.get("masks", {})))
             continue
-        problems, folders = scan_split(dataset, split, needs, dataset.num_classes)
+        problems, folders = scan_split(dataset, split, needs, dataset.num_classes, max_pixels)
         if problems:
             listed = "\n  ".join(problems[:MAX_LISTED])
             more = f"\n  ... and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""

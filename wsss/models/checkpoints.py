@@ -12,7 +12,27 @@ def load_checkpoint(path: str | Path, key: str, mmap: bool = False) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{key}={str(path)!r} does not exist")
-    return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except Exception as e:  # truncated, not a checkpoint, or holding objects beyond tensors and plain values
+        raise UnreadableCheckpoint(unreadable_message(path, key, e)) from e
+    if not isinstance(checkpoint, dict):
+        held = TypeError(f"it holds a {type(checkpoint).__name__}")
+        raise UnreadableCheckpoint(unreadable_message(path, key, held))
+    return checkpoint
+
+
+class UnreadableCheckpoint(ValueError):
+    """A checkpoint file that torch cannot read with weights_only=True."""
+
+
+def unreadable_message(path: Path, key: str, error: BaseException) -> str:
+    first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+    way_out = ("delete it and run again to start this run over, or run with ckpt_path=null"
+               if key == "ckpt_path" else f"point {key} at a checkpoint that a stage of this project wrote")
+    return (f"{key}={str(path)!r} cannot be read as a checkpoint ({type(error).__name__}: {first}): it is "
+            f"truncated or damaged (e.g. a copy or a job cut short), or not a checkpoint of this project; "
+            f"{way_out}.")
 
 
 def state_dict_of(checkpoint: dict) -> dict:

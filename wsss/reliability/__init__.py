@@ -8,6 +8,10 @@
 - `nonfinite.NonFiniteLossGuard`: stop (or skip the batch) on a NaN/Inf loss; never checkpoint NaN weights.
 - `checkpoint_io.AtomicCheckpointIO`: a kill while `last.ckpt` is written leaves the old one intact.
 - `disk.check_disk_for_predict`: fail before a predict pass that cannot fit on the disk.
+- `run_lock.hold_run_folder`: one writer per run folder (`run.lock`; a second one refused, naming the holder).
+- `children.run_child`: a pipeline step that ends with its pipeline.
+- `history`: logs kept across reruns (metrics.csv appended, metrics.json merged, one W&B run per folder).
+- `run_paths`: run folders inside `paths.runs_dir`.
 """
 from __future__ import annotations
 

@@ -86,3 +86,12 @@ class TorchSeededTransform:
 
     def __repr__(self) -> str:
         return f"TorchSeededTransform({self.transform!r})"
+
+
+def seed_augmentation(dataset) -> None:
+    """The one place every training data set gets per-sample augmentation seeds
+    (`wsss.data.sampler.SeededItems` calls it): its `transform`, when an albumentations pipeline, is wrapped
+    in a `TorchSeededTransform`."""
+    tf = getattr(dataset, "transform", None)
+    if tf is not None and hasattr(tf, "set_random_state") and not isinstance(tf, TorchSeededTransform):
+        dataset.transform = TorchSeededTransform(tf)

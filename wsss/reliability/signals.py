@@ -31,7 +31,6 @@ written atomically at the end, so the rerun redoes that task.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import subprocess
 import threading
@@ -40,6 +39,8 @@ from pathlib import Path
 
 import pytorch_lightning as L
 from pytorch_lightning import Callback
+
+from wsss.reliability.run_lock import slurm_job_id
 
 log = logging.getLogger(__name__)
 
@@ -52,14 +53,6 @@ class StoppedBySignal(SystemExit):
     def __init__(self, signum: int, checkpoint: Path | None):
         super().__init__(128 + int(signum))
         self.signum, self.checkpoint = int(signum), checkpoint
-
-
-def slurm_job_id() -> str | None:
-    """`<array job>_<task>` for an array task, the job id otherwise, None outside SLURM."""
-    array_job = os.environ.get("SLURM_ARRAY_JOB_ID")
-    if array_job and os.environ.get("SLURM_ARRAY_TASK_ID"):
-        return f"{array_job}_{os.environ['SLURM_ARRAY_TASK_ID']}"
-    return os.environ.get("SLURM_JOB_ID")
 
 
 class SignalCheckpoint(Callback):

@@ -29,7 +29,6 @@ from torch.utils.data import DataLoader, Dataset
 from wsss.artifacts import ArtifactDir, open_split
 from wsss.data import transforms as T
 from wsss.data.datamodule import WSSSDataModule, collate
-from wsss.reliability.rng import TorchSeededTransform
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +218,6 @@ class SaliencyDataModule(WSSSDataModule):
         hflip = self.augment.get("hflip", True)
         if self.mode == "hints":
             tf = ccam_train_transform(self.crop_size, self.mean, self.std, self.resize_factor, hflip)
-            tf = TorchSeededTransform(tf)  # seeded per sample: exact resume (wsss/data/sampler.py)
             ds: Dataset = HintSplit(split, self.hint_artifacts(), tf, ids)
             collate_fn = collate_hints
         else:
@@ -231,7 +229,6 @@ class SaliencyDataModule(WSSSDataModule):
             else:
                 tf = T.train_transform(self.crop_size, c["min_size"], c["max_size"], self.mean, self.std,
                                        hflip=hflip)
-            tf = TorchSeededTransform(tf)
             ds, collate_fn = PseudoSaliencySplit(split, targets, tf, ids), collate
         return self._loader(ds, self.batch_size, shuffle=True, drop_last=len(ds) >= 2 * self.batch_size,
                             collate_fn=collate_fn)

@@ -102,8 +102,21 @@ class AffinityStage(Stage):
     # the foundation's `evaluate` task hands over to this (the stage's artifacts are not only CAMs)
     evaluate_task = staticmethod(evaluate_affinity)
 
+    @staticmethod
+    def check_config(cfg: dict) -> None:
+        """Settings that would fail a later task (the pipeline asks before its first step runs)."""
+        crop = int(cfg["dataset"]["crop_size"])
+        radius = int(cfg["stage"].get("radius", 10))
+        try:
+            PairIndex(*grid_size(crop, crop), radius)
+        except ValueError as e:
+            raise ValueError(f"stage.radius={radius} does not fit dataset.crop_size={crop} (the stride-4 "
+                             f"grid of a training crop): {e}. Lower stage.radius or raise "
+                             "dataset.crop_size") from None
+
     def __init__(self, cfg: dict):
         super().__init__(cfg)
+        self.check_config(cfg)
         s = self.scfg
         self.net = AffinityNet(self.make_backbone(), s.get("branch_channels", 32), s.get("gn_groups", 4),
                                s.get("freeze_backbone", True), s.get("stem_branch", True))
