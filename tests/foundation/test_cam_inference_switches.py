@@ -103,3 +103,21 @@ def test_flip_merge_image_is_each_view_upsampled_cropped_then_flipped_back():
     torch.testing.assert_close(got, placed(x) + placed(x.flip(-1)).flip(-1))
     with pytest.raises(ValueError, match="flip_merge='late'"):
         multiscale_cams(stride16_cams, x, flip_merge="late")
+
+
+@pytest.mark.parametrize("experiment", ["voc12_rs269_pf", "voc12_rs269_occse", "voc12_rs269_poc",
+                                        "voc12_rs269_pnoc_ls"])
+def test_thesis_recipes_place_maps_as_the_thesis_code(experiment, tmp_path):
+    from tests.helpers import compose_config
+
+    inf = compose_config(tmp_path / "run", tmp_path / "data", [f"experiment={experiment}"], tiny=False).stage.inference
+    assert (inf.image_resize, inf.upsample_stride, inf.flip_merge) == ("pil_bicubic", 16, "grid")
+
+
+def test_stage_default_places_maps_straight_on_the_image(tmp_path):
+    # 16*ceil(H/16) upsampling shifts every map by up to a cell on sides that are not multiples of 16
+    # (tests/stages/test_cams_on_varying_sizes.py): the default is the straight resize, the recipes keep 16
+    from tests.helpers import compose_config
+
+    inf = compose_config(tmp_path / "run", tmp_path / "data", ["stage=classifier"]).stage.inference
+    assert (inf.upsample_stride, inf.flip_merge) == (1, "image")
