@@ -99,7 +99,8 @@ def test_flip_merge_image_is_each_view_upsampled_cropped_then_flipped_back():
     x = torch.rand(1, 3, 20, 37)
     got = multiscale_cams(stride16_cams, x, scales=(1.0,), flip=True, upsample_stride=16, flip_merge="image")
     def placed(v):
-        return F.interpolate(F.relu(stride16_cams(v)), size=(32, 48), mode="bilinear", align_corners=False)[..., :20, :37]
+        maps = F.relu(stride16_cams(v))
+        return F.interpolate(maps, size=(32, 48), mode="bilinear", align_corners=False)[..., :20, :37]
     torch.testing.assert_close(got, placed(x) + placed(x.flip(-1)).flip(-1))
     with pytest.raises(ValueError, match="flip_merge='late'"):
         multiscale_cams(stride16_cams, x, flip_merge="late")
@@ -110,7 +111,8 @@ def test_flip_merge_image_is_each_view_upsampled_cropped_then_flipped_back():
 def test_thesis_recipes_place_maps_as_the_thesis_code(experiment, tmp_path):
     from tests.helpers import compose_config
 
-    inf = compose_config(tmp_path / "run", tmp_path / "data", [f"experiment={experiment}"], tiny=False).stage.inference
+    cfg = compose_config(tmp_path / "run", tmp_path / "data", [f"experiment={experiment}"], tiny=False)
+    inf = cfg.stage.inference
     assert (inf.image_resize, inf.upsample_stride, inf.flip_merge) == ("pil_bicubic", 16, "grid")
 
 

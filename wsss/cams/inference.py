@@ -76,7 +76,8 @@ def multiscale_cams_and_seeds(cam_fn: Callable[[torch.Tensor], torch.Tensor], im
                               scales: Sequence[float] = (0.5, 1.0, 1.5, 2.0), flip: bool = True,
                               image_resize: str = "bilinear", upsample_stride: int = 1,
                               mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-                              seeds: bool = True, flip_merge: str = "image") -> tuple[torch.Tensor, torch.Tensor | None]:
+                              seeds: bool = True,
+                              flip_merge: str = "image") -> tuple[torch.Tensor, torch.Tensor | None]:
     """:func:`multiscale_cams` and, with `seeds`, the stride-4 maps (B, C, ⌈H/4⌉, ⌈W/4⌉): every scale's maps
     resized bilinearly to the stride-4 grid and summed, the random walk's seeds in the thesis code
     (scripts/cam/inference.py `cams_st`)."""

@@ -1,7 +1,7 @@
 """Mask-aware transforms (albumentations) for the three ways a stage reads images.
 
-- `train`: random resize of the long side in [min_size, max_size] (`resize`: cv2 bicubic, or PIL bicubic as the
-  thesis code, which antialiases when it shrinks), horizontal flip, optional
+- `train`: random resize of the long side in [min_size, max_size] (`resize`: cv2 bicubic, or PIL bicubic as
+  the thesis code, which antialiases when it shrinks), horizontal flip, optional
   colour jitter and RandAugment, normalisation, random crop (image padded with 0 after
   normalisation, i.e. the mean colour; mask padded with 255).
 - `eval`: the image at its own size, normalised (CAM, saliency and segmentation inference).
@@ -125,10 +125,11 @@ class RandAugment(A.DualTransform):
 
 
 class PILLongestSideResize(A.DualTransform):
-    """The long side to a size drawn uniformly in [min_size, max_size], aspect kept (sides rounded), with PIL's
-    BICUBIC on the image (a filter widened by the scale when shrinking, i.e. antialiased) and PIL's NEAREST on the
-    mask: the thesis code's `RandomResize` / `RandomResize_For_Segmentation` (lucasdavid/PNOC@f250e0d:
-    tools/ai/augment_utils.py). cv2's INTER_CUBIC samples 4×4 source pixels whatever the scale (aliasing)."""
+    """The long side to a size drawn uniformly in [min_size, max_size], aspect kept (sides rounded), with
+    PIL's BICUBIC on the image (its filter widened by the scale when shrinking, i.e. antialiased) and PIL's
+    NEAREST on the mask: the thesis code's `RandomResize` / `RandomResize_For_Segmentation`
+    (lucasdavid/PNOC@f250e0d:tools/ai/augment_utils.py). cv2's INTER_CUBIC samples 4×4 source pixels whatever
+    the scale (aliasing)."""
 
     def __init__(self, min_size: int, max_size: int, p: float = 1.0):
         super().__init__(p=p)
@@ -147,7 +148,7 @@ class PILLongestSideResize(A.DualTransform):
 
     def apply(self, img, size=(0, 0), **params):
         if img.dtype != np.uint8:
-            raise ValueError(f"the PIL bicubic resize expects uint8 images before normalisation, got {img.dtype}")
+            raise ValueError(f"stage.augment.resize=pil_bicubic expects uint8 images, got {img.dtype}")
         return self._resize(img, size, Image.BICUBIC)
 
     def apply_to_mask(self, mask, size=(0, 0), **params):
@@ -158,7 +159,7 @@ class PILLongestSideResize(A.DualTransform):
 
 
 def longest_side_resize(min_size: int, max_size: int, resize: str) -> A.BasicTransform:
-    """The train transforms' random resize of the long side in [min_size, max_size] (`resize`: TRAIN_RESIZES)."""
+    """The train transforms' random long-side resize in [min_size, max_size] (`resize`: TRAIN_RESIZES)."""
     if resize == "pil_bicubic":
         return PILLongestSideResize(min_size, max_size)
     if resize == "cv2_cubic":
