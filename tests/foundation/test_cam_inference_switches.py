@@ -72,3 +72,54 @@ def test_stride4_seeds_are_every_scales_maps_on_the_stride4_grid():
     one = F.interpolate(raw + raw.flip(-1), size=(5, 6), mode="bilinear", align_corners=False)  # image + mirror
     torch.testing.assert_close(seeds, 2 * one)
     assert multiscale_cams_and_seeds(fn, torch.zeros(1, 3, 18, 24), seeds=False)[1] is None
+
+
+def stride16_cams(x: torch.Tensor) -> torch.Tensor:
+    """A stand-in network of stride 16: the mean of the first channel over each 16 x 16 cell, the last row and
+    column of cells covering what is left (a grid that starts at the image's top-left corner)."""
+    return F.avg_pool2d(x[:, :1], 16, stride=16, ceil_mode=True)
+
+
+@pytest.mark.parametrize("width", [40, 41, 47, 48])
+def test_flip_merge_image_maps_of_a_mirrored_image_are_the_mirrored_maps(width):
+    # the mirror's grid starts at the image's right edge: flipped back on the grid (the thesis code) it lands
+    # 16*ceil(W/16) - W pixels off once upsampled and cropped; flipped back after the crop it lines up
+    x = torch.zeros(1, 3, 24, width)
+    x[..., 5:15, 3:13] = 1.0
+    for merge, equivariant in (("image", True), ("grid", width % 16 == 0)):
+        def cams(v):
+            return multiscale_cams(stride16_cams, v, scales=(1.0,), flip=True, upsample_stride=16,
+                                   flip_merge=merge)
+        gap = (cams(x.flip(-1)) - cams(x).flip(-1)).abs().max()
+        assert (gap < 1e-6) == equivariant, (merge, float(gap))
+
+
+def test_flip_merge_image_is_each_view_upsampled_cropped_then_flipped_back():
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, 20, 37)
+    got = multiscale_cams(stride16_cams, x, scales=(1.0,), flip=True, upsample_stride=16, flip_merge="image")
+    def placed(v):
+        maps = F.relu(stride16_cams(v))
+        return F.interpolate(maps, size=(32, 48), mode="bilinear", align_corners=False)[..., :20, :37]
+    torch.testing.assert_close(got, placed(x) + placed(x.flip(-1)).flip(-1))
+    with pytest.raises(ValueError, match="flip_merge='late'"):
+        multiscale_cams(stride16_cams, x, flip_merge="late")
+
+
+@pytest.mark.parametrize("experiment", ["voc12_rs269_pf", "voc12_rs269_occse", "voc12_rs269_poc",
+                                        "voc12_rs269_pnoc_ls"])
+def test_thesis_recipes_place_maps_as_the_thesis_code(experiment, tmp_path):
+    from tests.helpers import compose_config
+
+    cfg = compose_config(tmp_path / "run", tmp_path / "data", [f"experiment={experiment}"], tiny=False)
+    inf = cfg.stage.inference
+    assert (inf.image_resize, inf.upsample_stride, inf.flip_merge) == ("pil_bicubic", 16, "grid")
+
+
+def test_stage_default_places_maps_straight_on_the_image(tmp_path):
+    # 16*ceil(H/16) upsampling shifts every map by up to a cell on sides that are not multiples of 16
+    # (tests/stages/test_cams_on_varying_sizes.py): the default is the straight resize, the recipes keep 16
+    from tests.helpers import compose_config
+
+    inf = compose_config(tmp_path / "run", tmp_path / "data", ["stage=classifier"]).stage.inference
+    assert (inf.upsample_stride, inf.flip_merge) == (1, "image")

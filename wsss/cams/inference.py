@@ -13,6 +13,14 @@ Two switches reach the thesis code (lucasdavid/PNOC@f250e0d scripts/cam/inferenc
 * `upsample_stride=16`: every scale's maps are upsampled to 16·⌈H/16⌉ × 16·⌈W/16⌉ and cropped to H × W
   (the thesis code's `get_strided_up_size`), instead of straight to H × W (1). The two place the grid of
   the maps differently whenever H or W is not a multiple of 16.
+
+and a third decides where the mirror's maps are flipped back (`flip_merge`):
+
+* "grid" (the thesis code): on the network's grid, added to the image's maps, the sum then upsampled and
+  cropped. The mirror's grid starts at its own left edge, i.e. at the image's right edge, so with
+  `upsample_stride` > 1 its cropped map lands 16·⌈W/16⌉ − W pixels (of that scale) right of where it belongs;
+* "image": each view upsampled and cropped to its own image, then the mirror's map flipped back: both views
+  line up, and the maps of a mirrored image are the mirrored maps.
 """
 from __future__ import annotations
 
@@ -27,6 +35,7 @@ from PIL import Image
 
 EPS = 1e-5
 IMAGE_RESIZES = ("bilinear", "pil_bicubic")
+FLIP_MERGES = ("grid", "image")
 SEED_STRIDE = 4
 
 
@@ -51,21 +60,24 @@ def strided_up_size(height: int, width: int, stride: int) -> tuple[int, int]:
 def multiscale_cams(cam_fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
                     scales: Sequence[float] = (0.5, 1.0, 1.5, 2.0), flip: bool = True,
                     image_resize: str = "bilinear", upsample_stride: int = 1,
-                    mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> torch.Tensor:
+                    mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                    flip_merge: str = "image") -> torch.Tensor:
     """Summed ReLU CAMs (B, C, H, W) at the input size. `cam_fn` maps images to raw CAMs.
 
     image_resize: "bilinear" (normalised tensor) or "pil_bicubic" (uint8 image, needs `mean` and `std`).
     upsample_stride: maps are upsampled to the image size rounded up to this multiple, then cropped.
+    flip_merge: where the mirror's maps are flipped back, "image" or "grid" (the thesis code; module doc).
     """
     return multiscale_cams_and_seeds(cam_fn, images, scales, flip, image_resize, upsample_stride, mean, std,
-                                     seeds=False)[0]
+                                     seeds=False, flip_merge=flip_merge)[0]
 
 
 def multiscale_cams_and_seeds(cam_fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
                               scales: Sequence[float] = (0.5, 1.0, 1.5, 2.0), flip: bool = True,
                               image_resize: str = "bilinear", upsample_stride: int = 1,
                               mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-                              seeds: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+                              seeds: bool = True,
+                              flip_merge: str = "image") -> tuple[torch.Tensor, torch.Tensor | None]:
     """:func:`multiscale_cams` and, with `seeds`, the stride-4 maps (B, C, ⌈H/4⌉, ⌈W/4⌉): every scale's maps
     resized bilinearly to the stride-4 grid and summed, the random walk's seeds in the thesis code
     (scripts/cam/inference.py `cams_st`)."""
@@ -73,6 +85,8 @@ def multiscale_cams_and_seeds(cam_fn: Callable[[torch.Tensor], torch.Tensor], im
         raise ValueError(f"inference.image_resize={image_resize!r}; expected one of {IMAGE_RESIZES}")
     if image_resize == "pil_bicubic" and (mean is None or std is None):
         raise ValueError("inference.image_resize=pil_bicubic needs the data set's mean and std")
+    if flip_merge not in FLIP_MERGES:
+        raise ValueError(f"inference.flip_merge={flip_merge!r}; expected one of {FLIP_MERGES}")
     b, _, h, w = images.shape
     up = strided_up_size(h, w, int(upsample_stride))
     grid = (math.ceil(h / SEED_STRIDE), math.ceil(w / SEED_STRIDE))
@@ -87,9 +101,13 @@ def multiscale_cams_and_seeds(cam_fn: Callable[[torch.Tensor], torch.Tensor], im
             x = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
         views = torch.cat([x, x.flip(-1)]) if flip else x
         cams = F.relu(cam_fn(views).float())
+        if flip and flip_merge == "image":
+            full = F.interpolate(cams, size=up, mode="bilinear", align_corners=False)[..., :h, :w]
+            full = full[:b] + full[b:].flip(-1)
         if flip:
             cams = cams[:b] + cams[b:].flip(-1)
-        full = F.interpolate(cams, size=up, mode="bilinear", align_corners=False)[..., :h, :w]
+        if not flip or flip_merge == "grid":
+            full = F.interpolate(cams, size=up, mode="bilinear", align_corners=False)[..., :h, :w]
         total = full if total is None else total + full
         if seeds:
             st = F.interpolate(cams, size=grid, mode="bilinear", align_corners=False)

@@ -1,6 +1,7 @@
 """Mask-aware transforms (albumentations) for the three ways a stage reads images.
 
-- `train`: random resize of the long side in [min_size, max_size], horizontal flip, optional
+- `train`: random resize of the long side in [min_size, max_size] (`resize`: cv2 bicubic, or PIL bicubic as
+  the thesis code, which antialiases when it shrinks), horizontal flip, optional
   colour jitter and RandAugment, normalisation, random crop (image padded with 0 after
   normalisation, i.e. the mean colour; mask padded with 255).
 - `eval`: the image at its own size, normalised (CAM, saliency and segmentation inference).
@@ -15,6 +16,7 @@ from albumentations.pytorch import ToTensorV2
 from PIL import Image, ImageEnhance, ImageOps
 
 IGNORE = 255
+TRAIN_RESIZES = ("cv2_cubic", "pil_bicubic")
 
 
 RANDAUGMENT_OPS = ("autocontrast", "brightness", "color", "contrast", "equalize", "identity", "posterize",
@@ -125,17 +127,60 @@ class RandAugment(A.DualTransform):
         return ("n", "magnitude", "cutout")
 
 
+class PILLongestSideResize(A.DualTransform):
+    """The long side to a size drawn uniformly in [min_size, max_size], aspect kept (sides rounded), with
+    PIL's BICUBIC on the image (its filter widened by the scale when shrinking, i.e. antialiased) and PIL's
+    NEAREST on the mask: the thesis code's `RandomResize` / `RandomResize_For_Segmentation`
+    (lucasdavid/PNOC@f250e0d:tools/ai/augment_utils.py). cv2's INTER_CUBIC samples 4×4 source pixels whatever
+    the scale (aliasing)."""
+
+    def __init__(self, min_size: int, max_size: int, p: float = 1.0):
+        super().__init__(p=p)
+        self.min_size, self.max_size = min_size, max_size
+
+    def get_params_dependent_on_data(self, params: dict, data: dict) -> dict:
+        height, width = params["shape"][:2]
+        scale = self.py_random.randint(self.min_size, self.max_size) / max(height, width)
+        return {"size": (int(round(height * scale)), int(round(width * scale)))}
+
+    @staticmethod
+    def _resize(array: np.ndarray, size: tuple[int, int], resample) -> np.ndarray:
+        if array.shape[:2] == tuple(size):
+            return array
+        return np.asarray(Image.fromarray(array).resize((size[1], size[0]), resample))
+
+    def apply(self, img, size=(0, 0), **params):
+        if img.dtype != np.uint8:
+            raise ValueError(f"stage.augment.resize=pil_bicubic expects uint8 images, got {img.dtype}")
+        return self._resize(img, size, Image.BICUBIC)
+
+    def apply_to_mask(self, mask, size=(0, 0), **params):
+        return self._resize(mask, size, Image.NEAREST)
+
+    def get_transform_init_args_names(self):
+        return ("min_size", "max_size")
+
+
+def longest_side_resize(min_size: int, max_size: int, resize: str) -> A.BasicTransform:
+    """The train transforms' random long-side resize in [min_size, max_size] (`resize`: TRAIN_RESIZES)."""
+    if resize == "pil_bicubic":
+        return PILLongestSideResize(min_size, max_size)
+    if resize == "cv2_cubic":
+        return A.LongestMaxSize(max_size=list(range(min_size, max_size + 1)), interpolation=cv2.INTER_CUBIC,
+                                mask_interpolation=cv2.INTER_NEAREST)
+    raise ValueError(f"stage.augment.resize={resize!r}; expected one of {TRAIN_RESIZES}")
+
+
 def normalize(mean, std) -> A.Normalize:
     return A.Normalize(mean=tuple(mean), std=tuple(std), max_pixel_value=255.0)
 
 
 def train_transform(crop_size: int, min_size: int, max_size: int, mean, std, hflip: bool = True,
                     color_jitter: bool = False, randaugment: bool = False, randaugment_n: int = 2,
-                    randaugment_m: int = 10) -> A.Compose:
+                    randaugment_m: int = 10, resize: str = "cv2_cubic") -> A.Compose:
     if min_size > max_size:
         raise ValueError(f"dataset.min_size={min_size} exceeds dataset.max_size={max_size}")
-    ops: list = [A.LongestMaxSize(max_size=list(range(min_size, max_size + 1)), interpolation=cv2.INTER_CUBIC,
-                                  mask_interpolation=cv2.INTER_NEAREST)]
+    ops: list = [longest_side_resize(min_size, max_size, resize)]
     if hflip:
         ops.append(A.HorizontalFlip(p=0.5))
     if color_jitter:

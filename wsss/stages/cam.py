@@ -98,7 +98,7 @@ class CAMStage(Stage):
             cams, seeds = multiscale_cams_and_seeds(
                 self.raw_cams, images, inf.get("scales", (0.5, 1.0, 1.5, 2.0)), inf.get("flip", True),
                 inf.get("image_resize", "pil_bicubic"), int(inf.get("upsample_stride", 16)), data.mean, data.std,
-                seeds=bool(inf.get("stride4_seeds", True)))
+                seeds=bool(inf.get("stride4_seeds", True)), flip_merge=inf.get("flip_merge", "image"))
         store = storage_dtype(inf.get("storage", "float16"))
         for i, image_id in enumerate(batch["id"]):
             maps, keys = normalize_present(cams[i], batch["label"][i])
