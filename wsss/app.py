@@ -9,20 +9,12 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from wsss.sweep_dirs import register as register_resolvers
+
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+register_resolvers()
 
 
-def short_dirname(name: str, limit: int = 180) -> str:
-    """A sweep job's folder name: its overrides, or when too long for a file name, their start and a hash."""
-    import hashlib
-
-    if len(name) <= limit:
-        return name
-    return f"{name[: limit - 13]}-{hashlib.sha1(name.encode()).hexdigest()[:12]}"
-
-
-if not OmegaConf.has_resolver("short_dirname"):
-    OmegaConf.register_new_resolver("short_dirname", short_dirname)
 log = logging.getLogger("wsss")
 
 
