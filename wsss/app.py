@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import warnings
 from pathlib import Path
 
@@ -96,6 +97,7 @@ def main(cfg: DictConfig) -> float | None:
     if rank != 0:
         return None  # a sweeper reads rank 0's value (SLURM DDP jobs run main() in every rank)
     print_metrics(metrics, f"{cfg.stage.name} · {cfg.dataset.name} · {cfg.backbone.name} · {cfg.run_name}")
+    print(f"run folder: {shlex.quote(str(cfg.paths.run_dir))}")
     return objective_value(cfg.get("objective"), metrics)
 
 

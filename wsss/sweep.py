@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
@@ -170,7 +171,8 @@ class SweepSummary(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         record = make_record(config)
         record.save(Path(str(config.hydra.sweep.dir)))
-        log.info("sweep %s: swept %s; W&B group %s", record.id, ", ".join(record.swept) or "nothing", record.group)
+        log.info("sweep %s: swept %s; W&B group %s; folder %s", record.id, ", ".join(record.swept) or "nothing",
+                 record.group, shlex.quote(str(config.hydra.sweep.dir)))
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         (Path(str(config.hydra.runtime.output_dir)) / ERROR).unlink(missing_ok=True)
@@ -190,7 +192,7 @@ class SweepSummary(Callback):
         if rows is not None:
             done = sum(r.status == "done" for r in rows)
             log.info("sweep summary of %d jobs (%d done): %s", len(rows), done,
-                     Path(str(config.hydra.sweep.dir)) / "sweep_summary.md")
+                     shlex.quote(str(Path(str(config.hydra.sweep.dir)) / "sweep_summary.md")))
 
     @staticmethod
     def _summarise(sweep_dir: Path):
