@@ -10,7 +10,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from wsss.sweep_dirs import register as register_resolvers
+from wsss.resolvers import register as register_resolvers
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 register_resolvers()

@@ -42,6 +42,11 @@ def task(name: str):
 
 
 def training_identity(cfg: dict) -> str:
+    return config_hash(training_fields(cfg))
+
+
+def training_fields(cfg: dict) -> dict:
+    """The part of a resolved config that a resumed training run must share with the run it resumes."""
     ident = {k: v for k, v in cfg.items() if k not in RESUMABLE_KEYS}
     stage = dict(ident.get("stage", {}))
     # Extending a schedule or changing how results are produced resumes the same training run.
@@ -52,7 +57,7 @@ def training_identity(cfg: dict) -> str:
     # which splits are predicted or evaluated does not change the weights
     ident["dataset"] = {k: v for k, v in ident.get("dataset", {}).items()
                         if k not in ("scan", "predict_splits", "eval_splits")}
-    return config_hash(ident)
+    return ident
 
 
 # Stage keys that change no predicted artifact (evaluation, schedules whose effect the checkpoint carries,
@@ -109,6 +114,15 @@ def git_commit() -> str | None:
         return None
 
 
+def changed_keys(saved: Path, plain: dict) -> str:
+    from wsss.config_diff import differences
+
+    if not saved.is_file():
+        return f"unknown ({saved} is missing)"
+    old = OmegaConf.to_container(OmegaConf.load(saved), resolve=False)
+    return "; ".join(differences(training_fields(old), training_fields(plain))) or "none of the saved ones"
+
+
 def record_run(cfg: DictConfig, plain: dict, run_dir: Path) -> None:
     """Saves the resolved config and the commit; refuses to resume a run of another config."""
     ident = training_identity(plain)
@@ -118,7 +132,8 @@ def record_run(cfg: DictConfig, plain: dict, run_dir: Path) -> None:
         if old.get("identity") != ident and (run_dir / "checkpoints").is_dir():
             raise RuntimeError(
                 f"{run_dir} holds a run of a different configuration (see {run_dir / 'config.yaml'}); "
-                "resuming it would mix two experiments. Pick another run_name=..., or delete that folder.")
+                f"resuming it would mix two experiments. Keys that differ (that run → this one): "
+                f"{changed_keys(run_dir / 'config.yaml', plain)}. Pick another run_name=..., or delete that folder.")
     atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     atomic_write_json(info_path, {"identity": ident, "commit": git_commit(), "stage": plain["stage"]["name"],
                                   "dataset": plain["dataset"]["name"], "backbone": plain["backbone"]["name"],
