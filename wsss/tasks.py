@@ -251,6 +251,11 @@ def predict_missing(ctx: "Context", writer: ArtifactDir, split: str, kind: str, 
     ctx.trainer.strategy.barrier()
     if ctx.trainer.is_global_zero:
         left = writer.missing(ids)
+        if left and partial_run(ctx.plain):
+            log.warning("%s: %d of %d images written (%s): no manifest, so no later step takes this folder as "
+                        "finished", writer.root, len(ids) - len(left), len(ids), partial_run(ctx.plain))
+            ctx.partial.append(str(writer.root))
+            return len(ids) - len(left)
         if left:
             raise RuntimeError(f"{writer.root}: {len(left)} images were not written, e.g. {left[:3]}")
         write_artifact_manifest(ctx, writer, kind, split, ids=ids, **manifest_extra,
@@ -338,6 +343,7 @@ class Context:
         self.module.world_size = self.trainer.world_size  # stage.batch_scope=global splits the batch over it
         self.dm = self.module.datamodule()
         self.trained = False
+        self.partial: list[str] = []  # artifact folders a debugging run wrote in part (partial_run)
         self.weights: Path | None = None   # the checkpoint predictions come from (None: untrained)
 
     def tasks(self) -> list[str]:
@@ -357,6 +363,17 @@ class Context:
         return list(self.plain["stage"].get("eval_splits") or self.plain["dataset"]["eval_splits"])
 
 
+def partial_run(plain: dict) -> str | None:
+    """The trainer setting that makes predict cover part of a split (Lightning's debugging switches), or None."""
+    trainer = plain.get("trainer") or {}
+    if trainer.get("fast_dev_run"):
+        return f"trainer.fast_dev_run={trainer['fast_dev_run']}"
+    limit = trainer.get("limit_predict_batches")
+    if limit is not None and limit != 1.0:
+        return f"trainer.limit_predict_batches={limit}"
+    return None
+
+
 def run(cfg: DictConfig) -> dict:
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
@@ -369,7 +386,13 @@ def run(cfg: DictConfig) -> dict:
     metrics: dict = {}
     with stop_on_signal(ctx.trainer.is_global_zero):  # outside Lightning's loops: stop (+ requeue) at once
         for name in ctx.tasks():
+            if ctx.partial and not name.startswith("predict"):
+                log.warning("%s skipped: it would read the partial folders %s", name, ", ".join(ctx.partial))
+                continue
             metrics.update(TASKS[name](ctx) or {})
-    if ctx.trainer.is_global_zero:
+    if ctx.partial:  # a finished run's metrics.json would let a pipeline take this run as up to date
+        log.warning("partial run (%s): metrics.json not written; run without it for a complete run",
+                    partial_run(ctx.plain))
+    elif ctx.trainer.is_global_zero:
         atomic_write_json(ctx.run_dir / "metrics.json", metrics)
     return metrics
