@@ -143,13 +143,17 @@ def run_all(repo: Path, commands: list[DocCommand], hows: set[str], timeout: int
     return failures
 
 
+def typed(*args: str) -> DocCommand:
+    return DocCommand("x.md:1", "python run.py " + " ".join(args), args)
+
+
 def test_the_plan_reads_the_docs_as_a_user_would():
-    cmd = DocCommand("x:1", "", ("stage=pnoc", "backbone=resnest269", "trainer=ddp"))
+    cmd = typed("stage=pnoc", "backbone=resnest269", "trainer=ddp")
     assert plan_of(cmd).how == "compose" and plan_of(cmd).argv[-2:] == ["--cfg", "job"]
-    assert plan_of(DocCommand("x:2", "", ("experiment=synthetic",))).argv == ["experiment=synthetic", "debug=tiny"]
-    assert plan_of(DocCommand("x:3", "", ("pipeline=wsss", "experiment=voc12_rs269"))).how == "dry run"
-    assert plan_of(DocCommand("x:4", "", ("-m", "hydra/launcher=slurm", "stage=pnoc"))).how == "slurm"
-    optuna = plan_of(DocCommand("x:5", "", ("hparams_search=classifier_optuna", "hydra.sweeper.n_trials=20")))
+    assert plan_of(typed("experiment=synthetic")).argv == ["experiment=synthetic", "debug=tiny"]
+    assert plan_of(typed("pipeline=wsss", "experiment=voc12_rs269")).how == "dry run"
+    assert plan_of(typed("-m", "hydra/launcher=slurm", "stage=pnoc")).how == "slurm"
+    optuna = plan_of(typed("hparams_search=classifier_optuna", "hydra.sweeper.n_trials=20"))
     assert optuna.argv == ["hparams_search=classifier_optuna", "debug=tiny", OPTUNA_TRIALS]
     commands = fenced_commands(ROOT)
     assert commands and all(c.where.split(":")[0] != "conf" for c in commands)
