@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import os
 import shlex
+import sys
 import warnings
 from pathlib import Path
 
@@ -71,8 +72,48 @@ def check_launch(cfg: DictConfig) -> None:
         raise RuntimeError(error)
 
 
+def main() -> None:
+    """run.py: typed values checked before anything heavy is imported, then Hydra; a key the config lacks
+    gets the nearest keys it has."""
+    from wsss.user_errors import did_you_mean, refuse_bad_values
+
+    problem = refuse_bad_values(sys.argv[1:])
+    if problem:
+        sys.stderr.write(f"error: {problem}\n")
+        raise SystemExit(2)
+    try:
+        hydra_main()
+    except SystemExit as stop:
+        if stop.code not in (0, None) and not REPORTED:
+            hint = did_you_mean(sys.argv[1:], CONF_DIR)
+            if hint:
+                sys.stderr.write(hint + "\n")
+        raise
+
+
+REPORTED: list[BaseException] = []  # user errors already shown as one paragraph
+
+
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
-def main(cfg: DictConfig) -> float | None:
+def hydra_main(cfg: DictConfig) -> float | None:
+    try:
+        return run_command(cfg)
+    except Exception as error:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        from wsss.user_errors import is_user_error, report
+
+        if not is_user_error(error):
+            raise
+        report(error)
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # the sweep records it in the job's error.txt and goes on
+        REPORTED.append(error)
+        raise SystemExit(1) from None
+
+
+def run_command(cfg: DictConfig) -> float | None:
     _quiet()
     from wsss.logging_utils import finish_wandb
     from wsss.sweep import objective_value

@@ -130,7 +130,9 @@ def record_run(cfg: DictConfig, plain: dict, run_dir: Path) -> None:
     if info_path.is_file():
         old = json.loads(info_path.read_text())
         if old.get("identity") != ident and (run_dir / "checkpoints").is_dir():
-            raise RuntimeError(
+            from wsss.user_errors import RunFolderConflict
+
+            raise RunFolderConflict(
                 f"{run_dir} holds a run of a different configuration (see {run_dir / 'config.yaml'}); "
                 f"resuming it would mix two experiments. Keys that differ (that run → this one): "
                 f"{changed_keys(run_dir / 'config.yaml', plain)}. Pick another run_name=..., or delete that folder.")
