@@ -162,6 +162,7 @@ def test_the_plan_reads_the_docs_as_a_user_would():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_documented_commands_run_in_a_fresh_folder(tmp_path):
     from tests.slurm.test_local_cluster import _cluster_answer
 
