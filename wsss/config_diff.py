@@ -1,4 +1,5 @@
-"""Which keys of two resolved configurations differ, as the user types them: `stage.label_smoothing: 0.0 → 0.1`."""
+"""Which keys of two resolved configurations differ, named as the user types them:
+`stage.label_smoothing: 0.0 → 0.1`."""
 from __future__ import annotations
 
 from typing import Any

@@ -265,7 +265,8 @@ def why_not_done(step: Step, check_config: bool = True) -> str | None:
         if config_hash(comparable(saved)) != config_hash(comparable(step.plain)):
             from wsss.config_diff import differences
 
-            return "its configuration changed: " + "; ".join(differences(comparable(saved), comparable(step.plain)))
+            changed = differences(comparable(saved), comparable(step.plain))
+            return "its configuration changed: " + "; ".join(changed)
     return stale_artifacts(step.run_dir)
 
 

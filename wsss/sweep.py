@@ -71,8 +71,8 @@ def swept_keys(command: list[str], sweeper_params: dict | None) -> list[str]:
 
 
 def sweep_group(sweep_dir: Path, runs_dir: str | None, sweep_id: str) -> str:
-    """`classifier/synthetic/resnet18/default-1a2b3c4d`: the folder under `<runs_dir>/multirun` (its name ends in
-    the sweep id), with the id added when a custom hydra.sweep.dir left it out."""
+    """`classifier/synthetic/resnet18/default-1a2b3c4d`: the folder under `<runs_dir>/multirun` (its name ends
+    in the sweep id), with the id added when a custom hydra.sweep.dir left it out."""
     name = sweep_dir.name
     for root in ([Path(runs_dir) / "multirun", Path(runs_dir)] if runs_dir else []):
         try:
@@ -171,8 +171,8 @@ class SweepSummary(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         record = make_record(config)
         record.save(Path(str(config.hydra.sweep.dir)))
-        log.info("sweep %s: swept %s; W&B group %s; folder %s", record.id, ", ".join(record.swept) or "nothing",
-                 record.group, shlex.quote(str(config.hydra.sweep.dir)))
+        log.info("sweep %s: swept %s; W&B group %s; folder %s", record.id,
+                 ", ".join(record.swept) or "nothing", record.group, shlex.quote(str(config.hydra.sweep.dir)))
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         (Path(str(config.hydra.runtime.output_dir)) / ERROR).unlink(missing_ok=True)

@@ -2,10 +2,11 @@
 
 - `${wsss.cwd:}`: the folder run.py was started from. Unlike `${hydra:runtime.cwd}` it resolves in the
   launching process of a multirun too, where Hydra resolves `hydra.sweep.dir` before any job exists.
-- `${wsss.sweep_id:${hydra.overrides.task}}`: 8 hex digits naming the sweep (a hash of the command's overrides):
-  the same command is the same sweep (its jobs resume), another command gets another folder.
+- `${wsss.sweep_id:${hydra.overrides.task}}`: 8 hex digits naming the sweep (a hash of the command's
+  overrides): the same command is the same sweep (its jobs resume), another command gets another folder.
 - `${wsss.job_dir:${hydra.sweep.dir},${hydra.job.num},${hydra.overrides.task}}`: a job's folder, its number
-  first, then the values of the swept keys only (`0_lr=0.05,seed=1`), in characters any shell takes as written.
+  first, then the values of the swept keys only (`0_lr=0.05,seed=1`), in characters any shell takes as
+  written.
 
 The first two are cached: Hydra copies the launching process's resolver cache into every job's config (local
 and SLURM jobs alike), so a job sees the sweep's id and folder, not an id of its own overrides.
@@ -28,7 +29,8 @@ def cwd() -> str:
 
 
 def sweep_id(command) -> str:
-    overrides = [str(o) for o in (OmegaConf.to_container(command) if OmegaConf.is_config(command) else command)]
+    overrides = [str(o) for o in (OmegaConf.to_container(command) if OmegaConf.is_config(command)
+                                  else command)]
     return hashlib.sha1(json.dumps(overrides).encode()).hexdigest()[:8]
 
 

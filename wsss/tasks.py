@@ -135,7 +135,8 @@ def record_run(cfg: DictConfig, plain: dict, run_dir: Path) -> None:
             raise RunFolderConflict(
                 f"{run_dir} holds a run of a different configuration (see {run_dir / 'config.yaml'}); "
                 f"resuming it would mix two experiments. Keys that differ (that run → this one): "
-                f"{changed_keys(run_dir / 'config.yaml', plain)}. Pick another run_name=..., or delete that folder.")
+                f"{changed_keys(run_dir / 'config.yaml', plain)}. Pick another run_name=..., or delete that "
+                "folder.")
     atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     atomic_write_json(info_path, {"identity": ident, "commit": git_commit(), "stage": plain["stage"]["name"],
                                   "dataset": plain["dataset"]["name"], "backbone": plain["backbone"]["name"],
@@ -254,8 +255,9 @@ def predict_missing(ctx: "Context", writer: ArtifactDir, split: str, kind: str, 
     if ctx.trainer.is_global_zero:
         left = writer.missing(ids)
         if left and partial_run(ctx.plain):
-            log.warning("%s: %d of %d images written (%s): no manifest, so no later step takes this folder as "
-                        "finished", writer.root, len(ids) - len(left), len(ids), partial_run(ctx.plain))
+            log.warning("%s: %d of %d images written (%s): no manifest, so no later step takes this "
+                        "folder as finished", writer.root, len(ids) - len(left), len(ids),
+                        partial_run(ctx.plain))
             ctx.partial.append(str(writer.root))
             return len(ids) - len(left)
         if left:
@@ -366,7 +368,8 @@ class Context:
 
 
 def partial_run(plain: dict) -> str | None:
-    """The trainer setting that makes predict cover part of a split (Lightning's debugging switches), or None."""
+    """The trainer setting that makes predict cover part of a split (Lightning's debugging switches), or
+    None."""
     trainer = plain.get("trainer") or {}
     if trainer.get("fast_dev_run"):
         return f"trainer.fast_dev_run={trainer['fast_dev_run']}"

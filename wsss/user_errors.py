@@ -78,6 +78,10 @@ def dotted_keys(node, prefix: str = "") -> list[str]:
     return out
 
 
+def first_value(override) -> str:
+    return list(override.sweep_string_iterator())[0] if override.is_sweep_override() else override.value()
+
+
 def did_you_mean(argv: list[str], conf_dir: str) -> str | None:
     """For each typed key the composed config lacks (the groups as typed), the nearest keys it has."""
     from hydra import compose, initialize_config_dir
@@ -85,8 +89,8 @@ def did_you_mean(argv: list[str], conf_dir: str) -> str | None:
     from omegaconf import OmegaConf
 
     overrides = typed_overrides(argv)
-    groups = [f"{o.key_or_group}={o.value() if not o.is_sweep_override() else list(o.sweep_string_iterator())[0]}"
-              for o in overrides if "." not in o.key_or_group and not o.is_add() and not o.is_delete()]
+    groups = [f"{o.key_or_group}={first_value(o)}" for o in overrides
+              if "." not in o.key_or_group and not o.is_add() and not o.is_delete()]
     try:
         GlobalHydra.instance().clear()
         with initialize_config_dir(config_dir=conf_dir, version_base="1.3"):
@@ -100,7 +104,8 @@ def did_you_mean(argv: list[str], conf_dir: str) -> str | None:
     for o in overrides:
         key = o.key_or_group
         if "." in key and not o.is_add() and not key.startswith("hydra.") and key not in keys:
-            near = difflib.get_close_matches(key, [k for k in keys if not key.startswith(k + ".")], n=3, cutoff=0.6)
+            others = [k for k in keys if not key.startswith(k + ".")]  # not its own parents
+            near = difflib.get_close_matches(key, others, n=3, cutoff=0.6)
             hint = f"did you mean {' or '.join(near)}?" if near else "no key of the config is close to it."
             lines.append(f"{key} is not a key of this config: {hint} (+{key}=... adds a new key)")
     return "\n".join(lines) or None

@@ -1,5 +1,6 @@
-"""Lightning's debugging switches and the debug presets: `+trainer.fast_dev_run=true`, `limit_predict_batches`,
-`debug=tiny`, `debug=fdr`. A partial predict writes its files but no manifest and no metrics.json, and says so."""
+"""Lightning's debugging switches and the debug presets: `+trainer.fast_dev_run=true`,
+`limit_predict_batches`, `debug=tiny`, `debug=fdr`. A partial predict writes its files but no manifest and no
+metrics.json, and says so."""
 from __future__ import annotations
 
 import os
@@ -46,7 +47,8 @@ def compose_with(*overrides: str):
 def test_debug_tiny_shrinks_any_command_but_keeps_a_typed_backbone():
     cfg = compose_with("experiment=voc12_rs269", "trainer=ddp", "debug=tiny")
     assert (cfg.dataset.name, cfg.backbone.name, cfg.backbone.pretrained) == ("synthetic", "resnet18", False)
-    assert (cfg.stage.max_epochs, cfg.num_workers, cfg.trainer.devices, cfg.trainer.accelerator) == (1, 0, 1, "cpu")
+    assert (cfg.stage.max_epochs, cfg.num_workers) == (1, 0)
+    assert (cfg.trainer.devices, cfg.trainer.accelerator) == (1, "cpu")
     assert cfg.dataset.args.splits == {"train": 24, "val": 8}
     typed = compose_with("backbone=resnet50", "debug=tiny")
     assert (typed.backbone.name, typed.backbone.pretrained) == ("resnet50", False)
@@ -56,7 +58,8 @@ def test_debug_tiny_shrinks_any_command_but_keeps_a_typed_backbone():
 @pytest.mark.slow
 def test_the_documented_fast_dev_run_exits_0(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("WSSS_")}
-    out = subprocess.run([sys.executable, str(ROOT / "run.py"), "experiment=synthetic", "+trainer.fast_dev_run=true"],
+    command = [sys.executable, str(ROOT / "run.py"), "experiment=synthetic", "+trainer.fast_dev_run=true"]
+    out = subprocess.run(command,
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "metrics.json not written" in out.stdout + out.stderr

@@ -1,30 +1,33 @@
-"""Every `python run.py ...` command of README.md, docs/*.md and slurm/ RUNS as written, in the order written, with
-`debug=tiny` appended, in a fresh working folder (the repository's files copied to a temporary folder, as a
-clone has them) with no `paths.*` override: the runs, data and sweeps land where a new user's would.
+"""Every `python run.py ...` command of README.md, docs/*.md and slurm/ RUNS as written, in the order written,
+with `debug=tiny` appended, in a fresh working folder (the repository's files copied to a temporary folder, as
+a clone has them) with no `paths.*` override: the runs, data and sweeps land where a new user's would.
 
 Which commands: the lines of fenced code blocks of the Markdown files and the comment lines of slurm/*.sh and
-*.sbatch (collected by tests/foundation/test_doc_commands.py, which composes them all), file by file (README.md,
-then docs/*.md, then slurm/), top to bottom. Inline `python run.py` spans of the prose are composed there, not
-run here.
+*.sbatch (collected by tests/foundation/test_doc_commands.py, which composes them all), file by file
+(README.md, then docs/*.md, then slurm/), top to bottom. Inline `python run.py` spans of the prose are
+composed there, not run here.
 
 Commands that cannot run here as written are still checked, the closest way this machine allows:
-- a placeholder (`<VOC2012>`, `<stage>`), `...`, `[optional]` brackets or a shell variable, a data folder typed
-  (`dataset.args.root=...`: real data, or one an earlier non-run.py line makes), or a line of an experiments
-  file (overrides without `python run.py`): composed only (`--cfg job`), a placeholder as a plain string;
-- a backbone typed on the command line other than ResNet-18/50 (ResNeSt-269, EfficientNet-B6, VGG-16): composed
-  only (`--cfg job`): from scratch on the CPU it would cost minutes, and the recipes' weights are not cached;
+- a placeholder (`<VOC2012>`, `<stage>`), `...`, `[optional]` brackets or a shell variable, a data folder
+  typed (`dataset.args.root=...`: real data, or one an earlier non-run.py line makes), or a line of an
+  experiments file (overrides without `python run.py`): composed only (`--cfg job`), a placeholder as a plain
+  string;
+- a backbone typed on the command line other than ResNet-18/50 (ResNeSt-269, EfficientNet-B6, VGG-16):
+  composed only (`--cfg job`): from scratch on the CPU it would cost minutes, and the recipes' weights are not
+  cached;
 - `pipeline=...` with a real-data experiment (anything but synthetic*): its dry run (`pipeline.dry_run=true`),
   which composes every step; the synthetic pipelines run in full;
 - an Optuna search (`hparams_search=...`): two trials (`hydra.sweeper.n_trials=2` replaces the typed budget);
 - `hydra/launcher=slurm...`: run on the local SLURM cluster (slurm/local-cluster.sh) when it answers, composed
   only when it does not; one naming a partition the local cluster lacks (`hydra.launcher.partition=gpu`) is
   composed only;
-- `trainer=ddp` (4 GPUs) runs as is: debug=tiny puts the trainer on one CPU device.
-`sbatch` lines themselves (slurm/array.sbatch with an experiments file) are exercised by tests/slurm.
+- `trainer=ddp` (4 GPUs) runs as is: debug=tiny puts the trainer on one CPU device. `sbatch` lines themselves
+  (slurm/array.sbatch with an experiments file) are exercised by tests/slurm.
 """
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -98,7 +101,8 @@ def plan_of(cmd: DocCommand) -> Plan:
     if slurm:
         return Plan(argv, "slurm")
     experiment = value_of(args, "experiment") or ""
-    if value_of(args, "pipeline") and not experiment.startswith("synthetic") and "pipeline.dry_run=true" not in args:
+    real_data = not experiment.startswith("synthetic")
+    if value_of(args, "pipeline") and real_data and "pipeline.dry_run=true" not in args:
         return Plan([*argv, "pipeline.dry_run=true"], "dry run")
     if value_of(args, "hparams_search"):
         return Plan([*(a for a in argv if not a.startswith("hydra.sweeper.n_trials=")), OPTUNA_TRIALS], "run")
@@ -125,6 +129,11 @@ def user_env(repo: Path) -> dict[str, str]:
     return env
 
 
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_all(repo: Path, commands: list[DocCommand], hows: set[str], timeout: int = 600) -> list[str]:
     failures, started = [], time.time()
     for cmd in commands:
@@ -132,14 +141,15 @@ def run_all(repo: Path, commands: list[DocCommand], hows: set[str], timeout: int
         if plan.how == "slurm" and plan.how not in hows:  # no cluster here: composed
             overrides, _ = overrides_of(cmd.args)
             plan = Plan([*overrides, "debug=tiny", "--cfg", "job"], "slurm compose")
-        t0 = time.time()
+        t0, cpu0 = time.time(), children_cpu()
         out = subprocess.run([sys.executable, "run.py", *plan.argv], cwd=repo, env=user_env(repo),
                              capture_output=True, text=True, timeout=timeout)
-        print(f"{time.time() - t0:6.1f} s  {plan.how:13s} {cmd.where}: {' '.join(plan.argv)}", flush=True)
+        print(f"{time.time() - t0:6.1f} s ({children_cpu() - cpu0:5.1f} s CPU)  {plan.how:13s} {cmd.where}: "
+              f"{' '.join(plan.argv)}", flush=True)
         if out.returncode != 0:
             failures.append(f"{cmd.where} ({plan.how}): python run.py {' '.join(plan.argv)}\n  exit "
                             f"{out.returncode}: {(out.stderr or out.stdout).strip()[-1500:]}")
-    print(f"{time.time() - started:.0f} s in all", flush=True)
+    print(f"{time.time() - started:.0f} s in all ({children_cpu():.0f} s CPU of the commands)", flush=True)
     return failures
 
 

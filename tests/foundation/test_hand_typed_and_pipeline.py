@@ -1,6 +1,7 @@
-"""The README's order: `python run.py experiment=synthetic`, `python run.py stage=pnoc experiment=synthetic`, then
-`python run.py pipeline=wsss experiment=synthetic` reuses both runs (each step composes what the hand-typed
-command composes); a run folder or pipeline step of another configuration names the keys that differ."""
+"""The README's order: `python run.py experiment=synthetic`, `python run.py stage=pnoc experiment=synthetic`,
+then `python run.py pipeline=wsss experiment=synthetic` reuses both runs (each step composes what the
+hand-typed command composes); a run folder or pipeline step of another configuration names the keys that
+differ."""
 from __future__ import annotations
 
 import functools

@@ -1,7 +1,7 @@
 """`python run.py -m ...` from a fresh working folder, with the default paths (no paths.* override).
 
-The jobs run `+fetch_weights=true` on a backbone without pretrained weights: Hydra creates every job folder and
-the sweep callback writes its record and summary, while the job itself does nothing (a second at most).
+The jobs run `+fetch_weights=true` on a backbone without pretrained weights: Hydra creates every job folder
+and the sweep callback writes its record and summary, while the job itself does nothing (a second at most).
 """
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ SHELL_SAFE = re.compile(r"^[A-Za-z0-9._+=,-]+$")
 
 def sweep(cwd: Path, *overrides: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WSSS_")}
-    return subprocess.run([sys.executable, str(ROOT / "run.py"), "-m", *overrides, "debug=tiny",
-                           "+fetch_weights=true"], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    command = [sys.executable, str(ROOT / "run.py"), "-m", *overrides, "debug=tiny", "+fetch_weights=true"]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
 def sweep_folders(cwd: Path) -> list[Path]:
@@ -58,5 +58,6 @@ def test_a_job_folder_is_its_number_and_the_swept_values_only(tmp_path):
 
 
 def test_the_sweep_id_is_the_commands_hash():
-    assert sweep_id(["stage.lr=0.05,0.1"]) == sweep_id(["stage.lr=0.05,0.1"]) != sweep_id(["stage.lr=0.1,0.05"])
+    first = sweep_id(["stage.lr=0.05,0.1"])
+    assert first == sweep_id(["stage.lr=0.05,0.1"]) != sweep_id(["stage.lr=0.1,0.05"])
     assert re.fullmatch(r"[0-9a-f]{8}", sweep_id([]))

@@ -1,6 +1,6 @@
-"""Known user errors: one paragraph on the screen, no traceback (it goes to the run folder's app.log); a typed key
-the config lacks gets the nearest keys it has; a typed hyperparameter of a wrong type is refused before torch is
-imported."""
+"""Known user errors: one paragraph on the screen, no traceback (it goes to the run folder's app.log); a typed
+key the config lacks gets the nearest keys it has; a typed hyperparameter of a wrong type is refused before
+torch is imported."""
 from __future__ import annotations
 
 import os
@@ -14,8 +14,8 @@ from wsss.user_errors import did_you_mean, refuse_bad_values
 
 def run_py(cwd, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WSSS_")}
-    return subprocess.run([sys.executable, str(ROOT / "run.py"), *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run([sys.executable, str(ROOT / "run.py"), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def test_a_bad_hyperparameter_is_refused_by_its_key():
