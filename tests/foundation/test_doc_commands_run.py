@@ -37,7 +37,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.foundation.test_doc_commands import KEPT, DocCommand, collect_file, overrides_of
+from tests.foundation.test_doc_commands import KEPT, DocCommand, collect_file, overrides_of, variants
 from tests.helpers import ROOT
 
 SMALL_BACKBONES = {"resnet18", "resnet50"}
@@ -86,6 +86,12 @@ def value_of(args: tuple[str, ...], key: str) -> str | None:
     return next((a.split("=", 1)[1] for a in args if a.split("=", 1)[0].lstrip("+~") == key), None)
 
 
+def composed_only(args: tuple[str, ...]) -> list[str]:
+    """`--cfg job` of the command (a sweep at its first values: --cfg does not sweep)."""
+    overrides, _ = overrides_of(args)
+    return [*variants(overrides)[0], "debug=tiny", "--cfg", "job"]
+
+
 def plan_of(cmd: DocCommand) -> Plan:
     args = cmd.args
     slurm = any(a.startswith("hydra/launcher=slurm") for a in args)
@@ -95,8 +101,7 @@ def plan_of(cmd: DocCommand) -> Plan:
     backbone = value_of(args, "backbone")
     local_partition = value_of(args, "hydra.launcher.partition") in (None, "debug")
     if unrunnable or (backbone and backbone not in SMALL_BACKBONES) or (slurm and not local_partition):
-        overrides, _ = overrides_of(args)
-        return Plan([*overrides, "debug=tiny", "--cfg", "job"], "slurm compose" if slurm else "compose")
+        return Plan(composed_only(args), "slurm compose" if slurm else "compose")
     argv = [*args, "debug=tiny"]
     if slurm:
         return Plan(argv, "slurm")
@@ -139,8 +144,7 @@ def run_all(repo: Path, commands: list[DocCommand], hows: set[str], timeout: int
     for cmd in commands:
         plan = plan_of(cmd)
         if plan.how == "slurm" and plan.how not in hows:  # no cluster here: composed
-            overrides, _ = overrides_of(cmd.args)
-            plan = Plan([*overrides, "debug=tiny", "--cfg", "job"], "slurm compose")
+            plan = Plan(composed_only(cmd.args), "slurm compose")
         t0, cpu0 = time.time(), children_cpu()
         out = subprocess.run([sys.executable, "run.py", *plan.argv], cwd=repo, env=user_env(repo),
                              capture_output=True, text=True, timeout=timeout)
@@ -163,6 +167,8 @@ def test_the_plan_reads_the_docs_as_a_user_would():
     assert plan_of(typed("experiment=synthetic")).argv == ["experiment=synthetic", "debug=tiny"]
     assert plan_of(typed("pipeline=wsss", "experiment=voc12_rs269")).how == "dry run"
     assert plan_of(typed("-m", "hydra/launcher=slurm", "stage=pnoc")).how == "slurm"
+    on_gpus = plan_of(typed("-m", "hydra/launcher=slurm", "hydra.launcher.partition=gpu", "seed=0,1"))
+    assert on_gpus.how == "slurm compose" and "seed=0" in on_gpus.argv and "-m" not in on_gpus.argv
     optuna = plan_of(typed("hparams_search=classifier_optuna", "hydra.sweeper.n_trials=20"))
     assert optuna.argv == ["hparams_search=classifier_optuna", "debug=tiny", OPTUNA_TRIALS]
     commands = fenced_commands(ROOT)
