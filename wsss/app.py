@@ -3,29 +3,20 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
+import sys
 import warnings
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from wsss.reliability.run_paths import register as register_run_folder
+from wsss.resolvers import register as register_resolvers
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+register_resolvers()
 
 
-def short_dirname(name: str, limit: int = 180) -> str:
-    """A sweep job's folder name: its overrides, or when too long for a file name, their start and a hash."""
-    import hashlib
-
-    if len(name) <= limit:
-        return name
-    return f"{name[: limit - 13]}-{hashlib.sha1(name.encode()).hexdigest()[:12]}"
-
-
-if not OmegaConf.has_resolver("short_dirname"):
-    OmegaConf.register_new_resolver("short_dirname", short_dirname)
-register_run_folder()  # ${run_folder:...} of conf/hydra: run folders inside paths.runs_dir
 log = logging.getLogger("wsss")
 
 
@@ -81,8 +72,48 @@ def check_launch(cfg: DictConfig) -> None:
         raise RuntimeError(error)
 
 
+def main() -> None:
+    """run.py: typed values checked before anything heavy is imported, then Hydra; a key the config lacks
+    gets the nearest keys it has."""
+    from wsss.user_errors import did_you_mean, refuse_bad_values
+
+    problem = refuse_bad_values(sys.argv[1:])
+    if problem:
+        sys.stderr.write(f"error: {problem}\n")
+        raise SystemExit(2)
+    try:
+        hydra_main()
+    except SystemExit as stop:
+        if stop.code not in (0, None) and not REPORTED:
+            hint = did_you_mean(sys.argv[1:], CONF_DIR)
+            if hint:
+                sys.stderr.write(hint + "\n")
+        raise
+
+
+REPORTED: list[BaseException] = []  # user errors already shown as one paragraph
+
+
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
-def main(cfg: DictConfig) -> float | None:
+def hydra_main(cfg: DictConfig) -> float | None:
+    try:
+        return run_command(cfg)
+    except Exception as error:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        from wsss.user_errors import is_user_error, report
+
+        if not is_user_error(error):
+            raise
+        report(error)
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # the sweep records it in the job's error.txt and goes on
+        REPORTED.append(error)
+        raise SystemExit(1) from None
+
+
+def run_command(cfg: DictConfig) -> float | None:
     _quiet()
     from wsss.logging_utils import finish_wandb
     from wsss.sweep import objective_value
@@ -107,6 +138,7 @@ def main(cfg: DictConfig) -> float | None:
     if rank != 0:
         return None  # a sweeper reads rank 0's value (SLURM DDP jobs run main() in every rank)
     print_metrics(metrics, f"{cfg.stage.name} · {cfg.dataset.name} · {cfg.backbone.name} · {cfg.run_name}")
+    print(f"run folder: {shlex.quote(str(cfg.paths.run_dir))}")
     return objective_value(cfg.get("objective"), metrics)
 
 

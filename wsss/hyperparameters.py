@@ -9,6 +9,8 @@ from __future__ import annotations
 from numbers import Real
 from typing import Callable, Iterator
 
+from wsss.user_errors import HyperparameterError
+
 Check = tuple[Callable[[object], bool], str]
 
 
@@ -76,4 +78,4 @@ def hyperparameter_problems(cfg: dict) -> list[str]:
 def check_hyperparameters(cfg: dict) -> None:
     problems = hyperparameter_problems(cfg)
     if problems:
-        raise ValueError("; ".join(problems))
+        raise HyperparameterError("; ".join(problems))

@@ -281,7 +281,10 @@ def why_not_done(step: Step, check_config: bool = True) -> str | None:
     if check_config:
         saved = OmegaConf.to_container(OmegaConf.load(cfg_file), resolve=False)
         if config_hash(comparable(saved)) != config_hash(comparable(step.plain)):
-            return "its configuration changed"
+            from wsss.config_diff import differences
+
+            changed = differences(comparable(saved), comparable(step.plain))
+            return "its configuration changed: " + "; ".join(changed)
     return stale_artifacts(step.run_dir)
 
 

@@ -12,9 +12,9 @@ the callback of conf/hydra/default.yaml (`hydra.callbacks.sweep_summary`):
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
+import shlex
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
@@ -25,6 +25,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from wsss.artifacts import atomic_write_text
+from wsss.sweep_dirs import sweep_id as command_id
 
 log = logging.getLogger("wsss.sweep")
 RECORD = "sweep.json"
@@ -33,7 +34,7 @@ ERROR = "error.txt"
 
 @dataclass
 class SweepRecord:
-    id: str                     # hash of the command: the same command is the same sweep (its jobs resume)
+    id: str                     # hash of the command (wsss.sweep_dirs): the same command is the same sweep
     group: str                  # the W&B group of every job
     swept: list[str]            # keys given several values, in command-line order
     command: list[str] = field(default_factory=list)
@@ -70,13 +71,16 @@ def swept_keys(command: list[str], sweeper_params: dict | None) -> list[str]:
 
 
 def sweep_group(sweep_dir: Path, runs_dir: str | None, sweep_id: str) -> str:
-    """`classifier/synthetic/resnet18/default#1a2b3c4d`: the folder under `<runs_dir>/multirun`, and the sweep id."""
+    """`classifier/synthetic/resnet18/default-1a2b3c4d`: the folder under `<runs_dir>/multirun` (its name ends
+    in the sweep id), with the id added when a custom hydra.sweep.dir left it out."""
+    name = sweep_dir.name
     for root in ([Path(runs_dir) / "multirun", Path(runs_dir)] if runs_dir else []):
         try:
-            return f"{sweep_dir.resolve().relative_to(root.resolve()).as_posix()}#{sweep_id}"
+            name = sweep_dir.resolve().relative_to(root.resolve()).as_posix()
+            break
         except ValueError:
             continue
-    return f"{sweep_dir.name}#{sweep_id}"
+    return name if name.endswith(sweep_id) else f"{name}#{sweep_id}"
 
 
 def make_record(config: DictConfig) -> SweepRecord:
@@ -87,8 +91,7 @@ def make_record(config: DictConfig) -> SweepRecord:
     direction = sweeper.get("direction", "maximize")
     direction = str(direction if isinstance(direction, str) else "maximize").lower()
     sweep_dir = Path(str(config.hydra.sweep.dir))
-    ident = json.dumps({"command": command, "params": params, "sweeper": sweeper.get("_target_")}, sort_keys=True)
-    sweep_id = hashlib.sha1(ident.encode()).hexdigest()[:8]
+    sweep_id = command_id(command)
     return SweepRecord(id=sweep_id, group=sweep_group(sweep_dir, OmegaConf.select(config, "paths.runs_dir"), sweep_id),
                        swept=swept_keys(command, params), command=command, objective=config.get("objective"),
                        direction="minimize" if direction.endswith("minimize") else "maximize", started=time.time())
@@ -168,7 +171,8 @@ class SweepSummary(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         record = make_record(config)
         record.save(Path(str(config.hydra.sweep.dir)))
-        log.info("sweep %s: swept %s; W&B group %s", record.id, ", ".join(record.swept) or "nothing", record.group)
+        log.info("sweep %s: swept %s; W&B group %s; folder %s", record.id,
+                 ", ".join(record.swept) or "nothing", record.group, shlex.quote(str(config.hydra.sweep.dir)))
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         (Path(str(config.hydra.runtime.output_dir)) / ERROR).unlink(missing_ok=True)
@@ -188,7 +192,7 @@ class SweepSummary(Callback):
         if rows is not None:
             done = sum(r.status == "done" for r in rows)
             log.info("sweep summary of %d jobs (%d done): %s", len(rows), done,
-                     Path(str(config.hydra.sweep.dir)) / "sweep_summary.md")
+                     shlex.quote(str(Path(str(config.hydra.sweep.dir)) / "sweep_summary.md")))
 
     @staticmethod
     def _summarise(sweep_dir: Path):

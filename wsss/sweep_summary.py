@@ -5,7 +5,8 @@ one column per key whose value differs between jobs, then the job's scalar metri
 F1 in percent, counts as integers). Finished jobs are sorted by the sweep's objective (by the first mIoU when
 no objective is set), best first, and the best one is marked; failed jobs are listed with their error's first
 line (`error.txt`, written by wsss/sweep.py), jobs without metrics.json nor error as not finished. Job folders
-keep the names Hydra gave them (their overrides); the CSV's `job` column holds each row's folder.
+are named by their number and swept values (wsss/sweep_dirs.py); the CSV's `job` column holds each row's
+folder.
 """
 from __future__ import annotations
 

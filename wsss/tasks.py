@@ -45,6 +45,11 @@ def task(name: str):
 
 
 def training_identity(cfg: dict) -> str:
+    return config_hash(training_fields(cfg))
+
+
+def training_fields(cfg: dict) -> dict:
+    """The part of a resolved config that a resumed training run must share with the run it resumes."""
     ident = {k: v for k, v in cfg.items() if k not in RESUMABLE_KEYS}
     stage = dict(ident.get("stage", {}))
     # Extending a schedule or changing how results are produced resumes the same training run.
@@ -55,7 +60,7 @@ def training_identity(cfg: dict) -> str:
     # which splits are predicted or evaluated does not change the weights
     ident["dataset"] = {k: v for k, v in ident.get("dataset", {}).items()
                         if k not in ("scan", "predict_splits", "eval_splits")}
-    return config_hash(ident)
+    return ident
 
 
 # Stage keys that change no predicted artifact (evaluation, schedules whose effect the checkpoint carries,
@@ -112,6 +117,15 @@ def git_commit() -> str | None:
         return None
 
 
+def changed_keys(saved: Path, plain: dict) -> str:
+    from wsss.config_diff import differences
+
+    if not saved.is_file():
+        return f"unknown ({saved} is missing)"
+    old = OmegaConf.to_container(OmegaConf.load(saved), resolve=False)
+    return "; ".join(differences(training_fields(old), training_fields(plain))) or "none of the saved ones"
+
+
 def record_run(cfg: DictConfig, plain: dict, run_dir: Path) -> None:
     """Saves the resolved config and the commit; refuses to resume a run of another config."""
     ident = training_identity(plain)
@@ -119,9 +133,13 @@ def record_run(cfg: DictConfig, plain: dict, run_dir: Path) -> None:
     if info_path.is_file():
         old = json.loads(info_path.read_text())
         if old.get("identity") != ident and (run_dir / "checkpoints").is_dir():
-            raise RuntimeError(
+            from wsss.user_errors import RunFolderConflict
+
+            raise RunFolderConflict(
                 f"{run_dir} holds a run of a different configuration (see {run_dir / 'config.yaml'}); "
-                "resuming it would mix two experiments. Pick another run_name=..., or delete that folder.")
+                f"resuming it would mix two experiments. Keys that differ (that run → this one): "
+                f"{changed_keys(run_dir / 'config.yaml', plain)}. Pick another run_name=..., or delete that "
+                "folder.")
     atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     atomic_write_json(info_path, {"identity": ident, "commit": git_commit(), "stage": plain["stage"]["name"],
                                   "dataset": plain["dataset"]["name"], "backbone": plain["backbone"]["name"],
@@ -267,6 +285,12 @@ def predict_missing(ctx: "Context", writer: ArtifactDir, split: str, kind: str, 
     ctx.trainer.strategy.barrier()
     if ctx.trainer.is_global_zero:
         left = writer.missing(ids)
+        if left and partial_run(ctx.plain):
+            log.warning("%s: %d of %d images written (%s): no manifest, so no later step takes this "
+                        "folder as finished", writer.root, len(ids) - len(left), len(ids),
+                        partial_run(ctx.plain))
+            ctx.partial.append(str(writer.root))
+            return len(ids) - len(left)
         if left:
             raise RuntimeError(f"{writer.root}: {len(left)} images were not written, e.g. {left[:3]}")
         write_artifact_manifest(ctx, writer, kind, split, ids=ids, **manifest_extra,
@@ -368,6 +392,7 @@ class Context:
         self.module.world_size = self.trainer.world_size  # stage.batch_scope=global splits the batch over it
         self.dm = self.module.datamodule()
         self.trained = False
+        self.partial: list[str] = []  # artifact folders a debugging run wrote in part (partial_run)
         self.weights: Path | None = None   # the checkpoint predictions come from (None: untrained)
 
     def tasks(self) -> list[str]:
@@ -385,6 +410,18 @@ class Context:
 
     def eval_splits(self) -> list[str]:
         return list(self.plain["stage"].get("eval_splits") or self.plain["dataset"]["eval_splits"])
+
+
+def partial_run(plain: dict) -> str | None:
+    """The trainer setting that makes predict cover part of a split (Lightning's debugging switches), or
+    None."""
+    trainer = plain.get("trainer") or {}
+    if trainer.get("fast_dev_run"):
+        return f"trainer.fast_dev_run={trainer['fast_dev_run']}"
+    limit = trainer.get("limit_predict_batches")
+    if limit is not None and limit != 1.0:
+        return f"trainer.limit_predict_batches={limit}"
+    return None
 
 
 def run(cfg: DictConfig) -> dict:
@@ -406,8 +443,14 @@ def run_tasks(cfg: DictConfig) -> dict:
     metrics: dict = {}
     with stop_on_signal(ctx.trainer.is_global_zero):  # outside Lightning's loops: stop (+ requeue) at once
         for name in ctx.tasks():
+            if ctx.partial and not name.startswith("predict"):
+                log.warning("%s skipped: it would read the partial folders %s", name, ", ".join(ctx.partial))
+                continue
             metrics.update(TASKS[name](ctx) or {})
-    if ctx.trainer.is_global_zero:  # earlier invocations' keys kept (wsss/reliability/history.py)
+    if ctx.partial:  # a finished run's metrics.json would let a pipeline take this run as up to date
+        log.warning("partial run (%s): metrics.json not written; run without it for a complete run",
+                    partial_run(ctx.plain))
+    elif ctx.trainer.is_global_zero:  # earlier invocations' keys kept (wsss/reliability/history.py)
         metrics = merge_metrics(ctx.run_dir / "metrics.json", metrics)
         if learned.verdict(ctx.run_dir):  # again at the end, where the user looks
             log.warning(learned.verdict(ctx.run_dir))

@@ -278,3 +278,23 @@ def test_documented_command_composes(cmd: DocCommand):
         if error:
             pytest.fail(f"{cmd.where}: this documented command does not compose:\n  {cmd.text}\n"
                         f"  composed as: python run.py {' '.join(ov)} --cfg job\n  {error}", pytrace=False)
+
+
+def documented_extras() -> list[tuple[str, str]]:
+    """(file:line, value) of every `WSSS_EXTRA="..."` example of slurm/ (overrides appended to each line)."""
+    found = []
+    for path in sorted((ROOT / "slurm").glob("*")):
+        if path.is_file():
+            for n, line in enumerate(path.read_text().splitlines(), 1):
+                found += [(f"slurm/{path.name}:{n}", m) for m in re.findall(r'WSSS_EXTRA="([^"]+)"', line)]
+                found += [(f"slurm/{path.name}:{n}", m) for m in re.findall(r'e\.g\. "([^"]+=[^"]+)"', line)
+                          if "WSSS_EXTRA" in line]
+    return found
+
+
+def test_documented_extra_overrides_compose():
+    extras = documented_extras()
+    assert extras, "slurm/ documents WSSS_EXTRA"
+    for where, value in extras:
+        error = composed(("stage=classifier", *shlex.split(value)))
+        assert error is None, f"{where}: WSSS_EXTRA={value!r} does not compose: {error}"

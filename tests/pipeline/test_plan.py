@@ -138,7 +138,7 @@ def test_up_to_date_needs_a_finished_run_of_the_same_config(tmp_path):
     step.plain = {**step.plain, "trainer": {"devices": 4}}
     assert why_not_done(step) is None
     step.plain = {**step.plain, "stage": {**step.plain["stage"], "inference": {"scales": [1.0, 2.0]}}}
-    assert why_not_done(step) == "its configuration changed"
+    assert why_not_done(step) == "its configuration changed: stage.inference.scales: [1.0] → [1.0, 2.0]"
 
 
 def test_not_up_to_date_after_an_unfinished_restart(tmp_path):

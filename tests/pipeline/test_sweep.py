@@ -182,13 +182,19 @@ def test_local_ddp_multirun_fails_before_training(tmp_path):
     assert not list(tmp_path.rglob("*.ckpt"))
 
 
+def the_sweep(runs: Path) -> Path:
+    """The one sweep folder under `runs` (<run_name>-<sweep id>)."""
+    [sweep] = (runs / "multirun" / "classifier" / "synthetic" / "resnet18").glob("default-*")
+    return sweep
+
+
 @pytest.mark.slow
 def test_multirun_names_run_dirs_from_overrides_resumes_and_summarises(tmp_path, data_dir):
     args = ["-m", *TINY, "tasks=[fit]", "stage.lr=0.05,0.1", f"paths.runs_dir={tmp_path}",
             f"paths.data_dir={data_dir}"]
     first = run_py(*args)
     assert first.returncode == 0, first.stderr[-3000:]
-    sweep = tmp_path / "multirun" / "classifier" / "synthetic" / "resnet18" / "default"
+    sweep = the_sweep(tmp_path)
     def overrides(d):
         f = d / ".hydra" / "overrides.yaml"
         return f.read_text() if f.is_file() else ""
@@ -220,12 +226,12 @@ def test_grid_sweep_names_wandb_runs_by_swept_values_in_one_group_and_ranks_them
     out = run_py("-m", *tiny, "logger=wandb", "logger.wandb.mode=offline", "stage.lr=0.05,0.1", "seed=0,1",
                  f"paths.runs_dir={tmp_path}", f"paths.data_dir={data_dir}")
     assert out.returncode == 0, out.stderr[-3000:]
-    sweep = tmp_path / "multirun" / "classifier" / "synthetic" / "resnet18" / "default"
+    sweep = the_sweep(tmp_path)
     record = json.loads((sweep / "sweep.json").read_text())
     runs = offline_runs(sweep)
     assert sorted(r["name"] for r in runs) == [f"classifier lr={lr} seed={s}" for lr in ("0.05", "0.1") for s in (0, 1)]
     assert {r["group"] for r in runs} == {record["group"]} and record["group"].startswith(
-        "classifier/synthetic/resnet18/default#")
+        "classifier/synthetic/resnet18/default-") and record["group"].endswith(record["id"])
     for r in runs:
         assert r["job_type"] == "classifier" and {"classifier", "synthetic", "resnet18"} <= set(r["tags"])
         assert "cfg" not in r["config"] and r["config"]["stage.name"] == "classifier"
@@ -247,7 +253,7 @@ def test_optuna_search_of_three_trials_ends_with_the_same_summary(tmp_path, data
     out = run_py("hparams_search=classifier_optuna", "hydra.sweeper.n_trials=3", *TINY,
                  f"paths.runs_dir={tmp_path}", f"paths.data_dir={data_dir}")
     assert out.returncode == 0, out.stderr[-3000:]
-    sweep = tmp_path / "multirun" / "classifier" / "synthetic" / "resnet18" / "default"
+    sweep = the_sweep(tmp_path)
     table = list(csv.DictReader((sweep / "sweep_summary.csv").open()))
     assert len(table) == 3 and all(r["status"] == "done" for r in table)
     space = ["stage.lr", "stage.weight_decay", "stage.label_smoothing"]

@@ -30,8 +30,8 @@ def tiny(tmp_path: Path) -> list[str]:
 
 
 def job_dir(sweep: Path, item: str) -> Path:
-    """The job folder whose override_dirname (item1,item2,...) holds `item`."""
-    found = [d for d in sweep.iterdir() if d.is_dir() and item in d.name.split(",")]
+    """The job folder (<number>_<key>=<value>,...) whose swept values hold `item`."""
+    found = [d for d in sweep.iterdir() if d.is_dir() and item in d.name.partition("_")[2].split(",")]
     assert len(found) == 1, (item, sorted(d.name for d in sweep.iterdir()))
     return found[0]
 
@@ -65,8 +65,8 @@ def test_hydra_multirun_through_the_submitit_launcher(tmp_path: Path):
         [sys.executable, "run.py", "-m", *LAUNCHER, "seed=0,1", "tasks=[fit]", *tiny(tmp_path)],
         cwd=REPO, env=_job_env(WSSS_ROOT=str(REPO)), capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    sweep = tmp_path / "runs" / "multirun" / "classifier" / "synthetic" / "resnet18" / "default"
-    jobs = [job_dir(sweep, f"seed={seed}") for seed in (0, 1)]  # named from the overrides
+    [sweep] = (tmp_path / "runs" / "multirun" / "classifier" / "synthetic" / "resnet18").glob("default-*")
+    jobs = [job_dir(sweep, f"seed={seed}") for seed in (0, 1)]  # named from the swept values
     for job in jobs:
         check_run(job, "val/map")
     rows = list(csv.DictReader((sweep / "sweep_summary.csv").open()))
@@ -84,7 +84,8 @@ def test_ddp_sweep_runs_through_slurm(tmp_path: Path):
         [sys.executable, "run.py", "-m", *LAUNCHER, "trainer=ddp_cpu", "seed=0", "tasks=[fit]", *tiny(tmp_path)],
         cwd=REPO, env=_job_env(WSSS_ROOT=str(REPO)), capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    job = job_dir(tmp_path / "runs" / "multirun" / "classifier" / "synthetic" / "resnet18" / "default", "seed=0")
+    [sweep] = (tmp_path / "runs" / "multirun" / "classifier" / "synthetic" / "resnet18").glob("default-*")
+    job = sweep / "0"  # nothing swept: the job's number only
     check_run(job, "val/map")
     logs = {p.name: p.read_text() for p in (job.parent / ".submitit").rglob("*_log.out")}
     assert len(logs) == 2, sorted(logs)  # one log per SLURM task

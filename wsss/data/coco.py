@@ -177,7 +177,7 @@ class COCODataset(ImageFolderDataset):
                  cache_dir: str | Path | None = None):
         self.root = Path(root)
         if not self.root.is_dir():
-            raise FileNotFoundError(f"dataset.root={str(self.root)!r} is not a folder")
+            raise FileNotFoundError(f"dataset.args.root={str(self.root)!r} is not a folder")
         self.split = split
         self.images_dir = self.root / images.format(split=split)
         if not self.images_dir.is_dir():

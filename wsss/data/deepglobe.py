@@ -81,7 +81,7 @@ class DeepGlobeDataset(ImageFolderDataset):
                  min_pixels: int = 1):
         self.root = Path(root)
         if not self.root.is_dir():
-            raise FileNotFoundError(f"dataset.root={str(self.root)!r} is not a folder")
+            raise FileNotFoundError(f"dataset.args.root={str(self.root)!r} is not a folder")
         unknown = [c for c in [background, *ignore] if c is not None and c not in DEEPGLOBE_COLORS]
         if unknown:
             raise ValueError(f"DeepGlobe classes {unknown} unknown; expected some of {list(DEEPGLOBE_COLORS)}")

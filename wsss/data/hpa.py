@@ -80,7 +80,7 @@ class HPADataset(ImageFolderDataset):
             raise ValueError(f"dataset.args.channels={channels!r}: expected 4 (stacked stains) or 3 (RGB composite)")
         self.root = Path(root)
         if not self.root.is_dir():
-            raise FileNotFoundError(f"dataset.root={str(self.root)!r} is not a folder")
+            raise FileNotFoundError(f"dataset.args.root={str(self.root)!r} is not a folder")
         self.split = split
         self.channels = channels
         self.images_dir = self.root / images

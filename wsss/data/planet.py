@@ -81,7 +81,7 @@ class PlanetDataset(ImageFolderDataset):
                  classes: Sequence[str] = PLANET_CLASSES, image_suffix: str = ".jpg"):
         self.root = Path(root)
         if not self.root.is_dir():
-            raise FileNotFoundError(f"dataset.root={str(self.root)!r} is not a folder")
+            raise FileNotFoundError(f"dataset.args.root={str(self.root)!r} is not a folder")
         self.split = split
         self.images_dir = self.root / images
         if not self.images_dir.is_dir():

@@ -170,7 +170,7 @@ class VOCDataset(ImageFolderDataset):
                  masks: str = "auto"):
         self.root = Path(root)
         if not self.root.is_dir():
-            raise FileNotFoundError(f"dataset.root={str(self.root)!r} is not a folder")
+            raise FileNotFoundError(f"dataset.args.root={str(self.root)!r} is not a folder")
         self.split = split
         self.classes = tuple(classes)
         self._class_index = {c: i for i, c in enumerate(self.classes)}

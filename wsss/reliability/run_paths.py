@@ -26,7 +26,3 @@ def inside_runs_dir(runs_dir: str | Path, relative: str, keys: str = KEYS) -> st
                          "without '..' (e.g. run_name=my_run or run_name=sweeps/lr0.1)")
     return path
 
-
-def register() -> None:
-    if not OmegaConf.has_resolver("run_folder"):
-        OmegaConf.register_new_resolver("run_folder", inside_runs_dir)

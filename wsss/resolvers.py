@@ -1,0 +1,33 @@
+"""The OmegaConf resolvers conf/ uses, registered once before Hydra composes anything (wsss/app.py).
+
+- `${wsss.per_stage:${stage.name},{pnoc:0.1},0.0}`: a value that depends on the selected stage, for an
+  experiment file that sets one key for several stages (the mapping's value for this stage, else the default).
+- the folder resolvers of wsss/sweep_dirs.py (`wsss.cwd`, `wsss.sweep_id`, `wsss.job_dir`) and
+  `run_folder` (wsss/reliability/run_paths.py: a run folder stays inside `paths.runs_dir`).
+"""
+from __future__ import annotations
+
+from omegaconf import OmegaConf
+
+from wsss import sweep_dirs
+
+
+def per_stage(stage: str, values, default):
+    values = OmegaConf.to_container(values) if OmegaConf.is_config(values) else dict(values or {})
+    return values.get(str(stage), default)
+
+
+def run_folder(runs_dir, relative):
+    # imported when a config is resolved: `wsss.reliability` brings Lightning (and torch), which the checks
+    # run before composing (wsss/hyperparameters.py) must not wait for
+    from wsss.reliability.run_paths import inside_runs_dir
+
+    return inside_runs_dir(runs_dir, relative)
+
+
+def register() -> None:
+    if not OmegaConf.has_resolver("wsss.per_stage"):
+        OmegaConf.register_new_resolver("wsss.per_stage", per_stage)
+    sweep_dirs.register()
+    if not OmegaConf.has_resolver("run_folder"):
+        OmegaConf.register_new_resolver("run_folder", run_folder)
