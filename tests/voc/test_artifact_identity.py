@@ -1,4 +1,4 @@
-"""Artifacts know what produced them (issue 18, case 1) and a missing split names its producer's command."""
+"""Artifacts know what produced them and a missing split names its producer's command."""
 import hashlib
 import json
 from pathlib import Path

@@ -1,4 +1,4 @@
-"""Surviving kills, bad numbers and full disks (issue 9).
+"""Surviving kills, bad numbers and full disks.
 
 - `last_checkpoint.LastCheckpoint`: last.ckpt every epoch and every `checkpoint_every_n_steps` batches.
 - `signals.SignalCheckpoint`: SIGTERM / SIGUSR1 -> last.ckpt at the next step boundary, then a clean exit;
