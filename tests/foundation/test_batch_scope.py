@@ -15,8 +15,9 @@ def context(tmp_path, data_dir, *overrides):
 
 @pytest.mark.parametrize("stage", ["classifier", "pnoc", "ccam", "affinity", "deeplab", "saliency"])
 def test_a_global_batch_is_split_over_the_devices(tmp_path, data_dir, stage):
+    fits_the_crop = ["stage.radius=4"] if stage == "affinity" else []  # the test crop's 16x16 stride-4 grid
     ctx = context(tmp_path, data_dir, f"stage={stage}", "trainer.devices=2", "stage.batch_size=8",
-                  "stage.batch_scope=global")
+                  "stage.batch_scope=global", *fits_the_crop)
     assert ctx.module.world_size == 2 and ctx.dm.batch_size == 4  # 2 devices × 4 = the step's 8 images
 
 
