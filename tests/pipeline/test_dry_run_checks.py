@@ -62,7 +62,7 @@ def test_without_the_data_folder_every_step_would_fail_and_says_how_to_make_it(t
     out, record = dry_run(tmp_path, f"dataset.args.root={tmp_path / 'absent'}", "backbone.pretrained=false")
     for step in STEPS:
         status = record[step]["status"]
-        missing = f"would fail: data: dataset.root='{tmp_path / 'absent'}' is not a folder"
+        missing = f"would fail: data: dataset.args.root='{tmp_path / 'absent'}' is not a folder"
         assert status.startswith(missing), status
         assert "python -m wsss.data.prepare voc12" in status and f"{step}: {status}" in out
 

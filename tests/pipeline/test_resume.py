@@ -65,7 +65,7 @@ def test_pipeline_resumes_after_interruption_and_then_is_up_to_date(tmp_path, da
     out = resumed.stdout + resumed.stderr
     assert resumed.returncode == 0, out[-4000:]
     assert "conf/stage/nosuchstage.yaml does not exist" in out
-    assert "step cam (stage=classifier): runs (its configuration changed)" in out  # tasks=[fit] -> all tasks
+    assert "step cam (stage=classifier): runs (its configuration changed: " in out  # tasks=[fit] -> all tasks
     assert f"resuming from {ckpt}" in out  # the stage resumed its training instead of starting over
     metrics = json.loads((cam_dir / "metrics.json").read_text())
     pipe_dir = tmp_path / "runs" / "pipeline" / "one" / "default"

@@ -170,6 +170,9 @@ def test_submitit_launcher_multirun_runs_ranks_on_cluster(tmp_path: Path):
         from pathlib import Path
         import hydra
         from hydra.core.hydra_config import HydraConfig
+        from wsss.resolvers import register  # the launcher config of conf/ uses wsss's resolvers
+
+        register()
 
         @hydra.main(version_base="1.3", config_path="conf", config_name="config")
         def main(cfg):

@@ -110,6 +110,7 @@ def test_foreign_or_missing_pseudo_masks_fail_clearly(make_cfg, tmp_path):
     bad = ArtifactDir(tmp_path / "bad" / "train", ".png")
     noisy_pseudo_masks(dm, tmp_path / "bad", ["train"])
     bad.write_png(dm.split("train").ids[0], np.full((64, 64), 9, np.uint8), palette=True)
+    bad.write_manifest(stage="test", kind="pseudo_masks", dataset="synthetic", split="train")  # its new size
     cfg["stage"]["masks"] = str(tmp_path / "bad")
     with pytest.raises(ValueError, match="class index 9"):
         DeepLabStage(cfg).datamodule().masked_split("train").load_mask(dm.split("train").ids[0])
