@@ -39,6 +39,15 @@ FLIP_MERGES = ("grid", "image")
 SEED_STRIDE = 4
 
 
+def scaled_view(images: torch.Tensor, size: tuple[int, int], image_resize: str, mean, std) -> torch.Tensor:
+    """`images` at `size`: as they are, PIL bicubic on the uint8 image, or bilinear on the normalised tensor."""
+    if size == tuple(images.shape[-2:]):
+        return images
+    if image_resize == "pil_bicubic":
+        return pil_bicubic_resize(images, size, mean, std)
+    return F.interpolate(images, size=size, mode="bilinear", align_corners=False)
+
+
 def pil_bicubic_resize(images: torch.Tensor, size: tuple[int, int], mean: Sequence[float],
                        std: Sequence[float]) -> torch.Tensor:
     """Normalised images (B, 3, H, W) -> the same images resized to `size` with PIL BICUBIC on uint8, then
@@ -93,12 +102,7 @@ def multiscale_cams_and_seeds(cam_fn: Callable[[torch.Tensor], torch.Tensor], im
     total = strided = None
     for s in scales:
         size = (max(1, round(h * s)), max(1, round(w * s)))
-        if size == (h, w):
-            x = images
-        elif image_resize == "pil_bicubic":
-            x = pil_bicubic_resize(images, size, mean, std)
-        else:
-            x = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
+        x = scaled_view(images, size, image_resize, mean, std)
         views = torch.cat([x, x.flip(-1)]) if flip else x
         cams = F.relu(cam_fn(views).float())
         if flip and flip_merge == "image":

@@ -24,7 +24,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from wsss.cams.inference import IMAGE_RESIZES, pil_bicubic_resize
+from wsss.cams.inference import IMAGE_RESIZES, scaled_view
 
 FUSIONS = ("softmax", "logits", "logit_sum")
 DEFAULT_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
@@ -64,12 +64,7 @@ def multiscale_probabilities(logit_fn: Callable[[torch.Tensor], torch.Tensor], i
     total = None
     for s in scales:
         size = scaled_size(h, w, s)
-        if size == (h, w):
-            x = images
-        elif image_resize == "pil_bicubic":
-            x = pil_bicubic_resize(images, size, mean, std)
-        else:
-            x = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
+        x = scaled_view(images, size, image_resize, mean, std)
         batch = torch.cat([x, x.flip(-1)]) if flip else x
         logits = logit_fn(batch).float()
         if logits.shape[-2:] != (h, w):
