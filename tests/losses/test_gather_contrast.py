@@ -1,14 +1,11 @@
 """C²AM's contrast (Eq. 7) under DDP pairs the images of every device, as the thesis code's DataParallel did on
 its gathered batch: two gloo ranks with half a batch each give the parameters exactly the gradient of one
 process holding the whole batch (and without the gather they do not)."""
-import os
-import socket
-
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
+from tests.gloo_ranks import on_gloo_ranks
 from wsss.distributed import gather_rows
 from wsss.losses.ccam import contrastive_terms
 
@@ -30,31 +27,17 @@ def contrast_gradient(x, w_fg, w_bg, gather: bool):
     return torch.cat([w_fg.grad.flatten(), w_bg.grad.flatten()])
 
 
-def rank_main(rank: int, port: int, gather: bool, out: str):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
-    try:
-        x, w_fg, w_bg = batch_and_weights()
-        share = BATCH // WORLD
-        grad = contrast_gradient(x[rank * share:(rank + 1) * share], w_fg, w_bg, gather)
-        dist.all_reduce(grad)
-        grad /= WORLD  # DDP averages the ranks' parameter gradients
-        if rank == 0:
-            torch.save(grad, out)
-    finally:
-        dist.destroy_process_group()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def rank_gradient(rank: int, gather: bool) -> torch.Tensor:
+    """The parameters' gradient DDP applies when each rank holds half the batch."""
+    x, w_fg, w_bg = batch_and_weights()
+    share = BATCH // WORLD
+    grad = contrast_gradient(x[rank * share:(rank + 1) * share], w_fg, w_bg, gather)
+    dist.all_reduce(grad)
+    return grad / WORLD  # DDP averages the ranks' parameter gradients
 
 
 def ddp_gradient(tmp_path, gather: bool) -> torch.Tensor:
-    out = str(tmp_path / f"grad_{gather}.pt")
-    mp.spawn(rank_main, args=(free_port(), gather, out), nprocs=WORLD)
-    return torch.load(out)
+    return on_gloo_ranks(rank_gradient, gather, world=WORLD, tmp_path=tmp_path)
 
 
 def test_gathered_contrast_gives_the_whole_batch_gradient(tmp_path):

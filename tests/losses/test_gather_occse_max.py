@@ -2,14 +2,11 @@
 gathered batch (lucasdavid/PNOC@f250e0d:scripts/cam/train_poc.py:238,256): under DDP with
 `stage.occse.gather_batch_max`, two gloo ranks with half a batch each get exactly the masks of one process
 holding the whole batch, and without the gather their own (larger) masks."""
-import os
-import socket
-
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn.functional as F
 
+from tests.gloo_ranks import on_gloo_ranks
 from wsss.losses.occse import class_activation_mask
 
 WORLD, BATCH, SIZE = 2, 4, (8, 8)
@@ -29,31 +26,18 @@ def by_hand(cams, erased):
     return maps / (maps.max() + 1e-5)
 
 
-def rank_main(rank: int, port: int, gather: bool, out: str):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
-    try:
-        cams, erased = cams_and_erased()
-        share = slice(rank * BATCH // WORLD, (rank + 1) * BATCH // WORLD)
-        mask = class_activation_mask(cams[share], erased[share], SIZE, "batch", gather_max=gather)
-        parts = [torch.empty_like(mask) for _ in range(WORLD)]
-        dist.all_gather(parts, mask)
-        if rank == 0:
-            torch.save(torch.cat(parts), out)
-    finally:
-        dist.destroy_process_group()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def rank_masks(rank: int, gather: bool) -> torch.Tensor:
+    """This rank's half of the batch masked; every rank's masks gathered in batch order."""
+    cams, erased = cams_and_erased()
+    share = slice(rank * BATCH // WORLD, (rank + 1) * BATCH // WORLD)
+    mask = class_activation_mask(cams[share], erased[share], SIZE, "batch", gather_max=gather)
+    parts = [torch.empty_like(mask) for _ in range(WORLD)]
+    dist.all_gather(parts, mask)
+    return torch.cat(parts)
 
 
 def ddp_masks(tmp_path, gather: bool) -> torch.Tensor:
-    out = str(tmp_path / f"masks_{gather}.pt")
-    mp.spawn(rank_main, args=(free_port(), gather, out), nprocs=WORLD)
-    return torch.load(out)
+    return on_gloo_ranks(rank_masks, gather, world=WORLD, tmp_path=tmp_path)
 
 
 def test_the_gathered_maximum_gives_the_whole_batch_masks(tmp_path):
