@@ -32,3 +32,23 @@ def test_no_warning_when_they_agree_or_nothing_is_typed():
     assert contradicted_dataset(None, "voc12", ["dataset=voc12"], CONF) is None
     assert contradicted_dataset("synthetic", "voc12", ["experiment=synthetic", "dataset=voc12",
                                                        "dataset=synthetic"], CONF) is None
+
+
+def test_run_py_warns_before_the_run(monkeypatch, caplog, tmp_path):
+    import wsss.tasks
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+
+    from wsss.app import run_command
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("config", return_hydra_config=True,
+                      overrides=["experiment=synthetic", "dataset=voc12", f"paths.root={tmp_path}"])
+    GlobalHydra.instance().clear()
+    HydraConfig.instance().set_config(cfg)
+    monkeypatch.setattr(wsss.tasks, "run", lambda cfg: {})
+    with caplog.at_level("WARNING", logger="wsss"):
+        run_command(cfg)
+    assert any("the rest of that recipe still applies" in r.getMessage() for r in caplog.records)
