@@ -67,6 +67,9 @@ def test_the_experiments_stage_settings_reach_the_step():
     assert steps["affinity"].plain["stage"]["backbone_checkpoint"] == str(
         steps["pnoc"].run_dir / "checkpoints" / "last.ckpt")
     assert steps["deeplab"].plain["stage"]["masks"] == str(steps["affinity"].run_dir / "pseudo_masks")
+    # the CAM stages infer at one scale; DeepLab keeps its step's two (a list from wsss.per_stage)
+    assert steps["classifier"].plain["stage"]["inference"]["scales"] == [1.0]
+    assert steps["deeplab"].plain["stage"]["inference"]["scales"] == [1.0, 1.5]
     full = pipeline_steps("synthetic_full")
     assert full["saliency"].plain["stage"]["max_epochs"] == 12 and full["ccam"].plain["stage"]["lr"] == 0.001
     assert full["deeplab"].plain["stage"]["max_epochs"] == steps["deeplab"].plain["stage"]["max_epochs"]
