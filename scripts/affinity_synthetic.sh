@@ -27,7 +27,7 @@ cls_done=$(date +%s)
 # (affinity loss 0.61 → 0.59 in 8 epochs). 96-px images: no padding to 512, radius 10 on the 24×24 stride-4
 # grid, and exp_times=3 (T^8): T^256 diffuses across the whole 24×24 grid (val RW mIoU 0.65 at 3, 0.39 at 8).
 "$PY" run.py experiment=synthetic stage=affinity run_name="$RUN_NAME" \
-  stage.inputs.cams="$CLS_DIR/cams" \
+  stage.inputs.cams="$CLS_DIR/cams" stage.inputs.saliency=null \
   stage.backbone_checkpoint="$CLS_DIR/checkpoints/last.ckpt" \
   stage.max_epochs=${AFF_EPOCHS:-12} stage.batch_size=16 stage.lr=0.1 stage.momentum=0.9 stage.freeze_backbone=false \
   stage.inference.pad_to=null stage.inference.exp_times=3 stage.crf_processes=${CRF_PROCESSES:-2} \

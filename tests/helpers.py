@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # A small, fast setting: ResNet-18 from scratch on 64-px synthetic shapes, one epoch, no workers.
 TINY = [
     "experiment=synthetic",
+    "experiment_stage=none",   # its general settings only: a test gives a stage the inputs it needs
     "dataset.args.image_size=64",
     "dataset.args.splits={train:24,val:8}",
     "dataset.crop_size=64",

@@ -72,6 +72,19 @@ def check_launch(cfg: DictConfig) -> None:
         raise RuntimeError(error)
 
 
+def warn_contradicted_dataset() -> None:
+    """A `dataset=` typed against the experiment's data set: the recipe values it keeps, as a warning."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from wsss.recipe_check import contradicted_dataset
+
+    hc = HydraConfig.get()
+    message = contradicted_dataset(hc.runtime.choices.get("experiment"), hc.runtime.choices.get("dataset"),
+                                   list(hc.overrides.task), Path(CONF_DIR))
+    if message:
+        logging.getLogger("wsss").warning(message)
+
+
 def main() -> None:
     """run.py: typed values checked before anything heavy is imported, then Hydra; a key the config lacks
     gets the nearest keys it has."""
@@ -118,6 +131,7 @@ def run_command(cfg: DictConfig) -> float | None:
     from wsss.logging_utils import finish_wandb
     from wsss.sweep import objective_value
 
+    warn_contradicted_dataset()
     try:
         if cfg.get("fetch_weights"):  # on a login node: the ImageNet weights of this command, nothing else
             from wsss.weights import fetch_for_config

@@ -14,7 +14,8 @@ from wsss import sweep_dirs
 
 def per_stage(stage: str, values, default):
     values = OmegaConf.to_container(values) if OmegaConf.is_config(values) else dict(values or {})
-    return values.get(str(stage), default)
+    value = values.get(str(stage), default)
+    return OmegaConf.create(value) if isinstance(value, (list, dict)) else value  # a node, as OmegaConf needs
 
 
 def run_folder(runs_dir, relative):

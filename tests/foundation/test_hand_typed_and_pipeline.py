@@ -27,26 +27,53 @@ def pipeline_steps(experiment: str) -> dict[str, Step]:
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose("config", overrides=command)
         general, stage_keys = split_overrides(command)
-        steps = plan(OmegaConf.to_container(cfg.pipeline, resolve=False), general, stage_keys, "default",
+        steps = plan(OmegaConf.to_container(cfg.pipeline, resolve=False), general, stage_keys, cfg.run_name,
                      StepComposer(), experiment=experiment)
     GlobalHydra.instance().clear()
     return {s.id: s for s in steps}
 
 
-def hand_typed(*overrides: str) -> dict:
+def hand_typed_with_folder(*overrides: str):
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        plain, _ = StepComposer()([*overrides, *PATHS])
+        plain, run_dir = StepComposer()([*overrides, *PATHS])
     GlobalHydra.instance().clear()
-    return plain
+    return plain, run_dir
 
 
-@pytest.mark.parametrize("stage", ["classifier", "pnoc"])
-def test_the_pipelines_step_is_the_hand_typed_command(stage):
-    step = pipeline_steps("synthetic")[stage]
-    typed = hand_typed(f"stage={stage}", "experiment=synthetic")
+def hand_typed(*overrides: str) -> dict:
+    return hand_typed_with_folder(*overrides)[0]
+
+
+def hand_typed_run_dir(*overrides: str):
+    return hand_typed_with_folder(*overrides)[1]
+
+
+@pytest.mark.parametrize("experiment", ["synthetic", "synthetic_full"])
+@pytest.mark.parametrize("stage", ["classifier", "pnoc", "ccam", "saliency", "affinity", "deeplab"])
+def test_the_pipelines_step_is_the_hand_typed_command(stage, experiment):
+    """Each step's settings come with the experiment (conf/experiment_stage/), none from the pipeline."""
+    step = pipeline_steps(experiment)[stage]
+    typed = hand_typed(f"stage={stage}", f"experiment={experiment}")
     assert differences(comparable(typed), comparable(step.plain)) == []
-    assert step.plain["stage"]["label_smoothing"] == (0.1 if stage == "pnoc" else 0.0)
+    assert step.run_dir == hand_typed_run_dir(f"stage={stage}", f"experiment={experiment}")
+    if stage in ("classifier", "pnoc"):
+        assert step.plain["stage"]["label_smoothing"] == (0.1 if stage == "pnoc" else 0.0)
+
+
+def test_the_experiments_stage_settings_reach_the_step():
+    steps = pipeline_steps("synthetic")
+    assert steps["ccam"].plain["stage"]["lr"] == 0.001 and steps["ccam"].plain["stage"]["hints"]["enabled"]
+    assert steps["affinity"].plain["stage"]["backbone_checkpoint"] == str(
+        steps["pnoc"].run_dir / "checkpoints" / "last.ckpt")
+    assert steps["deeplab"].plain["stage"]["masks"] == str(steps["affinity"].run_dir / "pseudo_masks")
+    # the CAM stages infer at one scale; DeepLab keeps its step's two (a list from wsss.per_stage)
+    assert steps["classifier"].plain["stage"]["inference"]["scales"] == [1.0]
+    assert steps["deeplab"].plain["stage"]["inference"]["scales"] == [1.0, 1.5]
+    full = pipeline_steps("synthetic_full")
+    assert full["saliency"].plain["stage"]["max_epochs"] == 12 and full["ccam"].plain["stage"]["lr"] == 0.001
+    assert full["deeplab"].plain["stage"]["max_epochs"] == steps["deeplab"].plain["stage"]["max_epochs"]
+    assert {s.run_dir.name for s in full.values()} == {"full"}
 
 
 def test_the_experiment_sets_label_smoothing_per_stage():
