@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from wsss.config_diff import MISSING, flatten
+from wsss.config_diff import MISSING
 
 GROUPS = ("backbone", "dataset")   # a group whose `name` differs: one line, not one per key
 HOW_IT_RAN = ("paths.", "logger.", "hydra.", "wandb.", "num_workers", "run_name", "tasks", "stage.tasks",
@@ -41,19 +41,25 @@ def short(value: Any) -> str:
 
 def departures(ours: dict, recipe: dict) -> list[str]:
     """`key: recipe → ours` for every setting of `ours` that differs from `recipe` (resolved configurations)."""
-    a, b = flatten(recipe), flatten(ours)
     lines, replaced = [], []
     for group in GROUPS:
-        mine, theirs = b.get(f"{group}.name"), a.get(f"{group}.name")
+        mine, theirs = (ours.get(group) or {}).get("name"), (recipe.get(group) or {}).get("name")
         if mine != theirs:
             lines.append(f"{group}={mine} (recipe: {theirs})")
-            replaced.append(f"{group}.")
-    for key in dict.fromkeys([*a, *b]):
-        old, new = a.get(key, MISSING), b.get(key, MISSING)
-        if old == new or ignored(key) or key.startswith(tuple(replaced)) or wiring(new, old):
-            continue
-        lines.append(f"{key}: {short(old)} → {short(new)}")
-    return lines
+            replaced.append(group)
+    return lines + changed({k: v for k, v in ours.items() if k not in replaced},
+                           {k: v for k, v in recipe.items() if k not in replaced})
+
+
+def changed(ours: Any, recipe: Any, prefix: str = "") -> list[str]:
+    """The leaves that differ; a block set to a plain value (`crf: {...} → None`) is one line."""
+    if isinstance(ours, dict) and isinstance(recipe, dict):
+        return [line for key in dict.fromkeys([*recipe, *ours])
+                for line in changed(ours.get(key, MISSING), recipe.get(key, MISSING),
+                                    f"{prefix}.{key}" if prefix else str(key))]
+    if ours == recipe or ignored(prefix) or wiring(ours, recipe):
+        return []
+    return [f"{prefix}: {short(recipe)} → {short(ours)}"]
 
 
 def recipe_config(stage: str, recipe: str) -> dict:

@@ -10,6 +10,8 @@ that read other runs' artifacts, the rows of the runs that wrote them (the produ
   Table 9 run (the `+C2AM-H` rows; P-NOC's CAMs are the `+NOC` rows).
 - DeepLab (Table 2): voc12_deeplab_rs269 on the pseudo masks of a `+C2AM-H` Table 10 run; the test column is
   the evaluation server's, which no run here scores.
+- The XAI benchmark's classifiers (Table 5): an `xai_*` recipe's classifier, its validation F-score (F2 on
+  P:UAS); column `baseline`, or `KUR` with α = 1.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from wsss.artifacts import run_folder_of
+from wsss.thesis import CLASSIFIER_ROWS, _kur_variant
 from wsss.thesis.runs import Run, read_run
 
 #: (recipe, stage) -> the generator's name in Tables 7 and 8
@@ -83,6 +86,8 @@ class Matcher:
             return self.pseudo_masks(run)
         if recipe == DEEPLAB_RECIPE:
             return self.segmentation(run)
+        if (run.recipe or "").startswith("xai_") and run.stage == "classifier":
+            return classifier_scores(run)
         return Match(run)
 
     def saliency(self, run: Run, column: str) -> Match:
@@ -134,3 +139,16 @@ def cam_generator(run: Run, name: str) -> Match:
     cells += [Cell(8, c, name, f"cams/train/iou/{c}") for c in VOC_CLASSES]
     cells.append(Cell(8, "overall", name, "cams/train/miou"))
     return Match(run, cells, name=name)
+
+
+def classifier_scores(run: Run) -> Match:
+    """Table 5: the validation F-score of an `xai_*` recipe's classifier (ours: the macro average at 0.5; the
+    thesis does not say which average it used)."""
+    from wsss.models.cam_head import kur_alpha
+
+    d, kur = run.config["dataset"], run.config["stage"].get("kur") or {}
+    row = CLASSIFIER_ROWS.get((d.get("name"), d.get("val_split")))
+    variant = _kur_variant(bool(kur.get("enabled")), kur_alpha(kur, d["num_classes"]))
+    if row is None or variant is None:
+        return Match(run, why_not=f"Table 5 has no row for {d.get('name')} {d.get('val_split')} with this KUR")
+    return Match(run, [Cell(5, row[0], variant, f"val/{row[1]}")], name=row[0])
