@@ -52,7 +52,7 @@ def xai_classifier(trained: dict, dataset: str) -> bool:
             and d.get("name") == dataset and d.get("train_split") in XAI_TRAIN_SPLITS.get(dataset, ()))
 
 
-def _kur_variant(kur: bool, alpha: float) -> str | None:
+def kur_variant(kur: bool, alpha: float) -> str | None:
     """Table 5's column: `baseline`, or `KUR` for the thesis's regulariser (α = 1); None for KUR-α."""
     if not kur:
         return "baseline"
@@ -70,7 +70,7 @@ def xai_source(cfg: dict, trained: dict, kur: bool, alpha: float, split: str) ->
             or not xai_classifier(trained, dataset)
             or s.get("image_size", "classifier") not in ("classifier", trained["dataset"].get("crop_size"))):
         return None
-    variant = _kur_variant(kur, alpha)
+    variant = kur_variant(kur, alpha)
     if variant == "KUR":
         return (6, XAI_DATASETS[dataset]) if arch == "resnet101" else None
     if variant == "baseline" and arch == "resnet101":

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from wsss.artifacts import run_folder_of
-from wsss.thesis import CLASSIFIER_ROWS, _kur_variant
+from wsss.thesis import CLASSIFIER_ROWS, kur_variant
 from wsss.thesis.runs import Run, read_run
 
 #: (recipe, stage) -> the generator's name in Tables 7 and 8
@@ -148,7 +148,7 @@ def classifier_scores(run: Run) -> Match:
 
     d, kur = run.config["dataset"], run.config["stage"].get("kur") or {}
     row = CLASSIFIER_ROWS.get((d.get("name"), d.get("val_split")))
-    variant = _kur_variant(bool(kur.get("enabled")), kur_alpha(kur, d["num_classes"]))
+    variant = kur_variant(bool(kur.get("enabled")), kur_alpha(kur, d["num_classes"]))
     if row is None or variant is None:
         return Match(run, why_not=f"Table 5 has no row for {d.get('name')} {d.get('val_split')} with this KUR")
     return Match(run, [Cell(5, row[0], variant, f"val/{row[1]}")], name=row[0])
