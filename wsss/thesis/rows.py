@@ -144,11 +144,9 @@ def cam_generator(run: Run, name: str) -> Match:
 def classifier_scores(run: Run) -> Match:
     """Table 5: the validation F-score of an `xai_*` recipe's classifier (ours: the macro average at 0.5; the
     thesis does not say which average it used)."""
-    from wsss.models.cam_head import kur_alpha
-
     d, kur = run.config["dataset"], run.config["stage"].get("kur") or {}
     row = CLASSIFIER_ROWS.get((d.get("name"), d.get("val_split")))
-    variant = kur_variant(bool(kur.get("enabled")), kur_alpha(kur, d["num_classes"]))
+    variant = kur_variant(bool(kur.get("enabled")), kur.get("alpha", 1.0))   # α = num_classes: KUR-α, no column
     if row is None or variant is None:
         return Match(run, why_not=f"Table 5 has no row for {d.get('name')} {d.get('val_split')} with this KUR")
     return Match(run, [Cell(5, row[0], variant, f"val/{row[1]}")], name=row[0])
