@@ -56,7 +56,8 @@ def test_the_p_noc_chain_gets_its_rows_of_tables_7_9_10_and_2(tmp_path):
 
 def test_the_rows_follow_the_producers_not_the_recipe_alone(tmp_path):
     poc = chain(tmp_path / "poc", "voc12_rs269_poc", "poc")
-    assert rows_of(poc["affinity"]) == [(10, "P-OC+C2AM-H")] and rows_of(poc["deeplab"]) == [(2, "P-OC+C2AM-H")]
+    assert rows_of(poc["affinity"]) == [(10, "P-OC+C2AM-H")]
+    assert rows_of(poc["deeplab"]) == [(2, "P-OC+C2AM-H")]
     plain = chain(tmp_path / "no_saliency", saliency=False)
     assert rows_of(plain["affinity"]) == [(10, "P-OC+LS+NOC")]
     assert rows_of(plain["deeplab"]) == []   # Table 2 has no chain without the saliency
@@ -67,18 +68,22 @@ def test_the_rows_follow_the_producers_not_the_recipe_alone(tmp_path):
 
 
 def test_departures_name_each_changed_setting_and_a_replaced_group_once():
-    recipe = {"backbone": {"name": "resnest269", "pretrained": True}, "dataset": {"name": "voc12", "crop_size": 512},
-              "stage": {"max_epochs": 15, "oc_checkpoint": None, "inputs": {"cams": None}, "predict_splits": None,
-                        "inference": {"crf": {"iterations": 1}}},
+    recipe = {"backbone": {"name": "resnest269", "pretrained": True},
+              "dataset": {"name": "voc12", "crop_size": 512},
+              "stage": {"max_epochs": 15, "oc_checkpoint": None, "inputs": {"cams": None},
+                        "predict_splits": None, "inference": {"crf": {"iterations": 1}}},
               "trainer": {"precision": "16-mixed", "accelerator": "gpu"}, "paths": {"runs_dir": "runs"},
               "num_workers": 8}
-    ours = {"backbone": {"name": "resnet18", "pretrained": False}, "dataset": {"name": "voc12", "crop_size": 64},
-            "stage": {"max_epochs": 1, "oc_checkpoint": "/r/classifier/last.ckpt", "inputs": {"cams": "/r/pnoc/cams"},
+    ours = {"backbone": {"name": "resnet18", "pretrained": False},
+            "dataset": {"name": "voc12", "crop_size": 64},
+            "stage": {"max_epochs": 1, "oc_checkpoint": "/r/classifier/last.ckpt",
+                      "inputs": {"cams": "/r/pnoc/cams"},
                       "predict_splits": ["val"], "inference": {"crf": None}},
-            "trainer": {"precision": "32-true", "accelerator": "cpu"}, "paths": {"runs_dir": "/tmp"}, "num_workers": 0}
-    assert departures(ours, recipe) == ["backbone=resnet18 (recipe: resnest269)", "dataset.crop_size: 512 → 64",
-                                        "stage.max_epochs: 15 → 1", "stage.inference.crf: {'iterations': 1} → None",
-                                        "trainer.precision: 16-mixed → 32-true"]
+            "trainer": {"precision": "32-true", "accelerator": "cpu"}, "paths": {"runs_dir": "/tmp"},
+            "num_workers": 0}
+    assert departures(ours, recipe) == [
+        "backbone=resnet18 (recipe: resnest269)", "dataset.crop_size: 512 → 64", "stage.max_epochs: 15 → 1",
+        "stage.inference.crf: {'iterations': 1} → None", "trainer.precision: 16-mixed → 32-true"]
     assert departures(recipe, recipe) == []
 
 
@@ -89,7 +94,8 @@ def test_our_value_is_found_inside_nested_metrics():
 
 
 def test_an_xai_recipe_classifier_gets_table_5(tmp_path):
-    folder = run_folder(tmp_path, "xai", "classifier", "xai_voc07_resnet101", kur={"enabled": True, "alpha": 1.0})
+    kur = {"enabled": True, "alpha": 1.0}
+    folder = run_folder(tmp_path, "xai", "classifier", "xai_voc07_resnet101", kur=kur)
     config = yaml.safe_load((folder / "config.yaml").read_text())
     config["dataset"].update(name="voc07", val_split="test")
     (folder / "config.yaml").write_text(yaml.safe_dump(config))

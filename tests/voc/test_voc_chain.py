@@ -55,7 +55,7 @@ def chain(tmp_path_factory, voc_root):
     runs = tmp_path_factory.mktemp("voc_runs")
     common = [*TEST_SIZE, f"dataset.args.root={voc_root}", f"paths.runs_dir={runs}", f"paths.data_dir={runs}"]
     cams = f"++stage.evaluation.cams={runs}/pnoc/voc12/resnet18/default/cams"   # the recipes name RS269's
-    done = run_py("pipeline=wsss", *common, *LATER_STEPS, cams, timeout=1800)   # six trainings on a shared machine
+    done = run_py("pipeline=wsss", *common, *LATER_STEPS, cams, timeout=1800)  # a loaded machine
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     step_dirs = {s["id"]: Path(s["run_dir"]) for s in json.loads(
         (runs / "pipeline/wsss/voc12/resnet18/default/pipeline.json").read_text())}

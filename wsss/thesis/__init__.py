@@ -1,6 +1,6 @@
-"""The thesis's published values (Tables 2-11 of the P-NOC / MinMax-CAM thesis). The report that puts them beside
-what was run is wsss/thesis/report.py (`python -m wsss.thesis <folder>`, and a pipeline's last step); which row a
-run reproduces is wsss/thesis/rows.py.
+"""The thesis's published values (Tables 2-11 of the P-NOC / MinMax-CAM thesis). The report that puts them
+beside what was run is wsss/thesis/report.py (`python -m wsss.thesis <folder>`, and a pipeline's last step);
+which row a run reproduces is wsss/thesis/rows.py.
 
 `published.csv` holds one value per line: table, row, column, value (percent, as printed in the thesis).
 Row and column names follow the thesis's (e.g. table 7, row "RS269 P-NOC+LS", column "TTA"; table 11,

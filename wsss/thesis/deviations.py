@@ -27,7 +27,8 @@ def is_path(value: Any) -> bool:
 
 def wiring(ours: Any, recipe: Any) -> bool:
     """A path on one side and a path or nothing on the other: which run's output is read, not a setting."""
-    return (is_path(ours) or is_path(recipe)) and all(v is None or v == MISSING or is_path(v) for v in (ours, recipe))
+    either = is_path(ours) or is_path(recipe)
+    return either and all(v is None or v == MISSING or is_path(v) for v in (ours, recipe))
 
 
 def ignored(key: str) -> bool:
@@ -40,7 +41,7 @@ def short(value: Any) -> str:
 
 
 def departures(ours: dict, recipe: dict) -> list[str]:
-    """`key: recipe → ours` for every setting of `ours` that differs from `recipe` (resolved configurations)."""
+    """`key: recipe → ours` for every setting of `ours` that differs from `recipe` (resolved configs)."""
     lines, replaced = [], []
     for group in GROUPS:
         mine, theirs = (ours.get(group) or {}).get("name"), (recipe.get(group) or {}).get("name")

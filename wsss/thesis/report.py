@@ -5,8 +5,8 @@ its recipe (wsss/thesis/deviations.py). It only reads finished runs:
     python -m wsss.thesis <runs folder or pipeline folder>
 
 writes `thesis.md` and `thesis.json` into that folder and prints the tables; a pipeline writes them into its
-own folder after its last step, and its summary.md gets the same section. Values are percentages, as printed in
-the thesis; `ours − thesis` in points.
+own folder after its last step, and its summary.md gets the same section. Values are percentages, as
+printed in the thesis; `ours − thesis` in points.
 """
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def ours(run: Run, metric: str | None) -> float | None:
 
 
 def lookup(metrics: dict, key: str):
-    """metrics[key], or a value inside a nested one: keys hold slashes, so the longest key present is taken."""
+    """metrics[key], or a value inside a nested one (keys hold slashes: the longest key present is taken)."""
     if key in metrics:
         return metrics[key]
     parts = key.split("/")
@@ -70,7 +70,8 @@ def lookup(metrics: dict, key: str):
 def section(match: Match) -> Section:
     lines = [Line(c.table, c.row, c.column, value(c.table, c.row, c.column), ours(match.run, c.metric))
              for c in match.cells]
-    lines = [x for x in lines if x.thesis is not None and (x.ours is not None or not x.column.startswith("E"))]
+    epochs_run = [x for x in lines if x.ours is not None or not x.column.startswith("E")]
+    lines = [x for x in epochs_run if x.thesis is not None]
     recipe = recipe_config(match.run.stage, match.run.recipe)
     return Section(match.run, match.rows, lines, departures(match.run.config, recipe))
 
@@ -89,11 +90,12 @@ def cell(v: float | None) -> str:
 def markdown(sections: list[Section], unmatched: list[Match]) -> str:
     out = ["## The thesis beside these runs", ""]
     if not sections:
-        out.append("No run here reproduces a row of the thesis's Tables 2, 7, 8, 9 or 10 (their recipes are the "
-                   "conf/experiment/voc12_* files; `pipeline=wsss experiment=voc12_rs269` runs the chain).")
+        out.append("No run here reproduces a row of the thesis's Tables 2, 7, 8, 9 or 10 (their recipes are "
+                   "the conf/experiment/voc12_* files; `pipeline=wsss experiment=voc12_rs269` runs them).")
     for s in sections:
         rows = ", ".join(f'Table {t} "{r}"' for t, r in s.rows if t != 8) or "Table 8"
-        out += [f"### {s.run.stage} · experiment={s.run.recipe}: {rows}", "", f"Run folder: `{s.run.folder}`", ""]
+        out += [f"### {s.run.stage} · experiment={s.run.recipe}: {rows}", "",
+                f"Run folder: `{s.run.folder}`", ""]
         if s.departures:
             out += ["Departs from its recipe by:", "", *(f"- {d}" for d in s.departures), ""]
         else:

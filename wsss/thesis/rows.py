@@ -27,17 +27,20 @@ CAM_GENERATORS = {("voc12_rs269", "classifier"): "RA", ("voc12_rs269_p", "puzzle
                   ("voc12_rs269_pf", "puzzle"): "Pf", ("voc12_rs269_poc", "poc"): "P-OC",
                   ("voc12_rs269_poc_ls", "poc"): "P-OC+LS", ("voc12_rs269_pnoc_ls", "pnoc"): "P-NOC+LS",
                   ("voc12_rs269_pnoc_ls_leak", "pnoc"): "P-NOC+LS"}
+CAM_STAGES = ("classifier", "puzzle", "poc", "pnoc")
 SALIENCY_RECIPES = {("voc12_ccamh_rs269", "ccam"): "P", ("voc12_poolnet_rn50", "saliency"): "R"}
 AFFINITY_RECIPE = ("voc12_affinity_rs269", "affinity")
 DEEPLAB_RECIPE = ("voc12_deeplab_rs269", "deeplab")
 #: Table 10's row by the generator of the CAMs, without and with a Table 9 saliency
-PSEUDO_MASK_ROWS = {False: {"P": "P", "Pf": "Pf", "P-OC": "P-OC", "P-OC+LS": "P-OC+LS", "P-NOC+LS": "P-OC+LS+NOC"},
-                    True: {"P-OC": "P-OC+C2AM-H", "P-OC+LS": "P-OC+LS+C2AM-H", "P-NOC+LS": "P-OC+LS+C2AM-H+NOC"}}
+PSEUDO_MASK_ROWS = {
+    False: {"P": "P", "Pf": "Pf", "P-OC": "P-OC", "P-OC+LS": "P-OC+LS", "P-NOC+LS": "P-OC+LS+NOC"},
+    True: {"P-OC": "P-OC+C2AM-H", "P-OC+LS": "P-OC+LS+C2AM-H", "P-NOC+LS": "P-OC+LS+C2AM-H+NOC"},
+}
 #: Table 2's row by the Table 10 row of the pseudo masks
 SEGMENTATION_ROWS = {"P-OC+C2AM-H": "P-OC+C2AM-H", "P-OC+LS+C2AM-H+NOC": "P-NOC+LS+C2AM-H"}
-VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-               "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
-               "tvmonitor")
+VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
+               "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
+               "train", "tvmonitor")
 
 
 @dataclass(frozen=True)
@@ -93,14 +96,14 @@ class Matcher:
     def saliency(self, run: Run, column: str) -> Match:
         if column == "P":
             hints = self.producer(run, "cams")
-            if hints is None or hints.run.stage not in ("classifier", "puzzle", "poc", "pnoc") or not hints.name:
-                return Match(run, why_not=f"its hints ({run.inputs.get('cams')}) reproduce no Table 7 generator")
+            if hints is None or hints.run.stage not in CAM_STAGES or not hints.name:
+                return Match(run, why_not=f"its hints ({run.inputs.get('cams')}) reproduce no Table 7 row")
             stem = f"C2AM-H RS269 hints=RS269 {hints.name}"
         else:
             prior = self.producer(run, "pseudo_saliency")
             if prior is None or not prior.name or prior.run.stage != "ccam":
-                return Match(run, why_not=f"its pseudo saliency ({run.inputs.get('pseudo_saliency')}) comes from "
-                                          "no Table 9 C²AM-H run")
+                source = run.inputs.get("pseudo_saliency")
+                return Match(run, why_not=f"its pseudo saliency ({source}) comes from no Table 9 C²AM-H run")
             stem = prior.name
         cells = [Cell(9, f"{stem} cams=GT", column, "saliency/train/class_miou")]
         evaluated = (run.config["stage"].get("evaluation") or {}).get("cams")
@@ -120,7 +123,7 @@ class Matcher:
         row = PSEUDO_MASK_ROWS[with_saliency].get(cams.name if cams and cams.run.stage != "ccam" else None)
         if row is None:
             what = "with" if with_saliency else "without"
-            return Match(run, why_not=f"CAMs of {run.inputs.get('cams')} {what} a Table 9 saliency: no Table 10 row")
+            return Match(run, why_not=f"CAMs of {run.inputs.get('cams')} {what} a Table 9 saliency: no row")
         return Match(run, [Cell(10, row, split, f"pseudo_masks/{split}/miou") for split in ("train", "val")],
                      name=row)
 
@@ -128,14 +131,15 @@ class Matcher:
         masks = self.producer(run, "pseudo_masks")
         row = SEGMENTATION_ROWS.get(masks.name) if masks and masks.run.stage == "affinity" else None
         if row is None:
-            return Match(run, why_not=f"its pseudo masks ({run.inputs.get('pseudo_masks')}) are of no Table 2 chain")
+            return Match(run, why_not=f"its pseudo masks ({run.inputs.get('pseudo_masks')}): no Table 2 row")
         return Match(run, [Cell(2, row, "val", "predictions/val/miou"), Cell(2, row, "test", None)], name=row)
 
 
 def cam_generator(run: Run, name: str) -> Match:
     """Table 7 (per-epoch monitored mIoU, its maximum, TTA) and Table 8 (IoU per class) of one generator."""
     cells = [Cell(7, f"RS269 {name}", f"E{e}", f"epochs/{e}") for e in range(1, 16)]
-    cells += [Cell(7, f"RS269 {name}", "Max", "epochs/max"), Cell(7, f"RS269 {name}", "TTA", "cams/train/miou")]
+    cells += [Cell(7, f"RS269 {name}", "Max", "epochs/max"),
+              Cell(7, f"RS269 {name}", "TTA", "cams/train/miou")]
     cells += [Cell(8, c, name, f"cams/train/iou/{c}") for c in VOC_CLASSES]
     cells.append(Cell(8, "overall", name, "cams/train/miou"))
     return Match(run, cells, name=name)
@@ -146,7 +150,7 @@ def classifier_scores(run: Run) -> Match:
     thesis does not say which average it used)."""
     d, kur = run.config["dataset"], run.config["stage"].get("kur") or {}
     row = CLASSIFIER_ROWS.get((d.get("name"), d.get("val_split")))
-    variant = kur_variant(bool(kur.get("enabled")), kur.get("alpha", 1.0))   # α = num_classes: KUR-α, no column
+    variant = kur_variant(bool(kur.get("enabled")), kur.get("alpha", 1.0))   # α = num_classes: no column
     if row is None or variant is None:
-        return Match(run, why_not=f"Table 5 has no row for {d.get('name')} {d.get('val_split')} with this KUR")
+        return Match(run, why_not=f"Table 5 has no row for {d.get('name')} {d.get('val_split')}, this KUR")
     return Match(run, [Cell(5, row[0], variant, f"val/{row[1]}")], name=row[0])

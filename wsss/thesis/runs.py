@@ -1,6 +1,6 @@
 """What a finished run folder says about itself, for the thesis report: its resolved configuration
-(config.yaml), its command line (run.json: the recipe is its `experiment=`), its numbers (metrics.json) and the
-run folders whose artifacts it read (the `inputs` of the producers its artifact manifests record)."""
+(config.yaml), its command line (run.json: the recipe is its `experiment=`), its numbers (metrics.json) and
+the run folders whose artifacts it read (the `inputs` of the producers its artifact manifests record)."""
 from __future__ import annotations
 
 import csv
@@ -17,7 +17,7 @@ class Run:
     config: dict                      # config.yaml: the resolved configuration
     overrides: list[str]              # run.json: the command line
     metrics: dict                     # metrics.json ({} before the run finished)
-    inputs: dict[str, Path] = field(default_factory=dict)  # artifact kind read -> the run folder that wrote it
+    inputs: dict[str, Path] = field(default_factory=dict)  # artifact kind read -> the run that wrote it
 
     @property
     def stage(self) -> str:
@@ -36,8 +36,8 @@ def read_run(folder: str | Path) -> Run:
 
     for name in ("run.json", "config.yaml"):
         if not (folder / name).is_file():
-            raise FileNotFoundError(f"{folder / name}: not a run folder (run.py writes run.json and config.yaml "
-                                    "when a run starts)")
+            raise FileNotFoundError(f"{folder / name}: not a run folder (run.py writes run.json and "
+                                    "config.yaml when a run starts)")
     info = json.loads((folder / "run.json").read_text())
     config = OmegaConf.to_container(OmegaConf.load(folder / "config.yaml"))
     metrics_file = folder / "metrics.json"
@@ -73,7 +73,7 @@ MONITORED = "monitor/train_cam_miou"   # wsss.cams.monitor.METRIC, logged once p
 
 
 def monitored_epochs(folder: Path) -> list[float]:
-    """The monitored train CAM mIoU of every epoch from the run's CSV log (logs/metrics.csv), in epoch order."""
+    """The monitored train CAM mIoU of every epoch, from the run's CSV log (logs/metrics.csv)."""
     path = Path(folder) / "logs" / "metrics.csv"
     if not path.is_file():
         return []
