@@ -27,7 +27,9 @@ no step has is an error). The pipeline process itself composes the default stage
 that only other stages have is given as `++stage.<key>=<value>` (e.g. `++stage.radius=4` for affinity).
 Steps whose conf/stage file does not exist are left out with a log line.
 At the end the pipeline folder (hydra.run.dir of the pipeline file) gets summary.md and metrics.json:
-the reported metrics (mIoU by default) after every step.
+the reported metrics (mIoU by default) after every step; then the thesis's rows beside the steps that ran
+one of its recipes, with the settings by which each departs from it (thesis.md, also at the end of
+summary.md; `python -m wsss.thesis <folder>` writes the same from finished runs).
 """
 from __future__ import annotations
 
@@ -51,6 +53,7 @@ from omegaconf import DictConfig, OmegaConf
 from wsss import learned
 from wsss.artifacts import (MANIFEST, RESUMABLE_KEYS, ArtifactDir, atomic_write_json, atomic_write_text, config_hash,
                             stale_reason)
+from wsss.compose import StepComposer
 from wsss.reliability.children import run_child
 from wsss.reliability.run_lock import hold_run_folder
 
@@ -148,35 +151,6 @@ def resolve_override(text: str, namespace: dict, step_id: str) -> str:
             f"outputs offered so far: {outputs} (a step is left out when its conf/stage file is missing or "
             f"enabled=false)") from None
     return f"{key}={format_value(resolved)}"
-
-
-class StepComposer:
-    """Composes `run.py <overrides>` in-process: the resolved config and the run folder it would use."""
-
-    def __init__(self, config_name: str = "config"):
-        self.config_name = config_name
-
-    def __call__(self, overrides: list[str]) -> tuple[dict, Path]:
-        from hydra import compose, initialize_config_dir
-        from hydra.core.global_hydra import GlobalHydra
-
-        if GlobalHydra.instance().is_initialized():
-            cfg = compose(self.config_name, overrides=overrides, return_hydra_config=True)
-        else:
-            with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-                cfg = compose(self.config_name, overrides=overrides, return_hydra_config=True)
-        saved = HydraConfig.instance().cfg
-        try:
-            HydraConfig.instance().set_config(cfg)
-            run_dir = str(cfg.hydra.run.dir)
-            OmegaConf.set_readonly(cfg.hydra, False)
-            cfg.hydra.runtime.output_dir = run_dir
-            HydraConfig.instance().set_config(cfg)
-            plain = OmegaConf.to_container(cfg, resolve=True)
-        finally:
-            HydraConfig.instance().cfg = saved
-        plain.pop("hydra", None)
-        return plain, Path(run_dir)
 
 
 def has_key(plain: dict, dotted: str) -> bool:
@@ -529,4 +503,17 @@ def run_pipeline(cfg: DictConfig) -> dict:
     from wsss.reports import write_reports  # the pipeline file's `reports:` (thesis analyses of the runs)
 
     write_reports(spec.get("reports"), steps, Path(hc.runtime.output_dir), context)
+    thesis_beside(steps, Path(hc.runtime.output_dir))
     return metrics
+
+
+def thesis_beside(steps: list[Step], out_dir: Path) -> None:
+    """The pipeline's last step: the thesis's rows beside the steps' numbers, each with the settings by which
+    the step departs from its recipe (wsss/thesis/report.py), in thesis.md and at the end of summary.md."""
+    from wsss.thesis.report import write_report
+    from wsss.thesis.runs import read_run
+
+    text = write_report([read_run(s.run_dir) for s in steps], out_dir)
+    summary = out_dir / "summary.md"
+    atomic_write_text(summary, summary.read_text() + "\n" + text)
+    print(text, end="", flush=True)

@@ -25,7 +25,6 @@ from wsss.reliability.history import merge_metrics, new_invocation
 from wsss.reliability.run_lock import hold_run_folder, is_launch_rank_zero
 from wsss.reliability.signals import stop_on_signal
 from wsss.stages.base import Stage
-from wsss.thesis import beside_classification
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +203,7 @@ def fit(ctx: "Context") -> dict:
     if ctx.weights is not None and ctx.weights.name == "best.ckpt":
         ctx.module.load_weights(ctx.weights)
     metrics = {k: float(v) for k, v in ctx.trainer.callback_metrics.items() if v.numel() == 1}
-    return {**metrics, **beside_classification(ctx.plain, metrics)}  # Table 5 for the XAI recipes' classifiers
+    return metrics
 
 
 def check_resumable(ctx: "Context", ckpt: str | Path, own_last: bool) -> None:
@@ -337,7 +336,6 @@ def evaluated_splits(ctx: "Context"):
 @task("evaluate")
 def evaluate(ctx: "Context") -> dict:
     from wsss.cams.evaluate import plot_curve, sweep
-    from wsss.thesis import beside_cam_miou
 
     custom = getattr(type(ctx.module), "evaluate_task", None)
     if custom is not None:  # a stage whose artifacts are not CAMs evaluates them itself
@@ -355,8 +353,6 @@ def evaluate(ctx: "Context") -> dict:
             r = sweep(ds, cams.root, ev.get("thresholds"), crf=crf, device=device, num_workers=ctx.plain["num_workers"])
             curves[name] = r
             metrics.update({f"{ctx.module.artifact}/{name}/{k}": v for k, v in r.as_dict().items()})
-            if crf is None:  # the thesis's Table 7 value beside ours when this is one of its runs
-                metrics.update(beside_cam_miou(ctx.plain, split, f"{ctx.module.artifact}/{name}", r.best_miou))
     check_cams_learned(ctx, curves)
     if curves:
         plot_curve(curves, ctx.run_dir / f"{ctx.module.artifact}_miou_curve.png")

@@ -1,9 +1,11 @@
-"""The thesis chain on a tree in the real VOC2012 + SBD layout (tests/fixtures/voc_layout.py), at tiny scale.
+"""The thesis chain on a tree in the real VOC2012 + SBD layout (tests/fixtures/voc_layout.py), at test size.
 
-`pipeline=wsss dataset=voc12` and `pipeline=cam_generators dataset=voc12` run end to end: every stage
-predicts train_aug and val, and the train split is evaluated from the train_aug artifacts; val is scored
-against its masks, which only SegmentationClass/ holds. Each `experiment=voc12_*` recipe is then composed
-and run for a few batches on the same tree, its inputs being the chain's folders.
+`pipeline=wsss experiment=voc12_rs269` (each step its own recipe) and `pipeline=cam_generators` run end to
+end: every stage predicts train_aug and val, and the train split is evaluated from the train_aug artifacts;
+val is scored against its masks, which only SegmentationClass/ holds. The pipeline's last step puts the
+thesis's rows of Tables 2, 7, 9 and 10 beside its numbers, each with the test-size overrides as its
+departures from the recipe. Each `experiment=voc12_*` recipe is then composed and run for a few batches on the
+same tree, its inputs being the chain's folders.
 """
 import json
 import os
@@ -20,11 +22,20 @@ from wsss.data.voc import VOCDataset
 
 pytestmark = pytest.mark.slow
 
-#: ResNet-18 from scratch, one epoch a stage, 64 px crops, CPU; the synthetic-set tuning of each step
-TINY_CHAIN = [
-    "experiment=synthetic", "dataset=voc12", "dataset.crop_size=64", "dataset.min_size=56", "dataset.max_size=80",
-    "stage.max_epochs=1", "stage.batch_size=8", "stage.inference.scales=[1.0]", "++stage.radius=4",
-    "num_workers=0", "logger=csv", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
+#: the thesis chain at test size: ResNet-18 from scratch, one epoch a stage, 64 px crops, single-scale CAMs, CPU
+TEST_SIZE = [
+    "experiment=voc12_rs269", "backbone=resnet18", "backbone.pretrained=false", "trainer=cpu",
+    "trainer.precision=32-true", "++trainer.accumulate_grad_batches=1", "dataset.crop_size=64",
+    "dataset.min_size=56", "dataset.max_size=80", "stage.max_epochs=1", "stage.inference.scales=[1.0]",
+    "num_workers=0", "logger=csv", "trainer.enable_progress_bar=false",
+]
+#: keys of the later steps' recipes, at test size: a radius and crops that fit 64 px images, one CRF process and
+#: iteration, full-image PoolNet training on every image, DeepLab without its CRF, train_aug and val only
+LATER_STEPS = [
+    "++stage.radius=4", "++stage.crf_processes=1", "++stage.inference.pad_to=null",
+    "++stage.affinity_labels.splits=[train_aug]", "++stage.pseudo.crf.t=1", "++stage.full_image_min_side=0",
+    "++stage.crop_size=64", "++stage.inference.crf=null", "++stage.predict_splits=[train_aug,val]",
+    "++stage.export.split=val",
 ]
 STEPS = ("classifier", "pnoc", "ccam", "saliency", "affinity", "deeplab")
 
@@ -42,8 +53,9 @@ def void_free_pixels(root: Path, split: str) -> tuple[int, int]:
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory, voc_root):
     runs = tmp_path_factory.mktemp("voc_runs")
-    common = [*TINY_CHAIN, f"dataset.args.root={voc_root}", f"paths.runs_dir={runs}", f"paths.data_dir={runs}"]
-    done = run_py("pipeline=wsss", *common)
+    common = [*TEST_SIZE, f"dataset.args.root={voc_root}", f"paths.runs_dir={runs}", f"paths.data_dir={runs}"]
+    cams = f"++stage.evaluation.cams={runs}/pnoc/voc12/resnet18/default/cams"   # the recipes name RS269's
+    done = run_py("pipeline=wsss", *common, *LATER_STEPS, cams, timeout=1800)  # a loaded machine
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     step_dirs = {s["id"]: Path(s["run_dir"]) for s in json.loads(
         (runs / "pipeline/wsss/voc12/resnet18/default/pipeline.json").read_text())}
@@ -63,6 +75,40 @@ def test_wsss_pipeline_runs_every_step_and_prints_its_val_miou(chain):
         assert 0.0 < summary[f"{step}/{key}"] <= 1.0, step
         assert f"{100 * summary[f'{step}/{key}']:.2f}" in chain["stdout"], step  # the printed table
     assert set(chain["dirs"]) == set(STEPS)
+
+
+#: the published values of the chain's rows (percent), read off the thesis's Tables 7, 9, 10 and 2
+THESIS_ROWS = {
+    "classifier": {(7, "RS269 RA", "Max"): 49.3, (7, "RS269 RA", "TTA"): 53.9},
+    "pnoc": {(7, "RS269 P-NOC+LS", "E1"): 50.6, (7, "RS269 P-NOC+LS", "Max"): 58.7,
+             (7, "RS269 P-NOC+LS", "TTA"): 62.7},
+    "ccam": {(9, "C2AM-H RS269 hints=RS269 P-NOC+LS cams=GT", "P"): 70.2,
+             (9, "C2AM-H RS269 hints=RS269 P-NOC+LS cams=RS269 P-NOC+LS", "P"): 67.2},
+    "saliency": {(9, "C2AM-H RS269 hints=RS269 P-NOC+LS cams=GT", "R"): 71.3,
+                 (9, "C2AM-H RS269 hints=RS269 P-NOC+LS cams=RS269 P-NOC+LS", "R"): 68.4},
+    "affinity": {(10, "P-OC+LS+C2AM-H+NOC", "train"): 73.59, (10, "P-OC+LS+C2AM-H+NOC", "val"): 73.37},
+    "deeplab": {(2, "P-NOC+LS+C2AM-H", "val"): 71.5, (2, "P-NOC+LS+C2AM-H", "test"): 72.7},
+}
+
+
+def test_the_pipeline_writes_the_thesis_rows_beside_its_numbers_with_the_test_size_overrides(chain):
+    folder = chain["runs"] / "pipeline/wsss/voc12/resnet18/default"
+    report = {Path(r["run_dir"]): r for r in json.loads((folder / "thesis.json").read_text())["runs"]}
+    assert (folder / "thesis.md").read_text() in (folder / "summary.md").read_text()
+    for step, published in THESIS_ROWS.items():
+        run = report[chain["dirs"][step]]
+        cells = {(v["table"], v["row"], v["column"]): v for v in run["values"]}
+        for key, value in published.items():
+            assert cells[key]["thesis"] == value, (step, key)
+        ours = [v for k, v in cells.items() if k in published and k[2] not in ("test", "Max", "E1")]
+        assert ours and all(0.0 <= v["ours"] <= 100.0 for v in ours), step  # ours beside it
+        # the overrides this test applied, each named as a departure from the step's recipe
+        gone = run["departures"]
+        assert gone[0].startswith("backbone=resnet18 (recipe: resne"), (step, gone)
+        assert any(d.startswith("dataset.crop_size: ") and d.endswith("→ 64") for d in gone), (step, gone)
+        assert any(d.startswith("stage.max_epochs: ") and d.endswith("→ 1") for d in gone), (step, gone)
+    assert "stage.radius: 10 → 4" in report[chain["dirs"]["affinity"]]["departures"]
+    assert "stage.pseudo.crf.t: 10 → 1" in report[chain["dirs"]["ccam"]]["departures"]
 
 
 def test_val_is_scored_against_its_masks_and_train_comes_from_train_aug(chain):
@@ -85,7 +131,7 @@ def test_val_is_scored_against_its_masks_and_train_comes_from_train_aug(chain):
 
 
 def test_cam_generators_on_voc_shares_the_chain_runs(chain):
-    done = run_py("pipeline=cam_generators", *(o for o in chain["common"] if "radius" not in o))
+    done = run_py("pipeline=cam_generators", *chain["common"])
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     steps = {s["id"]: s for s in json.loads(
         (chain["runs"] / "pipeline/cam_generators/voc12/resnet18/default/pipeline.json").read_text())}

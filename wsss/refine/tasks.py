@@ -136,7 +136,6 @@ def _iou_metrics(prefix: str, confusion: torch.Tensor, classes: list[str]) -> di
 def evaluate_affinity(ctx) -> dict:
     """mIoU against ground truth of the input CAMs, the RW maps, the pseudo masks and the affinity labels."""
     from wsss.cams.evaluate import plot_curve, sweep
-    from wsss.thesis import beside, pseudo_mask_row, value
 
     module = _affinity_stage(ctx)
     if not ctx.trainer.is_global_zero:
@@ -155,9 +154,6 @@ def evaluate_affinity(ctx) -> dict:
             metrics.update({f"{name}/{split}/{k}": v for k, v in r.as_dict().items()})
         masks = module.own_artifacts(PSEUDO_MASKS, split, ds.ids)
         metrics.update(_iou_metrics(f"{PSEUDO_MASKS}/{split}", label_confusion(ds, masks, num_labels), classes))
-        row = pseudo_mask_row(ctx.plain)  # thesis Table 10 beside ours when this is its run
-        metrics.update(beside(f"{PSEUDO_MASKS}/{split}", metrics[f"{PSEUDO_MASKS}/{split}/miou"],
-                              value(10, row, split) if row else None))
         labels = covering_folder(module.run_dir / LABELS, split, ds.ids, ".png")
         if labels is not None:   # affinity labels exist for the label splits (and their subsets) only
             confusion = label_confusion(ds, labels, num_labels, confident_only=True)

@@ -9,7 +9,8 @@
   the averages of every size category and group of more than one class, and the Pearson correlation over
   the foreground classes of each column with %S, %C and L;
 - `figure15.png`: mIoU against the background threshold, every generator on one plot.
-A `thesis <column>` beside ours when the step is one of the thesis's runs (`wsss.thesis.cam_row`).
+A `thesis <column>` beside ours when the step ran one of the thesis's CAM recipes (wsss/thesis/rows.py;
+`python -m wsss.thesis` lists how each run departs from its recipe).
 Values are percentages, as in the thesis. The `overall` row is the mIoU (background included) for the
 IoU columns, the mean over the background and classes for %S, over the classes for %C and L.
 """
@@ -26,10 +27,11 @@ import numpy as np
 
 from wsss.artifacts import atomic_write_text
 from wsss.cams.evaluate import SweepResult, plot_curve
-from wsss.cams.monitor import METRIC
 from wsss.data.datasets import build_split
 from wsss.reports.class_statistics import SIZES, ClassStatistics, class_statistics
-from wsss.thesis import cam_row, value
+from wsss.thesis import value
+from wsss.thesis.rows import Matcher
+from wsss.thesis.runs import monitored_epochs, read_run as read_run_folder
 
 log = logging.getLogger(__name__)
 
@@ -51,21 +53,12 @@ def read_sweep(metrics: dict, split: str) -> SweepResult | None:
                        metrics[f"{p}miou"], list(iou.values()), list(iou))
 
 
-def read_epochs(run_dir: Path) -> list[float]:
-    """The monitored mIoU of every epoch from the run's CSV log (logs/metrics.csv), in epoch order."""
-    path = run_dir / "logs" / "metrics.csv"
-    if not path.is_file():
-        return []
-    with path.open(newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r.get(METRIC)]
-    by_epoch = {int(r["epoch"]): float(r[METRIC]) for r in rows}  # a resumed epoch: its last value
-    return [by_epoch[e] for e in sorted(by_epoch)]
-
-
-def read_run(name: str, run_dir: Path, cfg: dict, split: str) -> GeneratorRun:
+def read_generator(name: str, run_dir: Path, split: str) -> GeneratorRun:
     path = run_dir / "metrics.json"
     metrics = json.loads(path.read_text()) if path.is_file() else {}
-    run = GeneratorRun(name, read_sweep(metrics, split), read_epochs(run_dir), cam_row(cfg, split))
+    generator = Matcher().match(read_run_folder(run_dir)).name if split == "train" else None
+    run = GeneratorRun(name, read_sweep(metrics, split), monitored_epochs(run_dir),
+                       f"RS269 {generator}" if generator else None)
     if run.sweep is None:
         log.warning("%s: no cams/%s evaluation in %s: its Table 8 column and Figure 15 curve are left out", name,
                     split, path)
@@ -175,7 +168,7 @@ def write_report(steps, out_dir: Path, cfg: dict, split: str = "train") -> dict[
         log.info("cam_generators report: %s has no split %r; the tables are on %r", cfg["dataset"]["name"], split,
                  evaluated[0])
         split = evaluated[0]
-    runs = [read_run(s.id, Path(s.run_dir), s.plain, split) for s in steps]
+    runs = [read_generator(s.id, Path(s.run_dir), split) for s in steps]
     dataset = build_split(cfg["dataset"], split)
     if not dataset.has_masks:
         raise ValueError(f"cam_generators report: split {split!r} of data set {cfg['dataset']['name']!r} has no "

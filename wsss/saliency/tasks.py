@@ -21,7 +21,6 @@ from wsss.artifacts import ArtifactDir, config_hash, folder_identity, open_split
 from wsss.saliency.evaluate import evaluate_saliency
 from wsss.saliency.pseudo import pseudo_saliency_many
 from wsss.tasks import ensure_weights, evaluated_splits, own_artifacts, predict_missing, task, write_artifact_manifest
-from wsss.thesis import beside_saliency
 
 log = logging.getLogger(__name__)
 
@@ -95,9 +94,6 @@ def evaluate_saliency_task(ctx) -> dict:
                 continue
             scores = evaluate_saliency(ds, folder.root, ev.get("thresholds"), cam_dir, device)
             metrics.update(scores.as_dict(prefix=f"{kind}/{split}/"))
-            if kind == SALIENCY:  # thesis Table 9 beside ours when this is one of its runs
-                metrics.update(beside_saliency(ctx.plain, split, f"{kind}/{split}/", scores.class_best[1],
-                                               scores.cam_miou))
     for lg in ctx.trainer.loggers:
         lg.log_metrics({k: v for k, v in metrics.items() if isinstance(v, float)})
     return metrics

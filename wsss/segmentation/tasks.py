@@ -32,8 +32,6 @@ def segmentation_evaluate(ctx) -> dict:
     `evaluation/miou_table.{md,csv}` (one row per split); returns `predictions/<split>/miou` and
     `predictions/<split>/iou/<class>`.
     """
-    from wsss.thesis import beside, coco14_counterpart, segmentation_row, value
-
     if not ctx.trainer.is_global_zero:
         return {}
     metrics, rows = {}, {}
@@ -44,9 +42,6 @@ def segmentation_evaluate(ctx) -> dict:
         atomic_write_json(scores_path(ctx.run_dir, split), scores.as_dict())
         rows[f"{name} · {split}"] = scores
         metrics[f"{ctx.module.artifact}/{split}/miou"] = scores.miou
-        row = segmentation_row(ctx.plain)  # thesis Table 2 (or its COCO 2014 number) beside ours for its runs
-        published = value(2, row, split) if row else coco14_counterpart(ctx.plain, split)
-        metrics.update(beside(f"{ctx.module.artifact}/{split}", scores.miou, published))
         metrics.update({f"{ctx.module.artifact}/{split}/iou/{c}": v for c, v in zip(scores.classes, scores.iou)})
         log.info("%s %s mIoU %.2f%%", name, split, 100 * scores.miou)
     if rows:
