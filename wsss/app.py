@@ -30,18 +30,30 @@ def _quiet() -> None:
         warnings.filterwarnings("ignore", message=pattern)
 
 
-def print_metrics(metrics: dict, title: str) -> None:
+# Stages that print their own table of these metrics (wsss/xai/report.py): not printed a second time.
+OWN_TABLES = {"xai": "xai/"}
+
+
+def metric_cell(name: str, value: float | int) -> str:
+    """One unit on screen: rates (mIoU, mAP, F-scores, ...) in percent, other floats as they are."""
+    from wsss.sweep_summary import is_rate
+
+    if isinstance(value, float):
+        return f"{100 * value:.2f} %" if is_rate(name) else f"{value:.4f}"
+    return str(value)
+
+
+def print_metrics(metrics: dict, title: str, stage: str = "") -> None:
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=title)
     table.add_column("metric")
     table.add_column("value", justify="right")
+    own = OWN_TABLES.get(stage)
     for k, v in metrics.items():
-        if isinstance(v, float):
-            table.add_row(k, f"{v:.4f}")
-        elif isinstance(v, int):
-            table.add_row(k, str(v))
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and not (own and k.startswith(own)):
+            table.add_row(k, metric_cell(k, v))
     Console().print(table)
 
 
@@ -165,7 +177,8 @@ def run_command(cfg: DictConfig) -> float | None:
     rank = int(os.environ.get("LOCAL_RANK", os.environ.get("RANK", 0)) or 0)
     if rank != 0:
         return None  # a sweeper reads rank 0's value (SLURM DDP jobs run main() in every rank)
-    print_metrics(metrics, f"{cfg.stage.name} · {cfg.dataset.name} · {cfg.backbone.name} · {cfg.run_name}")
+    print_metrics(metrics, f"{cfg.stage.name} · {cfg.dataset.name} · {cfg.backbone.name} · {cfg.run_name}",
+                  cfg.stage.name)
     print(f"run folder: {shlex.quote(str(cfg.paths.run_dir))}")
     return objective_value(cfg.get("objective"), metrics)
 
