@@ -57,6 +57,11 @@ def print_metrics(metrics: dict, title: str, stage: str = "") -> None:
     Console().print(table)
 
 
+def print_run_folder(path) -> None:
+    """The last line of every run: where its files are, quoted for the shell."""
+    print(f"run folder: {shlex.quote(str(path))}", flush=True)
+
+
 def local_ddp_sweep_error(trainer: dict, multirun: bool, launcher: str) -> str | None:
     """Why this trainer cannot run in this multirun, or None. Lightning's DDP re-executes the command line,
     which under a local multirun starts the whole sweep again in every rank."""
@@ -162,9 +167,13 @@ def run_command(cfg: DictConfig) -> float | None:
             fetch_for_config(cfg)
             return None
         if cfg.get("pipeline"):
+            from hydra.core.hydra_config import HydraConfig
+
             from wsss.pipeline import run_pipeline
 
-            return objective_value(cfg.get("objective"), run_pipeline(cfg))
+            metrics = run_pipeline(cfg)
+            print_run_folder(HydraConfig.get().runtime.output_dir)  # summary.md, metrics.json, dry_run.json
+            return objective_value(cfg.get("objective"), metrics)
         check_launch(cfg)
         metrics = None if multirun() else recorded_if_finished(OmegaConf.to_container(cfg, resolve=True),
                                                                 Path(cfg.paths.run_dir))
@@ -179,7 +188,7 @@ def run_command(cfg: DictConfig) -> float | None:
         return None  # a sweeper reads rank 0's value (SLURM DDP jobs run main() in every rank)
     print_metrics(metrics, f"{cfg.stage.name} · {cfg.dataset.name} · {cfg.backbone.name} · {cfg.run_name}",
                   cfg.stage.name)
-    print(f"run folder: {shlex.quote(str(cfg.paths.run_dir))}")
+    print_run_folder(cfg.paths.run_dir)
     return objective_value(cfg.get("objective"), metrics)
 
 

@@ -20,3 +20,10 @@ def test_the_xai_table_is_printed_once(capsys):
     print_metrics({"xai/gradcam/miou": 0.3, "val/f1": 0.8}, "t", stage="xai")
     out = capsys.readouterr().out
     assert "xai/gradcam" not in out and "80.00 %" in out
+
+
+def test_the_run_folder_is_printed_quoted_for_the_shell(capsys):
+    from wsss.app import print_run_folder
+
+    print_run_folder("/tmp/runs/multirun/x{a,b}/0_lr=0.1")
+    assert capsys.readouterr().out == "run folder: '/tmp/runs/multirun/x{a,b}/0_lr=0.1'\n"
