@@ -42,6 +42,15 @@ def panel(kind: str, folder: ArtifactDir, image_id: str, image: np.ndarray) -> n
     return label_colours(folder.read_png(image_id)).astype(np.uint8)
 
 
+def missing_steps(runs: Path, dataset: str, backbone: str, run_name: str, split: str) -> list[str]:
+    """One line per pipeline step whose folder the figure reads but that is not there."""
+    folders = [(stage, runs / stage / dataset / backbone / run_name / folder / split)
+               for _, stage, folder, _ in COLUMNS]
+    folders.append(("deeplab", runs / "deeplab" / dataset / backbone / run_name / "config.yaml"))
+    return [f"step {stage}: {path} does not exist"
+            for stage, path in dict.fromkeys(folders) if not path.exists()]
+
+
 def figure(runs: Path, dataset: str, backbone: str, run_name: str, split: str, count: int) -> bytes:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -49,6 +58,13 @@ def figure(runs: Path, dataset: str, backbone: str, run_name: str, split: str, c
     def run_dir(stage: str) -> Path:
         return runs / stage / dataset / backbone / run_name
 
+    missing = missing_steps(runs, dataset, backbone, run_name, split)
+    if missing:
+        raise SystemExit("error: the figure reads every step of pipeline=wsss; missing:\n  "
+                         + "\n  ".join(missing)
+                         + "\nRun them first: python run.py pipeline=wsss (with the data set, backbone and "
+                         f"run name of {runs / '<stage>' / dataset / backbone / run_name}), or pass --runs / "
+                         "--dataset / --backbone / --run-name.")
     cfg = yaml.safe_load((run_dir("deeplab") / "config.yaml").read_text())
     ds = build_split(cfg["dataset"], split)
     ids = ds.ids[:count]

@@ -30,19 +30,36 @@ def _quiet() -> None:
         warnings.filterwarnings("ignore", message=pattern)
 
 
-def print_metrics(metrics: dict, title: str) -> None:
+# Stages that print their own table of these metrics (wsss/xai/report.py): not printed a second time.
+OWN_TABLES = {"xai": "xai/"}
+
+
+def metric_cell(name: str, value: float | int) -> str:
+    """One unit on screen: rates (mIoU, mAP, F-scores, ...) in percent, other floats as they are."""
+    from wsss.sweep_summary import is_rate
+
+    if isinstance(value, float):
+        return f"{100 * value:.2f} %" if is_rate(name) else f"{value:.4f}"
+    return str(value)
+
+
+def print_metrics(metrics: dict, title: str, stage: str = "") -> None:
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=title)
     table.add_column("metric")
     table.add_column("value", justify="right")
+    own = OWN_TABLES.get(stage)
     for k, v in metrics.items():
-        if isinstance(v, float):
-            table.add_row(k, f"{v:.4f}")
-        elif isinstance(v, int):
-            table.add_row(k, str(v))
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and not (own and k.startswith(own)):
+            table.add_row(k, metric_cell(k, v))
     Console().print(table)
+
+
+def print_run_folder(path) -> None:
+    """The last line of every run: where its files are, quoted for the shell."""
+    print(f"run folder: {shlex.quote(str(path))}", flush=True)
 
 
 def local_ddp_sweep_error(trainer: dict, multirun: bool, launcher: str) -> str | None:
@@ -61,13 +78,18 @@ def local_ddp_sweep_error(trainer: dict, multirun: bool, launcher: str) -> str |
             "simulate DDP on CPU.")
 
 
-def check_launch(cfg: DictConfig) -> None:
+def multirun() -> bool:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    hc = HydraConfig.get()
-    launcher = str(OmegaConf.select(hc, "launcher._target_", default="") or "")
-    error = local_ddp_sweep_error(dict(cfg.get("trainer") or {}), hc.mode == RunMode.MULTIRUN, launcher)
+    return HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def check_launch(cfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    launcher = str(OmegaConf.select(HydraConfig.get(), "launcher._target_", default="") or "")
+    error = local_ddp_sweep_error(dict(cfg.get("trainer") or {}), multirun(), launcher)
     if error:
         raise RuntimeError(error)
 
@@ -112,18 +134,38 @@ def hydra_main(cfg: DictConfig) -> float | None:
     try:
         return run_command(cfg)
     except Exception as error:
-        from hydra.core.hydra_config import HydraConfig
-        from hydra.types import RunMode
-
         from wsss.user_errors import is_user_error, report
 
         if not is_user_error(error):
             raise
         report(error)
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
+        if multirun():
             raise  # the sweep records it in the job's error.txt and goes on
         REPORTED.append(error)
         raise SystemExit(1) from None
+
+
+def trainer_debugging(trainer: dict) -> bool:
+    """Lightning's debugging switches: a run with them is run, never taken as the finished full run."""
+    limits = [v for k, v in trainer.items() if k.startswith("limit_") and k.endswith("_batches")]
+    return bool(trainer.get("fast_dev_run")) or any(v is not None and v != 1.0 for v in limits)
+
+
+def recorded_if_finished(plain: dict, run_dir: Path) -> dict | None:
+    """The recorded metrics of a run folder that holds a finished run of this very resolved configuration
+    (the pipeline's rule for an up-to-date step, wsss/finished_run.py), else None: the run goes ahead. Only a
+    run that would resume (`ckpt_path=last`), without Lightning's debugging switches, is answered so."""
+    import json
+
+    from wsss.finished_run import why_not_finished
+
+    if plain.get("ckpt_path") != "last" or trainer_debugging(dict(plain.get("trainer") or {})):
+        return None
+    if why_not_finished(run_dir, plain) is not None:
+        return None
+    log.info("up to date: %s holds a finished run of this configuration; its recorded metrics follow (delete "
+             "its metrics.json to run its tasks again)", run_dir)
+    return json.loads((run_dir / "metrics.json").read_text())
 
 
 def run_command(cfg: DictConfig) -> float | None:
@@ -139,20 +181,28 @@ def run_command(cfg: DictConfig) -> float | None:
             fetch_for_config(cfg)
             return None
         if cfg.get("pipeline"):
+            from hydra.core.hydra_config import HydraConfig
+
             from wsss.pipeline import run_pipeline
 
-            return objective_value(cfg.get("objective"), run_pipeline(cfg))
+            metrics = run_pipeline(cfg)
+            print_run_folder(HydraConfig.get().runtime.output_dir)  # summary.md, metrics.json, dry_run.json
+            return objective_value(cfg.get("objective"), metrics)
         check_launch(cfg)
-        from wsss.tasks import run
+        metrics = None if multirun() else recorded_if_finished(OmegaConf.to_container(cfg, resolve=True),
+                                                                Path(cfg.paths.run_dir))
+        if metrics is None:
+            from wsss.tasks import run
 
-        metrics = run(cfg)
+            metrics = run(cfg)
     finally:
         finish_wandb()  # a multirun's next job must not log into this job's W&B run
     rank = int(os.environ.get("LOCAL_RANK", os.environ.get("RANK", 0)) or 0)
     if rank != 0:
         return None  # a sweeper reads rank 0's value (SLURM DDP jobs run main() in every rank)
-    print_metrics(metrics, f"{cfg.stage.name} · {cfg.dataset.name} · {cfg.backbone.name} · {cfg.run_name}")
-    print(f"run folder: {shlex.quote(str(cfg.paths.run_dir))}")
+    print_metrics(metrics, f"{cfg.stage.name} · {cfg.dataset.name} · {cfg.backbone.name} · {cfg.run_name}",
+                  cfg.stage.name)
+    print_run_folder(cfg.paths.run_dir)
     return objective_value(cfg.get("objective"), metrics)
 
 

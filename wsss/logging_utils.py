@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
+from PIL import Image
 
 from wsss.artifacts import PALETTE
 
@@ -121,7 +122,12 @@ def iou_rows(metrics: dict) -> dict[str, list[list]]:
 def log_evaluation(loggers: Sequence, metrics: dict, run_dir: str | Path, artifact: str, dataset=None,
                    artifact_dir: str | Path | None = None, num_overlays: int = 4, step: int | None = None) -> None:
     """Everything an evaluate task produced: scalars, the threshold curve <run_dir>/<artifact>_miou_curve.png,
-    one IoU-per-class table per evaluated split, and CAM overlays of the first images of the split."""
+    one IoU-per-class table per evaluated split, and CAM overlays of the first images of the split (also as
+    PNGs in <run_dir>/overlays/<artifact>/<split>/, with any logger or none)."""
+    overlays = {}
+    if dataset is not None and artifact_dir is not None and num_overlays > 0:
+        overlays = cam_overlays(dataset, artifact_dir, list(dataset.ids[:num_overlays]))
+        write_overlays(Path(run_dir) / "overlays" / artifact / Path(artifact_dir).name, overlays)
     loggers = [lg for lg in loggers if lg is not None]
     if not loggers:
         return
@@ -131,9 +137,14 @@ def log_evaluation(loggers: Sequence, metrics: dict, run_dir: str | Path, artifa
         log_images(loggers, {f"{artifact}/miou_curve": curve}, step)
     for prefix, rows in iou_rows(metrics).items():
         log_table(loggers, f"{prefix}/iou_per_class", ["class", "IoU"], rows, step)
-    if dataset is not None and artifact_dir is not None and num_overlays > 0:
-        overlays = cam_overlays(dataset, artifact_dir, list(dataset.ids[:num_overlays]))
-        log_images(loggers, {f"{artifact}/{k}": v for k, v in overlays.items()}, step)
+    log_images(loggers, {f"{artifact}/{k}": v for k, v in overlays.items()}, step)
+
+
+def write_overlays(folder: Path, overlays: dict[str, np.ndarray]) -> None:
+    """The overlays as PNGs in the run folder, whatever the logger (the CSV logger keeps no image)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for key, image in overlays.items():
+        Image.fromarray(image).save(folder / f"{key.rsplit('/', 1)[-1]}.png")
 
 
 def finish_wandb(teardown: bool = False) -> None:

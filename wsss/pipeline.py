@@ -51,9 +51,9 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from wsss import learned
-from wsss.artifacts import (MANIFEST, RESUMABLE_KEYS, ArtifactDir, atomic_write_json, atomic_write_text, config_hash,
-                            stale_reason)
+from wsss.artifacts import atomic_write_json, atomic_write_text
 from wsss.compose import StepComposer
+from wsss.finished_run import comparable, stale_artifacts, why_not_finished  # noqa: F401 (pipeline's API)
 from wsss.reliability.children import run_child
 from wsss.reliability.run_lock import hold_run_folder
 
@@ -63,8 +63,6 @@ ROOT = Path(__file__).resolve().parents[1]
 RUN_PY = ROOT / "run.py"
 CONF_DIR = ROOT / "conf"
 DEFAULT_REPORT = ("*miou",)
-# Keys that do not change what a finished run computed (how it ran, where, with which logger).
-VOLATILE_KEYS = tuple(k for k in RESUMABLE_KEYS if k != "tasks")  # a step's tasks say what it produced
 
 
 class PipelineError(RuntimeError):
@@ -238,37 +236,12 @@ def check_step_config(step_id: str, plain: dict) -> None:
         raise PipelineError(f"step {step_id!r}: {e}") from None
 
 
-def comparable(plain: dict) -> dict:
-    return {k: v for k, v in plain.items() if k not in VOLATILE_KEYS and k != "hydra"}
-
-
 def why_not_done(step: Step, check_config: bool = True) -> str | None:
     """None when the step's run folder holds a finished run of this configuration, else the reason.
 
     `check_config=False` right after the step ran: the child composed conf/ itself, which may have been
     edited since the pipeline started (Hydra composes lazily); its own config.yaml is then the truth."""
-    cfg_file, metrics_file = step.run_dir / "config.yaml", step.run_dir / "metrics.json"
-    if not metrics_file.is_file() or not cfg_file.is_file():
-        return "not run yet" if not cfg_file.is_file() else "not finished"
-    if metrics_file.stat().st_mtime_ns < cfg_file.stat().st_mtime_ns:
-        return "a later run of it did not finish"
-    if check_config:
-        saved = OmegaConf.to_container(OmegaConf.load(cfg_file), resolve=False)
-        if config_hash(comparable(saved)) != config_hash(comparable(step.plain)):
-            from wsss.config_diff import differences
-
-            changed = differences(comparable(saved), comparable(step.plain))
-            return "its configuration changed: " + "; ".join(changed)
-    return stale_artifacts(step.run_dir)
-
-
-def stale_artifacts(run_dir: Path) -> str | None:
-    """Why an artifact folder of the run no longer matches its producer (same rule as a predict's), or None."""
-    for manifest in sorted(run_dir.glob(f"*/*/{MANIFEST}")):
-        reason = stale_reason(ArtifactDir(manifest.parent, ""))
-        if reason:
-            return reason
-    return None
+    return why_not_finished(step.run_dir, step.plain, check_config)
 
 
 def check_inputs(step: Step, steps: dict[str, Step]) -> None:

@@ -49,7 +49,7 @@ def test_debug_tiny_shrinks_any_command_but_keeps_a_typed_backbone():
     assert (cfg.dataset.name, cfg.backbone.name, cfg.backbone.pretrained) == ("synthetic", "resnet18", False)
     assert (cfg.stage.max_epochs, cfg.num_workers) == (1, 0)
     assert (cfg.trainer.devices, cfg.trainer.accelerator) == (1, "cpu")
-    assert cfg.dataset.args.splits == {"train": 24, "val": 8}
+    assert cfg.dataset.args.splits == {"train": 16, "val": 8}
     typed = compose_with("backbone=resnet50", "debug=tiny")
     assert (typed.backbone.name, typed.backbone.pretrained) == ("resnet50", False)
     assert compose_with("debug=fdr").trainer.fast_dev_run is True

@@ -20,6 +20,7 @@ from wsss.artifacts import ArtifactDir
 from wsss.data.ground_truth import ground_truth_mask
 from wsss.learned import all_background_miou
 from wsss.metrics.segmentation import confusion_matrices, iou_per_class
+from wsss.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,8 @@ def sweep(dataset, cam_dir: str | Path, thresholds: Sequence[float] | None = Non
     confusion = torch.zeros(len(ts), num_labels, num_labels, dtype=torch.long, device=device)
     refine = _crf_refiner(crf) if crf else None
     images = 0
-    for image_id, maps, keys, mask, image in loader:
+    pairs = progress(loader, f"threshold sweep {cams.root}", total=len(loader.dataset))
+    for image_id, maps, keys, mask, image in pairs:
         images += 1
         maps, keys, mask = maps.to(device), keys.to(device), mask.to(device)
         preds = threshold_predictions(maps, keys, ts, tuple(mask.shape))

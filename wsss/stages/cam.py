@@ -17,6 +17,7 @@ from wsss.artifacts import ArtifactDir
 from wsss.cams.inference import inference_precision, multiscale_cams_and_seeds, normalize_present
 from wsss.cams.storage import storage_dtype
 from wsss.losses.classification import multilabel_soft_margin
+from wsss.metric_names import validation_prefix
 from wsss.models.cam_head import CAMNet, kur_alpha
 from wsss.stages.base import Stage
 
@@ -37,7 +38,8 @@ class CAMStage(Stage):
             "f2": MultilabelFBetaScore(2.0, self.num_classes, average="macro"),
             "map": MultilabelAveragePrecision(self.num_classes, average="macro"),
         })
-        self.val_metrics = metrics.clone(prefix="val/")
+        self.val_prefix = validation_prefix(self.cfg["dataset"])  # val/ or train_subset/
+        self.val_metrics = metrics.clone(prefix=self.val_prefix)
         self.cam_writer: ArtifactDir | None = None
 
     # -- parameters -----------------------------------------------------------------------------
@@ -77,7 +79,7 @@ class CAMStage(Stage):
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         logits, _ = self.net(batch["image"])
         self.val_metrics.update(torch.sigmoid(logits.float()), batch["label"].long())
-        self.log("val/loss", multilabel_soft_margin(logits, batch["label"]), batch_size=len(batch["id"]),
+        self.log(f"{self.val_prefix}loss", multilabel_soft_margin(logits, batch["label"]), batch_size=len(batch["id"]),
                  sync_dist=True)
 
     def on_validation_epoch_end(self) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-
 KEYS = "stage.name, dataset.name, backbone.name and run_name"
 
 
