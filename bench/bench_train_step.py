@@ -35,6 +35,8 @@ GOAL = 0.85
 def stage_config(stage: str, size: int, batch: int, work: Path) -> dict:
     over = [f"stage={stage}", "experiment=synthetic", "debug=tiny", f"dataset.crop_size={size}",
             f"stage.batch_size={batch}", "logger=csv", "trainer.limit_val_batches=0", "ckpt_path=null"]
+    if stage == "ccam":  # the polarity decision after the last epoch reads the data module's images: not a step
+        over.append("stage.polarity.rule=none")
     if stage in ("occse", "poc", "pnoc"):
         over.append(f"stage.oc_checkpoint={work / 'oc.ckpt'}")
     cfg = compose(over, work / stage)
