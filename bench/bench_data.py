@@ -10,6 +10,7 @@ rate is their inverse, and the workers a node needs follow from the rate its GPU
     python bench/bench_data.py                      # 4 recipes, 48 images each
     python bench/bench_data.py --images 96 --rate 250 --gpus 4
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,7 +45,7 @@ def write_voc(root: Path, count: int, seed: int = 0) -> Path:
         mask = np.zeros((h, w), np.uint8)
         for k in rng.choice(20, size=1 + i % 2, replace=False):
             y, x = rng.integers(0, h // 2), rng.integers(0, w // 2)
-            mask[y:y + h // 3, x:x + w // 3] = k + 1
+            mask[y : y + h // 3, x : x + w // 3] = k + 1
         image_id = f"2007_{i:06d}"
         Image.fromarray(image).save(root / "JPEGImages" / f"{image_id}.jpg", quality=90)
         Image.fromarray(mask, mode="L").save(root / "SegmentationClassAug" / f"{image_id}.png")
@@ -68,7 +69,11 @@ def recipe_transform(recipe: str, work: Path):
         tf = ccam_train_transform(s["crop_size"], *IMAGENET, factor, aug.get("hflip", True))
         return tf, f"{s['crop_size']} px crop of a ×{factor} resize, {on}"
     tf = T.train_transform(d["crop_size"], d["min_size"], d["max_size"], *IMAGENET, **aug)
-    return tf, f"{d['crop_size']} px crop of {d['min_size']}–{d['max_size']} ({aug.get('resize', 'cv2_cubic')}), {on}"
+    return (
+        tf,
+        f"{d['crop_size']} px crop of {d['min_size']}–{d['max_size']} "
+        f"({aug.get('resize', 'cv2_cubic')}), {on}",
+    )
 
 
 def cpu_seconds_per_image(dataset, count: int, batch: int = 8) -> float:
@@ -99,14 +104,20 @@ def main(argv: list[str] | None = None) -> int:
         root = write_voc(Path(tmp) / "VOC2012", min(args.images, 48))
         split = VOCDataset(root, "train_aug")
         print(f"# data pipeline, one worker process; {machine()}; 500 x 375 JPEG + PNG mask")
-        print(f"| recipe | transform | CPU ms / image | images / s / worker | workers for {args.rate:.0f} img/s "
-              f"| per GPU ({args.gpus}) |\n|---|---|---|---|---|---|")
+        print(
+            f"| recipe | transform | CPU ms / image | images / s / worker "
+            f"| workers for {args.rate:.0f} img/s "
+            f"| per GPU ({args.gpus}) |\n|---|---|---|---|---|---|"
+        )
         for recipe in args.recipes:
             tf, what = recipe_transform(recipe, Path(tmp))
             sec = cpu_seconds_per_image(TransformedSplit(split, tf, require_label=True), args.images)
             workers = math.ceil(args.rate * sec)
-            print(f"| {recipe} | {what} | {sec * 1e3:.1f} | {1 / sec:.0f} | {workers} | "
-                  f"{math.ceil(workers / args.gpus)} |", flush=True)
+            print(
+                f"| {recipe} | {what} | {sec * 1e3:.1f} | {1 / sec:.0f} | {workers} | "
+                f"{math.ceil(workers / args.gpus)} |",
+                flush=True,
+            )
     return 0
 
 

@@ -10,6 +10,7 @@ The mIoU curves must agree exactly. VOC-sized images (500 x 375), two present cl
     python bench/bench_evaluate.py
     python bench/bench_evaluate.py --images 32 --repeats 5
 """
+
 from __future__ import annotations
 
 import argparse
@@ -101,12 +102,21 @@ def main(argv: list[str] | None = None) -> int:
         pairs = in_memory(split, Path(tmp) / "cams")
         k = split.num_classes + 1
         curve = {"miou": torch.tensor(ours(split, Path(tmp) / "cams")[1])}
-        print(f"# evaluation, ours / counting alone; {machine()}; {args.images} images of 500 x 375, "
-              "16 thresholds")
-        print("| what | ours / image | ceiling / image | ceiling / ours (range) | goal |\n|---|---|---|---|---|")
-        for name, core in (("one bincount of the pixels", counting), ("bincount of the 16 maps", map_bincount)):
+        print(
+            f"# evaluation, ours / counting alone; {machine()}; {args.images} images of 500 x 375, "
+            "16 thresholds"
+        )
+        print(
+            "| what | ours / image | ceiling / image | ceiling / ours (range) | goal |\n|---|---|---|---|---|"
+        )
+        for name, core in (
+            ("one bincount of the pixels", counting),
+            ("bincount of the 16 maps", map_bincount),
+        ):
             diff = check_equal("evaluation", curve, {"miou": torch.tensor(core(pairs, k)[1])}, 0.0)
-            r = interleaved(lambda: ours(split, Path(tmp) / "cams")[0], lambda: core(pairs, k)[0], args.repeats)
+            r = interleaved(
+                lambda: ours(split, Path(tmp) / "cams")[0], lambda: core(pairs, k)[0], args.repeats
+            )
             print(r.row(f"CAM evaluation vs {name} (max \\|ΔmIoU\\| {diff:.0e})", GOAL), flush=True)
     return 0
 

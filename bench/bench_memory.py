@@ -1,4 +1,4 @@
-"""Peak host memory (resident set, `ru_maxrss`) of the processes a GPU job runs, each measured in a fresh process.
+"""Peak host memory (resident set, `ru_maxrss`) of the processes a GPU job runs, each in a fresh process.
 
   main process: Python with torch, Lightning and wsss imported and the recipe's stage built (its networks'
                 weights in host memory, as before they move to the GPU): what every step's main process holds;
@@ -11,6 +11,7 @@ A job's --mem is then main + workers x loader worker + CRF processes x CRF worke
     python bench/bench_memory.py
     python bench/bench_memory.py --recipes voc12_rs269 --skip-stages
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,10 +21,17 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-RECIPES = ("voc12_rs269", "voc12_rs269_pnoc_ls", "voc12_ccamh_rs269", "voc12_poolnet_rn50", "voc12_affinity_rs269",
-           "voc12_deeplab_rs269")
+RECIPES = (
+    "voc12_rs269",
+    "voc12_rs269_pnoc_ls",
+    "voc12_ccamh_rs269",
+    "voc12_poolnet_rn50",
+    "voc12_affinity_rs269",
+    "voc12_deeplab_rs269",
+)
 
-PEAK = "import resource, json; print(json.dumps({'peak_mib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))"
+PEAK = ("import resource, json; "
+        "print(json.dumps({'peak_mib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))")
 
 STAGE = """
 import sys, tempfile; from pathlib import Path; sys.path.insert(0, {here!r})
@@ -57,7 +65,9 @@ crf_probabilities(image, probs, iterations=10)
 
 
 def peak_mib(code: str) -> float:
-    out = subprocess.run([sys.executable, "-c", code + "\n" + PEAK], capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [sys.executable, "-c", code + "\n" + PEAK], capture_output=True, text=True, timeout=600
+    )
     if out.returncode:
         raise RuntimeError(out.stderr[-2000:])
     return json.loads(out.stdout.strip().splitlines()[-1])["peak_mib"]
@@ -70,15 +80,24 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     print("| process | recipe | peak RSS (MiB) |\n|---|---|---|")
     print(f"| CRF worker, 500 x 375, 21 labels | – | {peak_mib(CRF):.0f} |", flush=True)
-    print(f"| Python + torch + wsss imported | – | {peak_mib('import pytorch_lightning, torch, wsss.tasks'):.0f} |",
-          flush=True)
+    print(
+        f"| Python + torch + wsss imported | – "
+        f"| {peak_mib('import pytorch_lightning, torch, wsss.tasks'):.0f} |",
+        flush=True,
+    )
     for recipe in args.recipes:
         if recipe != "voc12_poolnet_rn50":  # PoolNet trains on whole images (its own loader, batch 1)
-            print(f"| loader worker | {recipe} | {peak_mib(LOADER.format(here=str(HERE), recipe=recipe)):.0f} |",
-                  flush=True)
+            print(
+                f"| loader worker | {recipe} "
+                f"| {peak_mib(LOADER.format(here=str(HERE), recipe=recipe)):.0f} |",
+                flush=True,
+            )
         if not args.skip_stages:
-            print(f"| main process, stage built | {recipe} | {peak_mib(STAGE.format(here=str(HERE), recipe=recipe)):.0f} |",
-                  flush=True)
+            print(
+                f"| main process, stage built | {recipe} "
+                f"| {peak_mib(STAGE.format(here=str(HERE), recipe=recipe)):.0f} |",
+                flush=True,
+            )
     return 0
 
 

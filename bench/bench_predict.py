@@ -1,6 +1,6 @@
 """The CAM stages' multi-scale + flip prediction against the network's forwards alone on the same inputs.
 
-ours:    `trainer.predict` of the classifier stage (what every CAM stage runs: puzzle, occse, poc and pnoc share
+ours:    `trainer.predict` of the classifier stage (what every CAM stage runs: puzzle, occse, poc, pnoc share
          `CAMStage.predict_step`): resizing each scale, the forwards, merging flips and scales, the stride-4
          seeds, normalising the present classes and writing each image's npz.
 ceiling: the network's forwards alone on the same resized (and flipped) inputs, made beforehand.
@@ -10,6 +10,7 @@ scales, each present class over its maximum), must match the maps ours wrote.
     python bench/bench_predict.py                      # 96 x 128 images, scales 0.5-2 + flip
     python bench/bench_predict.py --height 375 --width 500 --images 4
 """
+
 from __future__ import annotations
 
 import argparse
@@ -78,9 +79,17 @@ def predict_ours(module, batches: list[dict], out: Path) -> float:
     clock = BatchClock()
     module.cam_writer = ArtifactDir(out, ".npz")
     out.mkdir(parents=True, exist_ok=True)
-    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-                        enable_model_summary=False, callbacks=[clock])
-    trainer.predict(module, datamodule=Images(batches, module.norm_mean, module.norm_std), return_predictions=False)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[clock],
+    )
+    trainer.predict(
+        module, datamodule=Images(batches, module.norm_mean, module.norm_std), return_predictions=False
+    )
     return sorted(clock.times)[len(clock.times) // 2]
 
 
@@ -93,8 +102,13 @@ def views_of(module, batches: list[dict], inf: dict) -> list[list[torch.Tensor]]
         x, (h, w) = b["image"], b["image"].shape[-2:]
         per_scale = []
         for s in inf["scales"]:
-            v = scaled_view(x, (max(1, round(h * s)), max(1, round(w * s))), inf["image_resize"],
-                            module.norm_mean, module.norm_std)
+            v = scaled_view(
+                x,
+                (max(1, round(h * s)), max(1, round(w * s))),
+                inf["image_resize"],
+                module.norm_mean,
+                module.norm_std,
+            )
             per_scale.append(torch.cat([v, v.flip(-1)]))
         out.append(per_scale)
     return out
@@ -140,27 +154,48 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        cfg = compose(["stage=classifier", "experiment=synthetic", "debug=tiny", f"stage.inference.scales={list(SCALES)}",
-                       "stage.inference.flip=true", "stage.inference.flip_merge=image",
-                       f"stage.inference.image_resize={args.image_resize}", "stage.inference.storage=float32"],
-                      work / "run")
+        cfg = compose(
+            [
+                "stage=classifier",
+                "experiment=synthetic",
+                "debug=tiny",
+                f"stage.inference.scales={list(SCALES)}",
+                "stage.inference.flip=true",
+                "stage.inference.flip_merge=image",
+                f"stage.inference.image_resize={args.image_resize}",
+                "stage.inference.storage=float32",
+            ],
+            work / "run",
+        )
         torch.manual_seed(0)
         module = ClassifierStage(cfg).eval()
         inf = {"scales": SCALES, "image_resize": args.image_resize}
-        batches = normalised(make_batches(args.images, args.height, args.width, module.num_classes),
-                             module.norm_mean, module.norm_std)
+        batches = normalised(
+            make_batches(args.images, args.height, args.width, module.num_classes),
+            module.norm_mean,
+            module.norm_std,
+        )
         views = views_of(module, batches, inf)
         predict_ours(module, batches[:1], work / "check")
         _, outs = forwards(module, views[:1])
         stride = int(cfg["stage"]["inference"].get("upsample_stride", 16))
         want = merged(outs[0], batches[0]["label"], (args.height, args.width), stride)
         got = np.load(work / "check" / "img0.npz")["cams"]
-        diff = check_equal("CAM predict", {"cams": torch.from_numpy(got)}, {"cams": torch.from_numpy(want)}, 1e-4)
-        r = interleaved(lambda: predict_ours(module, batches, work / "out"), lambda: forwards(module, views)[0],
-                        args.repeats)
-        print(f"# predict, ours / forwards alone; {machine()}; ResNet-18, {args.height} x {args.width} images, "
-              f"scales {list(SCALES)} + flip, {args.image_resize} resize, 32-true, CPU")
-        print("| what | ours / image | ceiling / image | ceiling / ours (range) | goal |\n|---|---|---|---|---|")
+        diff = check_equal(
+            "CAM predict", {"cams": torch.from_numpy(got)}, {"cams": torch.from_numpy(want)}, 1e-4
+        )
+        r = interleaved(
+            lambda: predict_ours(module, batches, work / "out"),
+            lambda: forwards(module, views)[0],
+            args.repeats,
+        )
+        print(
+            f"# predict, ours / forwards alone; {machine()}; ResNet-18, {args.height} x {args.width} images, "
+            f"scales {list(SCALES)} + flip, {args.image_resize} resize, 32-true, CPU"
+        )
+        print(
+            "| what | ours / image | ceiling / image | ceiling / ours (range) | goal |\n|---|---|---|---|---|"
+        )
         print(r.row(f"CAM predict (max \\|Δ\\| {diff:.1e})", f"≥ {GOAL}"))
     return 0
 

@@ -1,16 +1,17 @@
 """Each stage's training step under our Trainer against the bare step of the same module on the same batches.
 
-ours:    `trainer.fit` of the stage as `run.py` builds it (tasks.build_trainer: the project's callbacks, the csv
+ours:    `trainer.fit` of the stage as `run.py` builds it (tasks.build_trainer: the project's callbacks, csv
          logger, the stage's logging), over an in-memory loader of pre-made batches; the time of a step is the
          interval between two batch starts, so it holds everything the loop does per batch.
 ceiling: the same stage's `training_step` called in a plain loop with its own optimisers and schedulers,
          `backward`, `step`, `zero_grad`; logging a no-op, the ramp counters passed in, nothing else.
-Same network, batches, precision (the stage's 32-true on the CPU) and initial weights. Before timing, both sides
-run the same steps from the same state and their weights must agree (printed: max |Δ|).
+Same network, batches, precision (the stage's 32-true on the CPU) and initial weights. Before timing, both
+sides run the same steps from the same state and their weights must agree (printed: max |Δ|).
 
-    python bench/bench_train_step.py                   # every stage, 64 px, batch 8
+    python bench/bench_train_step.py                   # every stage, 64 px, batch 4
     python bench/bench_train_step.py --stages classifier pnoc --size 96 --repeats 7
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,9 +34,19 @@ GOAL = 0.85
 
 
 def stage_config(stage: str, size: int, batch: int, work: Path) -> dict:
-    over = [f"stage={stage}", "experiment=synthetic", "debug=tiny", f"dataset.crop_size={size}",
-            f"stage.batch_size={batch}", "logger=csv", "trainer.limit_val_batches=0", "ckpt_path=null"]
-    if stage == "ccam":  # the polarity decision after the last epoch reads the data module's images: not a step
+    over = [
+        f"stage={stage}",
+        "experiment=synthetic",
+        "debug=tiny",
+        f"dataset.crop_size={size}",
+        f"stage.batch_size={batch}",
+        "logger=csv",
+        "trainer.limit_val_batches=0",
+        "ckpt_path=null",
+    ]
+    if (
+        stage == "ccam"
+    ):  # the polarity decision after the last epoch reads the data module's images: not a step
         over.append("stage.polarity.rule=none")
     if stage in ("occse", "poc", "pnoc"):
         over.append(f"stage.oc_checkpoint={work / 'oc.ckpt'}")
@@ -49,15 +60,20 @@ def write_oc(work: Path, size: int, batch: int) -> None:
     from wsss.stages.classifier import ClassifierStage
 
     cfg = stage_config("classifier", size, batch, work)
-    torch.save({"state_dict": ClassifierStage(cfg).state_dict(), "hyper_parameters": {"cfg": cfg}},
-               work / "oc.ckpt")
+    torch.save(
+        {"state_dict": ClassifierStage(cfg).state_dict(), "hyper_parameters": {"cfg": cfg}}, work / "oc.ckpt"
+    )
 
 
 def make_batches(cfg: dict, n: int, seed: int = 0) -> list[dict]:
     """`n` batches of the keys the stages read: images, multi-hot labels, a class mask (with ignored pixels),
     a saliency mask for `saliency`, C²AM hints."""
     g = torch.Generator().manual_seed(seed)
-    b, size, c = int(cfg["stage"]["batch_size"]), int(cfg["dataset"]["crop_size"]), int(cfg["dataset"]["num_classes"])
+    b, size, c = (
+        int(cfg["stage"]["batch_size"]),
+        int(cfg["dataset"]["crop_size"]),
+        int(cfg["dataset"]["num_classes"]),
+    )
     stage = cfg["stage"]["name"]
     out = []
     for i in range(n):
@@ -67,9 +83,16 @@ def make_batches(cfg: dict, n: int, seed: int = 0) -> list[dict]:
         mask[torch.rand(b, size, size, generator=g) < 0.1] = 255
         if stage == "saliency":
             mask = (torch.rand(b, size, size, generator=g) < 0.4).float()
-        out.append({"id": [f"b{i}_{j}" for j in range(b)], "image": torch.randn(b, 3, size, size, generator=g),
-                    "label": labels, "mask": mask, "has_mask": torch.ones(b, dtype=torch.bool),
-                    "hint": torch.rand(b, 1, size // 4, size // 4, generator=g)})
+        out.append(
+            {
+                "id": [f"b{i}_{j}" for j in range(b)],
+                "image": torch.randn(b, 3, size, size, generator=g),
+                "label": labels,
+                "mask": mask,
+                "has_mask": torch.ones(b, dtype=torch.bool),
+                "hint": torch.rand(b, 1, size // 4, size // 4, generator=g),
+            }
+        )
     return out
 
 
@@ -108,7 +131,7 @@ def fit_ours(cfg: dict, module, batches: list[dict]) -> float:
     return clock.per_step()
 
 
-# -- the ceiling ----------------------------------------------------------------------------------------------
+# -- the ceiling ------------------------------------------------------------------------------------------
 def bare(module, total: int):
     """`module` set up to run its `training_step` without a Trainer; returns the step function."""
     module.setup("fit")
@@ -137,6 +160,7 @@ def bare(module, total: int):
         def step(batch, i):
             position["step"] = i
             module.training_step(batch, i)
+
     module.train()
     return step
 
@@ -201,8 +225,10 @@ def bench_stage(stage: str, size: int, batch: int, steps: int, repeats: int, wor
     torch.manual_seed(0)
     ours_module = stage_cls(cfg)
     bare_module = copy.deepcopy(ours_module)
-    bare_step = bare(bare_module, 10 ** 6)
-    r = interleaved(lambda: fit_ours(cfg, ours_module, batches), lambda: run_bare(bare_step, batches), repeats)
+    bare_step = bare(bare_module, 10**6)
+    r = interleaved(
+        lambda: fit_ours(cfg, ours_module, batches), lambda: run_bare(bare_step, batches), repeats
+    )
     return r.row(f"{stage} training step (max \\|Δw\\| {diff:.1e})", f"≥ {GOAL}"), r.ratio
 
 
@@ -221,8 +247,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         write_oc(work, args.size, args.batch)
-        print(f"# training steps, ours / ceiling; {machine()}; ResNet-18 from scratch, {args.size} px, "
-              f"batch {args.batch}, 32-true, CPU")
+        print(
+            f"# training steps, ours / ceiling; {machine()}; ResNet-18 from scratch, {args.size} px, "
+            f"batch {args.batch}, 32-true, CPU"
+        )
         print("| what | ours | ceiling | ceiling / ours (range) | goal |\n|---|---|---|---|---|")
         for stage in args.stages:
             row, _ = bench_stage(stage, args.size, args.batch, args.steps, args.repeats, work)

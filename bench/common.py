@@ -1,9 +1,11 @@
 """What the stage benchmarks share: interleaved timing, medians and their spread, parity checks, the config.
 
-Every ratio is `ceiling time / our time` (1.0: ours costs what the ceiling costs), measured in one process with
-the two sides interleaved (ours, ceiling, ours, ceiling, ... after a warm-up of each), so that a machine shared
-with other jobs slows both alike. The spread printed beside a ratio is the range of the per-repeat ratios.
+Every ratio is `ceiling time / our time` (1.0: ours costs what the ceiling costs), measured in one process
+with the two sides interleaved (ours, ceiling, ours, ceiling, ... after a warm-up of each), so that a machine
+shared with other jobs slows both alike. Times are CPU seconds of the process (`now`, one torch thread), which
+other jobs inflate far less than wall time. The spread beside a ratio is the range of the per-repeat ratios.
 """
+
 from __future__ import annotations
 
 import os
@@ -33,11 +35,15 @@ class Ratio:
 
     def row(self, name: str, goal: str) -> str:
         lo, hi = min(self.ratios), max(self.ratios)
-        return (f"| {name} | {self.ours * 1e3:.1f} ms | {self.ceiling * 1e3:.1f} ms | **{self.ratio:.2f}** "
-                f"({lo:.2f}–{hi:.2f}) | {goal} |")
+        return (
+            f"| {name} | {self.ours * 1e3:.1f} ms | {self.ceiling * 1e3:.1f} ms | **{self.ratio:.2f}** "
+            f"({lo:.2f}–{hi:.2f}) | {goal} |"
+        )
 
 
-def interleaved(ours: Callable[[], float], ceiling: Callable[[], float], repeats: int, warmup: int = 1) -> Ratio:
+def interleaved(
+    ours: Callable[[], float], ceiling: Callable[[], float], repeats: int, warmup: int = 1
+) -> Ratio:
     """Time `ours()` and `ceiling()` alternately; each returns the seconds of one unit of work (a step, an
     image) it measured itself, so set-up outside the timed part is not counted."""
     for _ in range(warmup):
@@ -80,8 +86,10 @@ def check_equal(name: str, a: dict, b: dict, atol: float) -> float:
 
 def machine() -> str:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-            f"{torch.get_num_threads()} threads, load {load:.1f}")
+    return (
+        f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, load {load:.1f}"
+    )
 
 
 def compose(overrides: list[str], run_dir: Path) -> dict:
@@ -94,9 +102,16 @@ def compose(overrides: list[str], run_dir: Path) -> dict:
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = hydra_compose(config_name="config", overrides=[
-            *overrides, f"paths.root={run_dir.parent}", f"paths.runs_dir={run_dir.parent}",
-            f"paths.run_dir={run_dir}", f"paths.data_dir={run_dir.parent / 'data'}"])
+        cfg = hydra_compose(
+            config_name="config",
+            overrides=[
+                *overrides,
+                f"paths.root={run_dir.parent}",
+                f"paths.runs_dir={run_dir.parent}",
+                f"paths.run_dir={run_dir}",
+                f"paths.data_dir={run_dir.parent / 'data'}",
+            ],
+        )
     GlobalHydra.instance().clear()
     cfg = OmegaConf.to_container(cfg, resolve=True)
     cfg.pop("hydra", None)

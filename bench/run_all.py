@@ -1,10 +1,11 @@
 """`make bench`: run the stage benchmarks at their small default sizes and write their tables into
-docs/benchmarks.md (between the `bench:begin` / `bench:end` markers), each under its command, date, machine and
-the load at the time.
+docs/benchmarks.md (between the `bench:begin` / `bench:end` markers), each under its command, date, machine
+and the load at the time.
 
     python bench/run_all.py              # all, then docs/benchmarks.md rewritten between the markers
     python bench/run_all.py --no-write   # print only
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,9 +38,11 @@ def run(command: str) -> str:
     if out.returncode:
         raise SystemExit(f"{command} failed:\n{out.stderr[-3000:]}")
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith(("|", "#", "  "))]
-    head = (f"**`{command}`** — {start:%Y-%m-%d %H:%M} UTC, {platform.machine()} with {os.cpu_count()} CPUs, "
-            f"load {before:.1f} → {os.getloadavg()[0]:.1f}, "
-            f"{(datetime.datetime.now(datetime.timezone.utc) - start).total_seconds():.0f} s")
+    head = (
+        f"**`{command}`** — {start:%Y-%m-%d %H:%M} UTC, {platform.machine()} with {os.cpu_count()} CPUs, "
+        f"load {before:.1f} → {os.getloadavg()[0]:.1f}, "
+        f"{(datetime.datetime.now(datetime.timezone.utc) - start).total_seconds():.0f} s"
+    )
     body = [ln.lstrip("# ") if ln.startswith("#") else ln for ln in lines]
     return "\n".join([head, "", *body, ""])
 

@@ -1,5 +1,6 @@
-"""The benchmarks' "outputs checked equal": the check refuses different outputs, and each ceiling computes what
-ours computes (so a ratio compares like with like). No timing is asserted."""
+"""The benchmarks' "outputs checked equal": the check refuses different outputs, and each ceiling computes
+what ours computes (so a ratio compares like with like). No timing is asserted."""
+
 import sys
 
 import pytest
@@ -33,12 +34,17 @@ def test_predict_ceiling_merges_its_forwards_as_ours_does():
     image, label = torch.randn(1, 3, 24, 40), torch.tensor([[0.0, 1, 0, 1, 0]])
     scales = (0.5, 1.0, 1.5)
     torch.set_grad_enabled(False)
-    cams, _ = multiscale_cams_and_seeds(net, image, scales, True, "bilinear", 4, seeds=False, flip_merge="image")
+    cams, _ = multiscale_cams_and_seeds(
+        net, image, scales, True, "bilinear", 4, seeds=False, flip_merge="image"
+    )
     want = normalize_present(cams[0], label[0])[0]
     outs = []
     for s in scales:
-        v = torch.nn.functional.interpolate(image, size=(round(24 * s), round(40 * s)), mode="bilinear") \
-            if s != 1.0 else image
+        v = (
+            torch.nn.functional.interpolate(image, size=(round(24 * s), round(40 * s)), mode="bilinear")
+            if s != 1.0
+            else image
+        )
         outs.append(net(torch.cat([v, v.flip(-1)])))
     got = bench_predict.merged(outs, label, (24, 40), 4)
     torch.set_grad_enabled(True)

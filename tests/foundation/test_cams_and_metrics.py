@@ -78,8 +78,9 @@ def test_batched_confusions_equal_one_by_one():
 
 
 def test_threshold_confusions_count_what_the_thresholded_maps_count():
-    """The sweep's one-bincount count equals thresholding at each threshold and counting each map: unsorted and
-    repeated thresholds, scores equal to a threshold (background wins), ignored pixels, no present class."""
+    """The sweep's one-bincount count equals thresholding at each threshold and counting each map: unsorted
+    and repeated thresholds, scores equal to a threshold (background wins), ignored pixels, no present
+    class."""
     g = torch.Generator().manual_seed(2)
     thresholds = torch.tensor([0.3, 0.05, 0.25, 0.8, 0.5, 0.25])
     for present in (0, 1, 3):

@@ -55,9 +55,11 @@ def threshold_confusions(cams: torch.Tensor, keys: torch.Tensor, thresholds: tor
         score, arg = cams.float().max(0)
         fg = keys.long()[arg][valid] + 1
         check_range(fg, num_labels, "the prediction")
-        level = torch.searchsorted(thresholds[order].contiguous(), score[valid].contiguous())  # thresholds < score
+        # how many thresholds lie strictly below each score
+        level = torch.searchsorted(thresholds[order].contiguous(), score[valid].contiguous())
     index = (target * num_labels + fg) * levels + level
-    hist = torch.bincount(index, minlength=num_labels * num_labels * levels).view(num_labels, num_labels, levels)
+    hist = torch.bincount(index, minlength=num_labels * num_labels * levels)
+    hist = hist.view(num_labels, num_labels, levels)
     at_or_above = hist.flip(-1).cumsum(-1).flip(-1)           # [..., j]: pixels with level >= j
     confusion = at_or_above[..., 1:].permute(2, 0, 1).clone()  # threshold i (sorted): level > i is foreground
     confusion[..., 0] += hist.sum((1, 2))[None] - confusion.sum(-1)
