@@ -150,7 +150,8 @@ def bare(module, total: int):
             loss.backward()
             opt.step()
             opt.zero_grad()
-            sched.step()
+            if sched is not None:  # saliency's Adam has no schedule
+                sched.step()
     else:  # the stage drives its optimisers itself (P-NOC)
         module.optimizers = lambda: opts
         module.lr_schedulers = lambda: scheds
