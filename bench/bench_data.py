@@ -7,7 +7,7 @@ augmentation, normalisation, crop, tensor), one thread for OpenCV and torch, as 
 image are counted (time.process_time), which a loaded machine inflates much less than wall time; a worker's
 rate is their inverse, and the workers a node needs follow from the rate its GPUs consume.
 
-    python bench/bench_data.py                      # 4 recipes, 48 images each
+    python bench/bench_data.py                      # 3 recipes, 48 images each
     python bench/bench_data.py --images 96 --rate 250 --gpus 4
 """
 
@@ -28,7 +28,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import compose, machine  # noqa: E402
 
-RECIPES = ("voc12_rs269", "voc12_rs269_pnoc_ls", "voc12_ccamh_rs269", "voc12_deeplab_rs269")
+RECIPES = ("voc12_rs269", "voc12_rs269_pnoc_ls", "voc12_deeplab_rs269")
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
