@@ -40,8 +40,8 @@ slurm-up:  ## start the local one-node SLURM cluster (root; installs slurm-wlm a
 docs: install  ## build the documentation site into site/; a broken link or reference fails it
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
 
-bench: install  ## CPU benchmarks, each printing ratios against a reference measured in the same run
-	for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+bench: install  ## CPU benchmarks, each against its ceiling in the same run; tables into docs/benchmarks.md
+	$(PY) bench/run_all.py
 
 GPU_CHECK_ARGS ?=
 

@@ -2,7 +2,7 @@
 import torch
 from torchmetrics.classification import MulticlassJaccardIndex
 
-from wsss.cams.evaluate import threshold_predictions
+from wsss.cams.evaluate import threshold_confusions, threshold_predictions
 from wsss.cams.inference import multiscale_cams, normalize_present
 from wsss.metrics.segmentation import ConfusionMatrixMetric, confusion_matrices, confusion_matrix, iou_per_class
 from wsss.models.backbone import Backbone
@@ -75,3 +75,20 @@ def test_batched_confusions_equal_one_by_one():
     for i in range(5):
         assert torch.equal(batched[i], confusion_matrix(preds[i], target, 4))
     assert batched.sum(dim=(1, 2)).tolist() == [90] * 5
+
+
+def test_threshold_confusions_count_what_the_thresholded_maps_count():
+    """The sweep's one-bincount count equals thresholding at each threshold and counting each map: unsorted
+    and repeated thresholds, scores equal to a threshold (background wins), ignored pixels, no present
+    class."""
+    g = torch.Generator().manual_seed(2)
+    thresholds = torch.tensor([0.3, 0.05, 0.25, 0.8, 0.5, 0.25])
+    for present in (0, 1, 3):
+        cams = torch.rand(present, 13, 17, generator=g)
+        if present:
+            cams[:, 0, :4] = 0.25
+        keys = torch.randperm(20, generator=g)[:present]
+        mask = torch.randint(0, 21, (13, 17), generator=g)
+        mask[torch.rand(13, 17, generator=g) < 0.2] = 255
+        want = confusion_matrices(threshold_predictions(cams, keys, thresholds, (13, 17)), mask, 21)
+        assert torch.equal(threshold_confusions(cams, keys, thresholds, mask, 21), want)

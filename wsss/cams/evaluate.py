@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 from wsss.artifacts import ArtifactDir
 from wsss.data.ground_truth import ground_truth_mask
 from wsss.learned import all_background_miou
-from wsss.metrics.segmentation import confusion_matrices, iou_per_class
+from wsss.metrics.segmentation import IGNORE, check_range, confusion_matrices, iou_per_class
 from wsss.progress import progress
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,34 @@ def threshold_predictions(cams: torch.Tensor, keys: torch.Tensor, thresholds: to
     score, arg = cams.float().max(0)
     fg = keys.long()[arg] + 1
     return torch.where(score[None] > thresholds[:, None, None], fg[None], torch.zeros_like(fg)[None])
+
+
+def threshold_confusions(cams: torch.Tensor, keys: torch.Tensor, thresholds: torch.Tensor, mask: torch.Tensor,
+                         num_labels: int) -> torch.Tensor:
+    """(T, K, K) confusion matrices of `threshold_predictions` at every threshold, from one bincount of the
+    pixels rather than one of T maps: a pixel is foreground at the thresholds below its top score, so counting
+    (ground truth, top class, how many thresholds lie below the score) and summing over the last gives every
+    threshold's matrix. Counts equal `confusion_matrices(threshold_predictions(...), mask, num_labels)`."""
+    valid = mask != IGNORE
+    target = mask[valid].long()
+    check_range(target, num_labels, "the ground truth")
+    order = torch.argsort(thresholds)
+    levels = len(thresholds) + 1
+    if cams.shape[0] == 0:
+        fg = level = torch.zeros_like(target)
+    else:
+        score, arg = cams.float().max(0)
+        fg = keys.long()[arg][valid] + 1
+        check_range(fg, num_labels, "the prediction")
+        # how many thresholds lie strictly below each score
+        level = torch.searchsorted(thresholds[order].contiguous(), score[valid].contiguous())
+    index = (target * num_labels + fg) * levels + level
+    hist = torch.bincount(index, minlength=num_labels * num_labels * levels)
+    hist = hist.view(num_labels, num_labels, levels)
+    at_or_above = hist.flip(-1).cumsum(-1).flip(-1)           # [..., j]: pixels with level >= j
+    confusion = at_or_above[..., 1:].permute(2, 0, 1).clone()  # threshold i (sorted): level > i is foreground
+    confusion[..., 0] += hist.sum((1, 2))[None] - confusion.sum(-1)
+    return confusion[torch.argsort(order)]
 
 
 class _CAMPairs(Dataset):
@@ -95,11 +123,13 @@ def sweep(dataset, cam_dir: str | Path, thresholds: Sequence[float] | None = Non
     for image_id, maps, keys, mask, image in pairs:
         images += 1
         maps, keys, mask = maps.to(device), keys.to(device), mask.to(device)
-        preds = threshold_predictions(maps, keys, ts, tuple(mask.shape))
-        if refine is not None:
-            preds = torch.from_numpy(refine(image, preds.cpu().numpy(), num_labels)).to(device)
         try:
-            confusion += confusion_matrices(preds, mask, num_labels)
+            if refine is None:
+                confusion += threshold_confusions(maps, keys, ts, mask, num_labels)
+            else:
+                preds = threshold_predictions(maps, keys, ts, tuple(mask.shape))
+                preds = torch.from_numpy(refine(image, preds.cpu().numpy(), num_labels)).to(device)
+                confusion += confusion_matrices(preds, mask, num_labels)
         except ValueError as e:  # e.g. CAMs made for another class list
             raise ValueError(f"{cams.root}/{image_id}.npz against {dataset.mask_path(image_id)}: {e}") from None
     ious = iou_per_class(confusion)

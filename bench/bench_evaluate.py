@@ -1,0 +1,125 @@
+"""CAM evaluation (the background-threshold sweep) against its core call, the confusion bincount alone.
+
+ours:    `wsss.cams.evaluate.sweep` over a VOC-layout folder: read each image's CAM npz and its mask PNG,
+         threshold at the 16 background thresholds, one bincount per image, mIoU curve.
+ceiling: the counting alone on the same CAMs and masks already in memory: `threshold_confusions` (one bincount
+         of the pixels, what the sweep runs), and the masked bincount of the 16 thresholded maps
+         (`confusion_matrices`, what the sweep ran before it).
+The mIoU curves must agree exactly. VOC-sized images (500 x 375), two present classes, float16 CAMs as stored.
+
+    python bench/bench_evaluate.py
+    python bench/bench_evaluate.py --images 32 --repeats 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_data import write_voc  # noqa: E402
+from common import check_equal, interleaved, machine, now  # noqa: E402
+
+GOAL = "≥ 0.9 (within 10 %)"
+
+
+def write_cams(split, out: Path, seed: int = 0) -> None:
+    """Stored CAMs of each image's present classes (smooth, in [0, 1]), as the predict task writes them."""
+    from wsss.artifacts import ArtifactDir
+
+    rng = np.random.default_rng(seed)
+    writer = ArtifactDir(out, ".npz")
+    out.mkdir(parents=True, exist_ok=True)
+    for image_id in split.ids:
+        h, w = split.load_mask(image_id).shape
+        keys = np.flatnonzero(split.label(image_id))
+        grid = torch.from_numpy(rng.random((1, len(keys), h // 16, w // 16)).astype(np.float32))
+        cams = torch.nn.functional.interpolate(grid, size=(h, w), mode="bilinear")[0].numpy()
+        writer.write_npz(image_id, keys=keys.astype("int64"), cams=cams.astype(np.float16))
+
+
+def ours(split, cam_dir: Path) -> tuple[float, list[float]]:
+    from wsss.cams.evaluate import sweep
+
+    t = now()
+    result = sweep(split, cam_dir)
+    return (now() - t) / len(split.ids), result.miou
+
+
+def in_memory(split, cam_dir: Path) -> list[tuple]:
+    """Each image's CAMs, keys, mask and thresholded maps (T, H, W)."""
+    from wsss.artifacts import ArtifactDir
+    from wsss.cams.evaluate import default_thresholds, threshold_predictions
+    from wsss.data.ground_truth import ground_truth_mask
+
+    ts = torch.tensor(default_thresholds())
+    cams, out = ArtifactDir(cam_dir, ".npz"), []
+    for image_id in split.ids:
+        z = cams.read_npz(image_id)
+        mask = torch.from_numpy(ground_truth_mask(split, image_id).astype(np.int64))
+        maps = torch.from_numpy(z["cams"].astype(np.float32))
+        keys = torch.from_numpy(z["keys"])
+        out.append((maps, keys, mask, threshold_predictions(maps, keys, ts, tuple(mask.shape))))
+    return out
+
+
+def counting(pairs, num_labels: int) -> tuple[float, list[float]]:
+    from wsss.cams.evaluate import default_thresholds, threshold_confusions
+    from wsss.metrics.segmentation import iou_per_class
+
+    ts = torch.tensor(default_thresholds())
+    t = now()
+    confusion = sum(threshold_confusions(c, k, ts, m, num_labels) for c, k, m, _ in pairs)
+    seconds = (now() - t) / len(pairs)
+    return seconds, [float(v) for v in iou_per_class(confusion).nanmean(-1)]
+
+
+def map_bincount(pairs, num_labels: int) -> tuple[float, list[float]]:
+    from wsss.metrics.segmentation import confusion_matrices, iou_per_class
+
+    t = now()
+    confusion = sum(confusion_matrices(p, m, num_labels) for _, _, m, p in pairs)
+    seconds = (now() - t) / len(pairs)
+    return seconds, [float(v) for v in iou_per_class(confusion).nanmean(-1)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--images", type=int, default=16)
+    p.add_argument("--repeats", type=int, default=5)
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    from wsss.data.voc import VOCDataset
+
+    with tempfile.TemporaryDirectory() as tmp:
+        split = VOCDataset(write_voc(Path(tmp) / "VOC2012", args.images), "train_aug")
+        write_cams(split, Path(tmp) / "cams")
+        pairs = in_memory(split, Path(tmp) / "cams")
+        k = split.num_classes + 1
+        curve = {"miou": torch.tensor(ours(split, Path(tmp) / "cams")[1])}
+        print(
+            f"# evaluation, ours / counting alone; {machine()}; {args.images} images of 500 x 375, "
+            "16 thresholds"
+        )
+        print(
+            "| what | ours / image | ceiling / image | ceiling / ours (range) | goal |\n|---|---|---|---|---|"
+        )
+        for name, core in (
+            ("one bincount of the pixels", counting),
+            ("bincount of the 16 maps", map_bincount),
+        ):
+            diff = check_equal("evaluation", curve, {"miou": torch.tensor(core(pairs, k)[1])}, 0.0)
+            r = interleaved(
+                lambda: ours(split, Path(tmp) / "cams")[0], lambda: core(pairs, k)[0], args.repeats
+            )
+            print(r.row(f"CAM evaluation vs {name} (max \\|ΔmIoU\\| {diff:.0e})", GOAL), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""The benchmarks' "outputs checked equal": the check refuses different outputs, and each ceiling computes
+what ours computes (so a ratio compares like with like). No timing is asserted."""
+
+import sys
+
+import pytest
+import torch
+
+from tests.helpers import ROOT
+
+sys.path.insert(0, str(ROOT / "bench"))
+from common import check_equal, max_difference  # noqa: E402
+
+
+def test_check_equal_refuses_a_difference_a_missing_key_and_a_shape():
+    a = {"w": torch.zeros(3), "b": torch.ones(2)}
+    assert check_equal("same", a, {k: v.clone() for k, v in a.items()}, atol=0.0) == 0.0
+    assert max_difference(a, {"w": torch.tensor([0.0, 0.5, 0.0]), "b": torch.ones(2)}) == 0.5
+    with pytest.raises(AssertionError, match="differ by 0.5"):
+        check_equal("moved", a, {"w": torch.tensor([0.0, 0.5, 0.0]), "b": torch.ones(2)}, atol=1e-3)
+    with pytest.raises(ValueError, match="different keys"):
+        check_equal("keys", a, {"w": torch.zeros(3)}, atol=1.0)
+    with pytest.raises(ValueError, match="shapes"):
+        check_equal("shape", a, {"w": torch.zeros(4), "b": torch.ones(2)}, atol=1.0)
+
+
+def test_predict_ceiling_merges_its_forwards_as_ours_does():
+    """bench_predict's independent merge of the bare forwards equals our multi-scale + flip CAMs."""
+    import bench_predict
+    from wsss.cams.inference import multiscale_cams_and_seeds, normalize_present
+
+    torch.manual_seed(0)
+    net = torch.nn.Conv2d(3, 5, 3, stride=4, padding=1)
+    image, label = torch.randn(1, 3, 24, 40), torch.tensor([[0.0, 1, 0, 1, 0]])
+    scales = (0.5, 1.0, 1.5)
+    torch.set_grad_enabled(False)
+    cams, _ = multiscale_cams_and_seeds(
+        net, image, scales, True, "bilinear", 4, seeds=False, flip_merge="image"
+    )
+    want = normalize_present(cams[0], label[0])[0]
+    outs = []
+    for s in scales:
+        v = (
+            torch.nn.functional.interpolate(image, size=(round(24 * s), round(40 * s)), mode="bilinear")
+            if s != 1.0
+            else image
+        )
+        outs.append(net(torch.cat([v, v.flip(-1)])))
+    got = bench_predict.merged(outs, label, (24, 40), 4)
+    torch.set_grad_enabled(True)
+    assert max_difference({"cams": want.detach()}, {"cams": torch.from_numpy(got)}) < 1e-5
+
+
+def test_train_step_ceiling_reaches_the_weights_of_our_trainer(tmp_path):
+    """The bare loop of bench_train_step (the stage's training_step, its optimiser and scheduler, no Trainer)
+    and our Trainer end two classifier steps with the same weights; a ceiling that skipped the scheduler
+    would not."""
+    import bench_train_step as b
+
+    b.write_oc(tmp_path, 32, 2)
+    cfg = b.stage_config("classifier", 32, 2, tmp_path)
+    from wsss.stages.classifier import ClassifierStage
+
+    assert b.parity(cfg, ClassifierStage, b.make_batches(cfg, 2)) <= 1e-6
