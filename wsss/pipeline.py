@@ -49,10 +49,12 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from wsss import learned
-from wsss.artifacts import (MANIFEST, RESUMABLE_KEYS, ArtifactDir, atomic_write_json, atomic_write_text, config_hash,
+from wsss.artifacts import (MANIFEST, ArtifactDir, atomic_write_json, atomic_write_text, config_hash,
                             stale_reason)
+from wsss.identity import comparable
 from wsss.reliability.children import run_child
 from wsss.reliability.run_lock import hold_run_folder
+from wsss.user_errors import UserError
 
 log = logging.getLogger("wsss.pipeline")
 
@@ -60,11 +62,9 @@ ROOT = Path(__file__).resolve().parents[1]
 RUN_PY = ROOT / "run.py"
 CONF_DIR = ROOT / "conf"
 DEFAULT_REPORT = ("*miou",)
-# Keys that do not change what a finished run computed (how it ran, where, with which logger).
-VOLATILE_KEYS = tuple(k for k in RESUMABLE_KEYS if k != "tasks")  # a step's tasks say what it produced
 
 
-class PipelineError(RuntimeError):
+class PipelineError(UserError, RuntimeError):
     """A pipeline that cannot go on: the message names the step and what to do."""
 
 
@@ -262,10 +262,6 @@ def check_step_config(step_id: str, plain: dict) -> None:
         check and check(plain)
     except ValueError as e:
         raise PipelineError(f"step {step_id!r}: {e}") from None
-
-
-def comparable(plain: dict) -> dict:
-    return {k: v for k, v in plain.items() if k not in VOLATILE_KEYS and k != "hydra"}
 
 
 def why_not_done(step: Step, check_config: bool = True) -> str | None:
