@@ -1,11 +1,11 @@
-"""Dense CRF over many images: `crf_map` with a spawn process pool vs inline (processes=1).
+"""Dense CRF over many images: `crf_labels_many` in the ordered spawn process pool vs inline (processes=1).
 
 Same inputs for every run: --images synthetic scenes (coloured rectangles on noise) with label maps
 that are the true partition shifted and salted, label CRF with the affinity-label settings (3 labels,
 t=10, gt_prob 0.7, Gaussian 3/3, bilateral 50/5/10). Pool times include starting the workers (spawn), as
 a stage would pay them; outputs are checked to be identical to the inline run.
 
-    python bench/bench_crf.py [--images 16] [--size 320] [--processes 2 4] [--chunksize 1]
+    python bench/bench_crf.py [--images 16] [--size 320] [--processes 2 4]
 """
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ import time
 
 import numpy as np
 
-from wsss.refine.crf import crf_labels_many, crf_map
+from wsss.ops.crf import crf_labels_many
+from wsss.ops.pool import pool_imap
 
 
 def make_scene(size: int, rng: np.random.Generator):
@@ -33,9 +34,9 @@ def make_scene(size: int, rng: np.random.Generator):
 
 
 def pool_startup_seconds(processes: int) -> float:
-    """Wall time of a pool doing nothing: spawning the workers and importing wsss.refine.crf there."""
+    """Wall time of a pool doing nothing: spawning the workers and importing wsss.ops.crf there."""
     start = time.perf_counter()
-    crf_map(abs, list(range(processes)), processes=processes)
+    list(pool_imap(abs, [(i, (i,)) for i in range(processes)], processes=processes, window=processes))
     return time.perf_counter() - start
 
 
@@ -44,7 +45,6 @@ def main():
     parser.add_argument("--images", type=int, default=16)
     parser.add_argument("--size", type=int, default=320)
     parser.add_argument("--processes", type=int, nargs="+", default=[2])
-    parser.add_argument("--chunksize", type=int, default=1)
     parser.add_argument("--iterations", type=int, default=10)
     args = parser.parse_args()
     rng = np.random.default_rng(0)
@@ -54,8 +54,7 @@ def main():
 
     def run(processes):
         start = time.perf_counter()
-        out = crf_labels_many(images, labels, n_labels, iterations=args.iterations, processes=processes,
-                              chunksize=args.chunksize)
+        out = crf_labels_many(images, labels, n_labels, iterations=args.iterations, processes=processes)
         return time.perf_counter() - start, out
 
     print(f"{args.images} images {args.size}x{args.size}, label CRF n=3 t={args.iterations}, "

@@ -110,7 +110,8 @@ def warn_contradicted_dataset() -> None:
 def main() -> None:
     """run.py: typed values checked before anything heavy is imported, then Hydra; a key the config lacks
     gets the nearest keys it has."""
-    from wsss.user_errors import did_you_mean, refuse_bad_values
+    from wsss.hyperparameters import refuse_bad_values
+    from wsss.user_errors import did_you_mean
 
     problem = refuse_bad_values(sys.argv[1:])
     if problem:
@@ -176,7 +177,7 @@ def run_command(cfg: DictConfig) -> float | None:
     warn_contradicted_dataset()
     try:
         if cfg.get("fetch_weights"):  # on a login node: the ImageNet weights of this command, nothing else
-            from wsss.weights import fetch_for_config
+            from wsss.fetch_weights import fetch_for_config
 
             fetch_for_config(cfg)
             return None

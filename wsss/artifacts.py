@@ -80,12 +80,6 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
-# Top-level config keys that say how a run runs, not what it computes: a run may resume with other values,
-# and the pipeline compares finished runs without them (`tasks` aside, which says what a run produced).
-RESUMABLE_KEYS = ("trainer", "logger", "paths", "num_workers", "tasks", "ckpt_path", "on_nonfinite_loss",
-                  "checkpoint_every_n_steps")
-
-
 def config_hash(cfg: Any) -> str:
     """Stable short hash of a plain (resolved) config."""
     blob = json.dumps(cfg, sort_keys=True, default=str).encode()

@@ -13,14 +13,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from wsss.artifacts import MANIFEST, RESUMABLE_KEYS, ArtifactDir, config_hash, stale_reason
-
-# Keys that do not change what a finished run computed (how it ran, where, with which logger).
-VOLATILE_KEYS = tuple(k for k in RESUMABLE_KEYS if k != "tasks")  # a run's tasks say what it produced
-
-
-def comparable(plain: dict) -> dict:
-    return {k: v for k, v in plain.items() if k not in VOLATILE_KEYS and k != "hydra"}
+from wsss.artifacts import MANIFEST, ArtifactDir, config_hash, stale_reason
+from wsss.identity import comparable
 
 
 def why_not_finished(run_dir: Path, plain: dict, check_config: bool = True) -> str | None:

@@ -56,6 +56,7 @@ from wsss.compose import StepComposer
 from wsss.finished_run import comparable, stale_artifacts, why_not_finished  # noqa: F401 (pipeline's API)
 from wsss.reliability.children import run_child
 from wsss.reliability.run_lock import hold_run_folder
+from wsss.user_errors import UserError
 
 log = logging.getLogger("wsss.pipeline")
 
@@ -65,7 +66,7 @@ CONF_DIR = ROOT / "conf"
 DEFAULT_REPORT = ("*miou",)
 
 
-class PipelineError(RuntimeError):
+class PipelineError(UserError, RuntimeError):
     """A pipeline that cannot go on: the message names the step and what to do."""
 
 

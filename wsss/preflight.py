@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from wsss.stage_contract import checked_task_names, data_read, written_artifacts
+
 GiB = 1024**3
 # data sets written on first use (nothing on disk to check before)
 GENERATED = ("wsss.data.synthetic.SyntheticDataset",)
@@ -56,9 +58,7 @@ def stage_class(plain: dict):
 
 
 def step_tasks(plain: dict) -> list[str]:
-    cls = stage_class(plain)
-    tasks = plain.get("tasks") or plain["stage"].get("tasks") or list(cls.default_tasks)
-    return [getattr(cls, "task_aliases", {}).get(t, t) for t in tasks]
+    return checked_task_names(stage_class(plain), plain)
 
 
 class Splits:
@@ -78,15 +78,16 @@ class Splits:
 def check_data(plain: dict, tasks: list[str], splits: Splits, check: StepCheck) -> None:
     from wsss.data.scan import DataScanError, requirements, scan
 
+    reads = data_read(stage_class(plain), tasks)
     d = plain["dataset"]
     if d.get("_target_") in GENERATED:
         check.notes.append(f"data: {d['name']} is generated on first use")
         return
     try:
         if d.get("scan", True):
-            counts = scan(splits, plain, tasks, Path(plain["paths"]["runs_dir"]) / ".scan")
+            counts = scan(splits, plain, reads, Path(plain["paths"]["runs_dir"]) / ".scan")
         else:
-            counts = {s: len(splits.split(s).ids) for s in requirements(plain, tasks)}
+            counts = {s: len(splits.split(s).ids) for s in requirements(plain, reads)}
     except (DataScanError, OSError, ValueError, KeyError) as e:
         hint = prepare_hint(d["name"]) if isinstance(e, FileNotFoundError) else ""
         check.problems.append(f"data: {str(e).strip(chr(39))}{hint}")
@@ -166,20 +167,8 @@ def check_inputs(step, earlier: dict, check: StepCheck) -> None:
 
 
 def written_kinds(plain: dict, tasks: list[str]) -> list[tuple[str, str, list[str]]]:
-    """(kind, suffix, splits) of the per-image artifacts the step's tasks write."""
-    from wsss.refine.tasks import LABELS, PSEUDO_MASKS, RW
-
-    cls = stage_class(plain)
-    if not any(t.startswith(("predict", "pseudo", LABELS)) for t in tasks):
-        return []
-    splits = list(plain["stage"].get("predict_splits") or plain["dataset"]["predict_splits"])
-    main = getattr(cls, "artifact", None)
-    kinds = [(main, getattr(cls, "artifact_suffix", ".npz"), splits)] if main else []
-    kinds += [(k, ".png", splits) for k in getattr(cls, "evaluated_kinds", ()) if k != main]
-    if main == RW:
-        label_splits = (plain["stage"].get(LABELS) or {}).get("splits") or [plain["dataset"]["train_split"]]
-        kinds = [(LABELS, ".png", list(label_splits)), (RW, ".npz", splits), (PSEUDO_MASKS, ".png", splits)]
-    return kinds
+    """(kind, suffix, splits) of the per-image artifacts the step's tasks write, as its stage declares."""
+    return [(a.kind, a.suffix, a.splits(plain)) for a in written_artifacts(stage_class(plain), tasks)]
 
 
 def check_disk_need(plain: dict, tasks: list[str], splits: Splits, check: StepCheck) -> None:

@@ -12,12 +12,10 @@ the callback of conf/hydra/default.yaml (`hydra.callbacks.sweep_summary`):
 """
 from __future__ import annotations
 
-import json
 import logging
 import shlex
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,37 +24,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from wsss.artifacts import atomic_write_text
 from wsss.sweep_dirs import sweep_id as command_id
+from wsss.sweep_record import ERROR, RECORD, SweepRecord, override_key, short_keys, short_value
 
 log = logging.getLogger("wsss.sweep")
-RECORD = "sweep.json"
-ERROR = "error.txt"
-
-
-@dataclass
-class SweepRecord:
-    id: str                     # hash of the command (wsss.sweep_dirs): the same command is the same sweep
-    group: str                  # the W&B group of every job
-    swept: list[str]            # keys given several values, in command-line order
-    command: list[str] = field(default_factory=list)
-    objective: str | None = None
-    direction: str = "maximize"
-    started: float = 0.0
-
-    def save(self, sweep_dir: Path) -> None:
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(sweep_dir / RECORD, json.dumps(asdict(self), indent=2) + "\n")
-
-    @classmethod
-    def load(cls, sweep_dir: Path) -> SweepRecord | None:
-        path = Path(sweep_dir) / RECORD
-        if not path.is_file():
-            return None
-        return cls(**json.loads(path.read_text()))
-
-
-def override_key(override: str) -> str:
-    """`+stage.lr=0.1` -> `stage.lr`."""
-    return override.split("=", 1)[0].lstrip("+~")
 
 
 def swept_keys(command: list[str], sweeper_params: dict | None) -> list[str]:
@@ -95,29 +65,6 @@ def make_record(config: DictConfig) -> SweepRecord:
     return SweepRecord(id=sweep_id, group=sweep_group(sweep_dir, OmegaConf.select(config, "paths.runs_dir"), sweep_id),
                        swept=swept_keys(command, params), command=command, objective=config.get("objective"),
                        direction="minimize" if direction.endswith("minimize") else "maximize", started=time.time())
-
-
-# -- a job's W&B name ------------------------------------------------------------------------------------
-def short_keys(keys: list[str]) -> dict[str, str]:
-    """Each dotted key by its shortest ending that no other key shares: stage.lr -> lr, stage.oc.lr -> oc.lr."""
-    out = {}
-    for key in keys:
-        parts = key.split(".")
-        for n in range(1, len(parts) + 1):
-            tail = ".".join(parts[-n:])
-            if not any(other != key and (other == tail or other.endswith("." + tail)) for other in keys):
-                break
-        out[key] = tail
-    return out
-
-
-def short_value(value: str) -> str:
-    """Optuna's floats (0.012345678901) to 4 significant digits; everything else as written."""
-    try:
-        number = float(value)
-    except ValueError:
-        return value
-    return f"{number:.4g}" if "." in value and len(value) > 7 else value
 
 
 def run_label(stage: str, swept: list[str], overrides: list[str]) -> str:

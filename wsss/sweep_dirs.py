@@ -38,7 +38,7 @@ def job_dir(sweep_dir: str, num, overrides) -> str:
     """`<num>_<key>=<value>,...` over the keys swept by this sweep (its sweep.json), by their short names."""
     from pathlib import Path
 
-    from wsss.sweep import SweepRecord, override_key, short_keys, short_value
+    from wsss.sweep_record import SweepRecord, override_key, short_keys, short_value
 
     overrides = [str(o) for o in (OmegaConf.to_container(overrides) if OmegaConf.is_config(overrides)
                                   else overrides)]

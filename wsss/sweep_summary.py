@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from wsss.artifacts import atomic_write_text
-from wsss.sweep import ERROR, SweepRecord, override_key, short_value
+from wsss.sweep_record import ERROR, SweepRecord, override_key, short_value
 
 SLACK_S = 2.0  # file-system timestamps vs the launching process's clock
 RATES = {"miou", "map", "f1", "f2", "iou", "accuracy", "acc", "precision", "recall", "coverage"}

@@ -1,13 +1,11 @@
 """Runs a stage's tasks (fit, predict, evaluate) on one Lightning Trainer."""
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import os
 import subprocess
 from pathlib import Path
-from typing import Callable
 
 import pytorch_lightning as L
 import torch
@@ -17,84 +15,17 @@ from pytorch_lightning.callbacks import TQDMProgressBar
 from pytorch_lightning.strategies import DDPStrategy
 
 from wsss import learned
-from wsss.artifacts import (RESUMABLE_KEYS, ArtifactDir, atomic_write_json, atomic_write_text, checkpoint_identity,
-                            config_hash, folder_identity, open_split)
+from wsss.artifacts import ArtifactDir, atomic_write_json, atomic_write_text, open_split
 from wsss.data.scan import scan_for_run
+from wsss.fill import finish
+from wsss.identity import producer_identity, training_fields, training_identity
 from wsss.reliability import AtomicCheckpointIO, check_disk_for_predict, reliability_callbacks
 from wsss.reliability.history import merge_metrics, new_invocation
 from wsss.reliability.run_lock import hold_run_folder, is_launch_rank_zero
 from wsss.reliability.signals import stop_on_signal
-from wsss.stages.base import Stage
+from wsss.stage_contract import EVALUATE, FIT, OWN, PREDICT, Task, checked_task_names, data_read
 
 log = logging.getLogger(__name__)
-
-TASKS: dict[str, Callable] = {}
-# Modules defining tasks usable by any stage (imported before the task list is checked).
-TASK_MODULES = ("wsss.segmentation.tasks",)
-
-
-def task(name: str):
-    def register(fn):
-        TASKS[name] = fn
-        return fn
-    return register
-
-
-# -- identity of a run ----------------------------------------------------------------------------
-
-
-def training_identity(cfg: dict) -> str:
-    return config_hash(training_fields(cfg))
-
-
-def training_fields(cfg: dict) -> dict:
-    """The part of a resolved config that a resumed training run must share with the run it resumes."""
-    ident = {k: v for k, v in cfg.items() if k not in RESUMABLE_KEYS}
-    stage = dict(ident.get("stage", {}))
-    # Extending a schedule or changing how results are produced resumes the same training run.
-    for k in ("tasks", "inference", "evaluation", "max_epochs", "checkpoint", "predict_splits", "eval_splits",
-              "export", "pseudo_masks", "crf_processes"):
-        stage.pop(k, None)
-    ident["stage"] = stage
-    # which splits are predicted or evaluated does not change the weights
-    ident["dataset"] = {k: v for k, v in ident.get("dataset", {}).items()
-                        if k not in ("scan", "predict_splits", "eval_splits")}
-    return ident
-
-
-# Stage keys that change no predicted artifact (evaluation, schedules whose effect the checkpoint carries,
-# the options of later tasks that have their own identity).
-NOT_OUTPUT_STAGE_KEYS = ("tasks", "evaluation", "max_epochs", "checkpoint", "predict_splits", "eval_splits", "export",
-                         "pseudo_masks", "crf_processes", "pseudo")
-
-
-def output_settings(plain: dict) -> str:
-    """Hash of the settings that change what a predict writes, besides the weights and the input folders."""
-    stage = {k: v for k, v in plain["stage"].items() if k not in NOT_OUTPUT_STAGE_KEYS}
-    dataset = {k: plain["dataset"].get(k) for k in ("name", "_target_", "args")}
-    return config_hash({"stage": stage, "dataset": dataset, "backbone": plain.get("backbone")})
-
-
-def input_folders(plain: dict) -> list[str]:
-    """The artifact folders a stage reads (`stage.inputs.*`, `stage.masks`), as configured."""
-    s = plain["stage"]
-    paths = [v for k, v in (s.get("inputs") or {}).items() if isinstance(v, str) and k != "producers"]
-    if isinstance(s.get("masks"), str) and s["masks"] != "gt":
-        paths.append(s["masks"])
-    return paths
-
-
-def predict_weights(plain: dict, run_dir: Path) -> Path | None:
-    """The checkpoint a predict of this run uses: `stage.checkpoint`, else the run's kept one."""
-    ckpt = plain["stage"].get("checkpoint")
-    return Path(ckpt) if ckpt else kept_checkpoint(plain, run_dir)
-
-
-def producer_identity(plain: dict, weights: str | Path | None) -> dict:
-    """What a predicted artifact folder depends on: weights, output settings, input folders."""
-    return {"checkpoint": checkpoint_identity(weights), "settings": output_settings(plain),
-            "inputs": {p: folder_identity(p) for p in input_folders(plain)}}
-
 
 def command_overrides(plain: dict) -> list[str]:
     """The command line of this run (Hydra's task overrides), or the keys that name its run folder."""
@@ -148,7 +79,7 @@ def record_run(cfg: DictConfig, plain: dict, run_dir: Path) -> None:
 
 
 # -- trainer ----------------------------------------------------------------------------------------
-def build_trainer(cfg: dict, module: Stage, run_dir: Path) -> L.Trainer:
+def build_trainer(cfg: dict, module: L.LightningModule, run_dir: Path) -> L.Trainer:
     t = dict(cfg["trainer"])
     strategy = t.pop("strategy", "auto")
     backend = t.pop("process_group_backend", None)  # +trainer.process_group_backend=gloo: ranks sharing a GPU
@@ -187,7 +118,6 @@ def kept_checkpoint(plain: dict, run_dir: Path) -> Path | None:
 
 
 # -- tasks ------------------------------------------------------------------------------------------
-@task("fit")
 def fit(ctx: "Context") -> dict:
     own_last = ctx.cfg.get("ckpt_path") == "last"
     ckpt = last_checkpoint(ctx.run_dir) if own_last else ctx.cfg.get("ckpt_path")
@@ -237,34 +167,33 @@ def ensure_weights(ctx: "Context") -> None:
 
 def artifact_dir(ctx: "Context", split: str) -> ArtifactDir:
     """The folder this run writes its artifacts of `split` to."""
-    return ArtifactDir(ctx.run_dir / ctx.module.artifact / split, getattr(ctx.module, "artifact_suffix", ".npz"))
+    return ArtifactDir(ctx.run_dir / ctx.module.artifact.kind / split, ctx.module.artifact.suffix)
 
 
 def own_artifacts(ctx: "Context", split: str, kind: str | None = None, suffix: str | None = None) -> ArtifactDir:
     """This run's finished artifacts of `split` (its own folder, or a predicted split holding all its ids)."""
-    kind = kind or ctx.module.artifact
-    suffix = suffix or getattr(ctx.module, "artifact_suffix", ".npz")
+    kind = kind or ctx.module.artifact.kind
+    suffix = suffix or ctx.module.artifact.suffix
     return open_split(ctx.run_dir / kind, split, ctx.dm.split(split).ids, suffix, ctx.plain["dataset"]["name"])
 
 
-@task("predict")
 def predict(ctx: "Context") -> dict:
     ensure_weights(ctx)
     out = {}
     for split in ctx.predict_splits():
-        count = predict_missing(ctx, artifact_dir(ctx, split), split, ctx.module.artifact, "cam_writer",
-                                num_classes=ctx.module.num_classes)
-        out[f"{ctx.module.artifact}/{split}/count"] = count
+        count = predict_missing(ctx, artifact_dir(ctx, split), split, num_classes=ctx.module.num_classes)
+        out[f"{ctx.module.artifact.kind}/{split}/count"] = count
     return out
 
 
-def predict_missing(ctx: "Context", writer: ArtifactDir, split: str, kind: str, writer_attr: str,
-                    **manifest_extra) -> int:
-    """Write the artifacts of `split` that `writer` still lacks, on every rank; rank 0 writes the manifest last.
+def predict_missing(ctx: "Context", writer: ArtifactDir, split: str, **manifest_extra) -> int:
+    """Write the stage's artifacts of `split` that `writer` still lacks, on every rank; rank 0 writes the
+    manifest last.
 
-    The module's `predict_step` writes through `module.<writer_attr>`; each rank records what it wrote so
-    that the manifest can show every image was written exactly once. Returns the split's image count.
+    The module's `predict_step` writes through `module.writer`; each rank records what it wrote so that the
+    manifest can show every image was written exactly once. Returns the split's image count.
     """
+    kind = ctx.module.artifact.kind
     ids = ctx.dm.split(split).ids
     if ctx.trainer.is_global_zero:
         writer.clean_temporaries()
@@ -276,33 +205,30 @@ def predict_missing(ctx: "Context", writer: ArtifactDir, split: str, kind: str, 
         check_disk_for_predict(writer, ctx.dm.split(split), missing)  # fail early when it cannot fit
     log.info("predict %s/%s: %d of %d images to write", kind, split, len(missing), len(ids))
     if missing:
-        setattr(ctx.module, writer_attr, writer)
+        ctx.module.writer = writer
         ctx.dm.predict_split, ctx.dm.predict_ids = split, missing
         writer.written = []
         ctx.trainer.predict(ctx.module, datamodule=ctx.dm, return_predictions=False)
         record_shard(writer, ctx.trainer.global_rank)
     ctx.trainer.strategy.barrier()
     if ctx.trainer.is_global_zero:
-        left = writer.missing(ids)
-        if left and partial_run(ctx.plain):
+        left = writer.missing(ids) if partial_run(ctx.plain) else []
+        if left:
             log.warning("%s: %d of %d images written (%s): no manifest, so no later step takes this "
                         "folder as finished", writer.root, len(ids) - len(left), len(ids),
                         partial_run(ctx.plain))
             ctx.partial.append(str(writer.root))
             return len(ids) - len(left)
-        if left:
-            raise RuntimeError(f"{writer.root}: {len(left)} images were not written, e.g. {left[:3]}")
-        write_artifact_manifest(ctx, writer, kind, split, ids=ids, **manifest_extra,
-                                written_by_rank=collect_shards(writer))
+        finish(writer, ids, **run_manifest(ctx, kind, split), **manifest_extra,
+               written_by_rank=collect_shards(writer))
     return len(ids)
 
 
-def write_artifact_manifest(ctx: "Context", writer: ArtifactDir, kind: str, split: str, **extra) -> None:
-    """The manifest every artifact folder carries: who wrote it, from which data and weights, for which ids."""
-    extra.setdefault("ids", ctx.dm.split(split).ids)
-    writer.write_manifest(stage=ctx.plain["stage"]["name"], kind=kind, dataset=ctx.plain["dataset"]["name"],
-                          split=split, config_hash=training_identity(ctx.plain),
-                          checkpoint=str(ctx.weights) if ctx.weights else "untrained", **extra)
+def run_manifest(ctx: "Context", kind: str, split: str) -> dict:
+    """The manifest fields of a folder this run writes: which stage, data and weights it comes from."""
+    return dict(stage=ctx.plain["stage"]["name"], kind=kind, dataset=ctx.plain["dataset"]["name"], split=split,
+                config_hash=training_identity(ctx.plain),
+                checkpoint=str(ctx.weights) if ctx.weights else "untrained")
 
 
 def record_shard(writer: ArtifactDir, rank: int) -> None:
@@ -333,18 +259,15 @@ def evaluated_splits(ctx: "Context"):
         yield split, ds
 
 
-@task("evaluate")
 def evaluate(ctx: "Context") -> dict:
     from wsss.cams.evaluate import plot_curve, sweep
 
-    custom = getattr(type(ctx.module), "evaluate_task", None)
-    if custom is not None:  # a stage whose artifacts are not CAMs evaluates them itself
-        return custom(ctx)
     if not ctx.trainer.is_global_zero:
         return {}
     ev = ctx.plain["stage"].get("evaluation", {})
     metrics, curves = {}, {}
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    kind = ctx.module.artifact.kind
     for split, ds in evaluated_splits(ctx):
         cams = own_artifacts(ctx, split)
         crf_options = [None] + ([ev["crf"]] if ev.get("crf") else [])
@@ -352,13 +275,13 @@ def evaluate(ctx: "Context") -> dict:
             name = f"{split}" + ("+crf" if crf else "")
             r = sweep(ds, cams.root, ev.get("thresholds"), crf=crf, device=device, num_workers=ctx.plain["num_workers"])
             curves[name] = r
-            metrics.update({f"{ctx.module.artifact}/{name}/{k}": v for k, v in r.as_dict().items()})
+            metrics.update({f"{kind}/{name}/{k}": v for k, v in r.as_dict().items()})
     check_cams_learned(ctx, curves)
     if curves:
-        plot_curve(curves, ctx.run_dir / f"{ctx.module.artifact}_miou_curve.png")
+        plot_curve(curves, ctx.run_dir / f"{kind}_miou_curve.png")
         from wsss.logging_utils import log_evaluation
 
-        log_evaluation(ctx.trainer.loggers, metrics, ctx.run_dir, ctx.module.artifact, dataset=ctx.dm.split(split),
+        log_evaluation(ctx.trainer.loggers, metrics, ctx.run_dir, kind, dataset=ctx.dm.split(split),
                        artifact_dir=cams.root)
     return metrics
 
@@ -370,7 +293,7 @@ def check_cams_learned(ctx: "Context", curves: dict) -> None:
     name = "val" if "val" in curves else (val if val in curves else next(iter(curves), None))
     if name is not None:
         r = curves[name]
-        what = f"{ctx.plain['stage'].get('name', 'stage')} ({ctx.module.artifact} on {name})"
+        what = f"{ctx.plain['stage'].get('name', 'stage')} ({ctx.module.artifact.kind} on {name})"
         learned.check(ctx.run_dir, what, r.best_miou,
                       r.background_miou, learned.ADVICE["cams"],
                       ctx.plain["stage"].get("learned_nothing_margin", learned.DEFAULT_MARGIN))
@@ -383,7 +306,7 @@ class Context:
         self.run_dir = Path(self.plain["paths"]["run_dir"])
         self.run_dir.mkdir(parents=True, exist_ok=True)
         stage_cls = get_class(self.plain["stage"]["_target_"])
-        self.module: Stage = stage_cls(self.plain)
+        self.module: L.LightningModule = stage_cls(self.plain)
         self.trainer = build_trainer(self.plain, self.module, self.run_dir)
         self.module.world_size = self.trainer.world_size  # stage.batch_scope=global splits the batch over it
         self.dm = self.module.datamodule()
@@ -392,14 +315,12 @@ class Context:
         self.weights: Path | None = None   # the checkpoint predictions come from (None: untrained)
 
     def tasks(self) -> list[str]:
-        for module in TASK_MODULES:
-            importlib.import_module(module)  # registers their @task functions
-        tasks = self.plain.get("tasks") or self.plain["stage"].get("tasks") or list(self.module.default_tasks)
-        tasks = [getattr(self.module, "task_aliases", {}).get(t, t) for t in tasks]  # e.g. evaluate -> its own
-        unknown = [t for t in tasks if t not in TASKS]
-        if unknown:
-            raise ValueError(f"tasks={tasks}: unknown task(s) {unknown}; expected some of {sorted(TASKS)}")
-        return tasks
+        """The names of the tasks this run runs, each one its stage declares (wsss/stage_contract.py)."""
+        return checked_task_names(type(self.module), self.plain)
+
+    def data_read(self) -> list[str]:
+        """What data this run's tasks read (the splits the scan checks)."""
+        return data_read(type(self.module), self.tasks())
 
     def predict_splits(self) -> list[str]:
         return list(self.plain["stage"].get("predict_splits") or self.plain["dataset"]["predict_splits"])
@@ -442,7 +363,7 @@ def run_tasks(cfg: DictConfig) -> dict:
             if ctx.partial and not name.startswith("predict"):
                 log.warning("%s skipped: it would read the partial folders %s", name, ", ".join(ctx.partial))
                 continue
-            metrics.update(TASKS[name](ctx) or {})
+            metrics.update(type(ctx.module).tasks[name].run(ctx) or {})
     if ctx.partial:  # a finished run's metrics.json would let a pipeline take this run as up to date
         log.warning("partial run (%s): metrics.json not written; run without it for a complete run",
                     partial_run(ctx.plain))
@@ -451,3 +372,8 @@ def run_tasks(cfg: DictConfig) -> dict:
         if learned.verdict(ctx.run_dir):  # again at the end, where the user looks
             log.warning(learned.verdict(ctx.run_dir))
     return metrics
+
+
+FIT_TASK = Task(fit, reads=(FIT,))
+PREDICT_TASK = Task(predict, reads=(PREDICT,), writes=(OWN,))
+EVALUATE_CAMS = Task(evaluate, reads=(EVALUATE,))

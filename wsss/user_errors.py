@@ -1,7 +1,7 @@
 """Mistakes a user makes on the command line or in the data, reported as one paragraph without a traceback.
 
-- `refuse_bad_values(argv)`: `stage.lr=abc` and other out-of-range hyperparameters typed on the command line,
-  refused before torch is imported (the full check of the composed config runs again when the stage is built);
+- `typed_overrides(argv)`: the command line's overrides as Hydra parses them (for
+  wsss.hyperparameters.refuse_bad_values, which checks the typed values before torch is imported);
 - `did_you_mean(argv)`: after Hydra refused a key that is not in the config, the nearest keys that are;
 - `is_user_error(error)` / `report(error)`: weights not cached, a bad hyperparameter, a refused run folder, a
   missing data folder, a pipeline that cannot go on: the message on the screen, the traceback in the run
@@ -18,7 +18,8 @@ log = logging.getLogger("wsss")
 
 
 class UserError(Exception):
-    """An error whose message says everything the user needs: shown without a traceback."""
+    """An error whose message says everything the user needs: shown without a traceback. The modules that
+    find such mistakes (data scan, pipeline, weights, hyperparameters) raise subclasses of it."""
 
 
 class HyperparameterError(UserError, ValueError):
@@ -46,27 +47,6 @@ def typed_overrides(argv: list[str]) -> list:
         return OverridesParser.create().parse_overrides(words)
     except Exception:  # Hydra reports a malformed override itself
         return []
-
-
-def refuse_bad_values(argv: list[str]) -> str | None:
-    """One paragraph naming each typed hyperparameter of a wrong type or range, or None."""
-    from wsss.hyperparameters import hyperparameter_problems
-
-    typed: dict = {}
-    for ov in typed_overrides(argv):
-        key = ov.key_or_group
-        if ov.is_sweep_override() or ov.is_delete() or "/" in key or "." not in key:
-            continue
-        node = typed
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                break
-        else:
-            node[leaf] = ov.value()
-    problems = hyperparameter_problems(typed)
-    return "; ".join(problems) + "." if problems else None
 
 
 def dotted_keys(node, prefix: str = "") -> list[str]:
@@ -112,11 +92,7 @@ def did_you_mean(argv: list[str], conf_dir: str) -> str | None:
 
 
 def is_user_error(error: BaseException) -> bool:
-    from wsss.data.scan import DataScanError
-    from wsss.pipeline import PipelineError
-    from wsss.weights import WeightsUnavailable
-
-    if isinstance(error, (UserError, DataScanError, PipelineError, WeightsUnavailable)):
+    if isinstance(error, UserError):  # a bad hyperparameter, run folder, data set, pipeline step or weights
         return True
     return isinstance(error, FileNotFoundError) and str(error).startswith("dataset.")
 

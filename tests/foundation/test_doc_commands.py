@@ -229,7 +229,7 @@ def composed(overrides: tuple[str, ...]) -> str | None:
 
 def compose_command(overrides: list[str]) -> None:
     """Compose (and resolve) what `python run.py <overrides>` would run; a pipeline's steps too."""
-    from wsss.weights import command_configs
+    from wsss.fetch_weights import command_configs
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):

@@ -14,7 +14,8 @@ from omegaconf import OmegaConf
 
 from wsss.app import CONF_DIR
 from wsss.config_diff import differences
-from wsss.pipeline import Step, StepComposer, comparable, plan, split_overrides, why_not_done
+from wsss.identity import comparable
+from wsss.pipeline import Step, StepComposer, plan, split_overrides, why_not_done
 from wsss.tasks import record_run
 
 PATHS = ["paths.runs_dir=/r", "paths.data_dir=/d", "paths.root=/x"]

@@ -30,7 +30,7 @@ def fake_cam_stage(storage: str | None) -> SimpleNamespace:
         inference["storage"] = storage
     datamodule = SimpleNamespace(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
     return SimpleNamespace(cfg={"stage": {"inference": inference}},
-                           trainer=SimpleNamespace(datamodule=datamodule), device=torch.device("cpu"), dtype=torch.float32, cam_writer=Recorder(),
+                           trainer=SimpleNamespace(datamodule=datamodule), device=torch.device("cpu"), dtype=torch.float32, writer=Recorder(),
                            raw_cams=lambda x: raw.expand(x.shape[0], -1, -1, -1))
 
 
@@ -38,7 +38,7 @@ def predicted(storage):
     stage = fake_cam_stage(storage)
     batch = {"image": torch.zeros(1, 3, 16, 16), "id": ["a"], "label": torch.tensor([[0.0, 1.0]])}
     CAMStage.predict_step(stage, batch, 0)
-    return stage.cam_writer.written["a"]
+    return stage.writer.written["a"]
 
 
 def test_float32_storage_keeps_a_value_below_the_threshold():

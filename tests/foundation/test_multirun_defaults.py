@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 from tests.helpers import ROOT
-from wsss.sweep import SweepRecord
 from wsss.sweep_dirs import job_dir, sweep_id
+from wsss.sweep_record import SweepRecord
 
 SHELL_SAFE = re.compile(r"^[A-Za-z0-9._+=,-]+$")
 

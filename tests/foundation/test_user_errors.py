@@ -9,7 +9,8 @@ import sys
 
 from tests.helpers import ROOT
 from wsss.app import CONF_DIR
-from wsss.user_errors import did_you_mean, refuse_bad_values
+from wsss.hyperparameters import refuse_bad_values
+from wsss.user_errors import did_you_mean
 
 
 def run_py(cwd, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:

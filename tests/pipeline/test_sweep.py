@@ -12,7 +12,8 @@ import yaml
 
 from tests.helpers import ROOT, TINY
 from wsss.app import local_ddp_sweep_error
-from wsss.sweep import SweepRecord, SweepSummary, make_record, objective_value, run_label
+from wsss.sweep import SweepSummary, make_record, objective_value, run_label
+from wsss.sweep_record import SweepRecord
 from wsss.sweep_summary import write_summary
 
 BASIC = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"

@@ -6,7 +6,7 @@ from torch import nn
 from wsss.losses.affinity import affinity_loss
 from wsss.models.affinitynet import AffinityNet
 from wsss.models.backbone import Backbone
-from wsss.refine.pairs import PairIndex, pair_labels
+from wsss.ops.pairs import PairIndex, pair_labels
 
 
 @pytest.fixture(scope="module")

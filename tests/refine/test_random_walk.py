@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from wsss.refine.pairs import offset_path
-from wsss.refine.random_walk import (dense_affinity_matrix, propagate, propagate_dense, pseudo_mask, random_walk,
-                                     random_walk_dense, transition_operator, upsample_and_normalise)
+from wsss.ops.pairs import offset_path
+from wsss.refine.random_walk import (dense_affinity_matrix, propagate, propagate_dense, pseudo_mask,
+                                     random_walk, random_walk_dense, transition_operator,
+                                     upsample_and_normalise)
 
 
 def brute_force_affinity(boundary: torch.Tensor, beta: float, radius: int) -> torch.Tensor:

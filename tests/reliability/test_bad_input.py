@@ -173,7 +173,7 @@ def test_checkpoint_of_another_class_count(tmp_path, data_dir):
 
 def test_run_identity_ignores_how_it_runs_but_not_what_it_computes():
     """Resuming after a pre-emption with more frequent checkpoints or another NaN policy is the same run."""
-    from wsss.tasks import training_identity
+    from wsss.identity import training_identity
 
     base = {"stage": {"name": "classifier", "lr": 0.1}, "dataset": {"name": "synthetic"}, "seed": 0,
             "checkpoint_every_n_steps": None, "on_nonfinite_loss": "error", "trainer": {"devices": 1}}

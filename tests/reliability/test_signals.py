@@ -154,7 +154,11 @@ def test_a_signal_during_an_evaluation_stops_the_run_and_requeues_on_usr1(tmp_pa
     monkeypatch.setattr(signals.subprocess, "run", scontrol)
     monkeypatch.setenv("SLURM_JOB_ID", "4242")
     monkeypatch.delenv("SLURM_ARRAY_JOB_ID", raising=False)
-    monkeypatch.setitem(tasks.TASKS, "evaluate", lambda ctx: os.kill(os.getpid(), sig) or {"never": 1.0})
+    from wsss.stage_contract import Task
+    from wsss.stages.cam import CAMStage
+
+    stops = Task(lambda ctx: os.kill(os.getpid(), sig) or {"never": 1.0})
+    monkeypatch.setitem(CAMStage.tasks, "evaluate", stops)
     ignored = lambda *_: None  # noqa: E731  (without the protection the run goes on instead of killing pytest)
     previous = {s: signal.signal(s, ignored) for s in (signal.SIGTERM, signal.SIGUSR1)}
     before = {s: signal.getsignal(s) for s in previous}

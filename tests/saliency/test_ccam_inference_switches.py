@@ -30,13 +30,13 @@ def run_predict(pixels: np.ndarray, **inference):
 
     stage = SimpleNamespace(scfg={"inference": {"scales": [0.5], "flip": False, **inference}},
                             trainer=SimpleNamespace(datamodule=SimpleNamespace(mean=MEAN, std=STD)),
-                            device=torch.device("cpu"), dtype=torch.float32, saliency_writer=Recorder(),
+                            device=torch.device("cpu"), dtype=torch.float32, writer=Recorder(),
                             saliency_logits=logits)
     unit = torch.from_numpy(pixels).permute(2, 0, 1)[None].float() / 255
     image = (unit - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         CCAMStage.predict_step(stage, {"image": image, "id": ["a"]}, 0)
-    return stage.saliency_writer.written["a"], autocast_seen
+    return stage.writer.written["a"], autocast_seen
 
 
 def reference(pixels: np.ndarray) -> np.ndarray:

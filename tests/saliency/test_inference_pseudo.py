@@ -2,7 +2,7 @@
 import numpy as np
 import torch
 
-from wsss.saliency.inference import from_uint8, multiscale_saliency, to_uint8
+from wsss.saliency.inference import multiscale_saliency, to_uint8
 from wsss.saliency.pseudo import binarize, pseudo_saliency_map
 
 
@@ -25,11 +25,10 @@ def test_sigmoid_saliency_is_the_mean_over_views():
     assert torch.allclose(sal, (a + b) / 2, atol=1e-6)
 
 
-def test_uint8_round_trip():
+def test_uint8_rounds_to_the_nearest_level():
     s = torch.tensor([[0.0, 0.5, 1.0]])
     png = to_uint8(s)
     assert png.tolist() == [[0, 128, 255]]
-    assert np.allclose(from_uint8(png), [[0, 128 / 255, 1]])
 
 
 def test_binarize_is_strict():

@@ -38,7 +38,7 @@ def test_the_saliency_stage_doubles_images_with_a_small_side(tmp_path, data_dir,
     cfg = compose_config(tmp_path / "run", data_dir, ["stage=saliency", "stage.level_channels=[16,16,16,16]",
                                                      f"stage.inference.double_small_side={small_side or 'null'}"])
     stage = SaliencyStage(OmegaConf.to_container(cfg, resolve=True)).eval()
-    stage.saliency_writer = Pngs()
+    stage.writer = Pngs()
     images = torch.rand(1, 3, 64, 80, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         stage.predict_step({"image": images, "id": ["small"]}, 0)
@@ -46,4 +46,4 @@ def test_the_saliency_stage_doubles_images_with_a_small_side(tmp_path, data_dir,
         single = to_uint8(multiscale_saliency(stage.net, images, (1.0,), False, "sigmoid")[0])
     expected = doubled if small_side == 100 else single  # 64 <= 100; 64 > 40
     assert (doubled != single).any()
-    assert (stage.saliency_writer.written["small"] == expected).all()
+    assert (stage.writer.written["small"] == expected).all()

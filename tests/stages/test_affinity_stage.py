@@ -82,10 +82,10 @@ def test_artifact_values_follow_the_conventions(chain):
 
 def test_random_walk_matches_the_dense_reference(chain):
     """The stored RW of an image = dense T^(2^k) reference on the trained boundary map, upsampled, max-normalised."""
+    from omegaconf import OmegaConf
+
     from wsss.data.transforms import eval_transform
     from wsss.stages.affinity import AffinityStage
-
-    from omegaconf import OmegaConf
 
     ds, cfg = split_of(chain, "val")
     module = AffinityStage(OmegaConf.to_container(cfg, resolve=True))
@@ -212,7 +212,7 @@ def test_missing_saliency_folder_names_the_saliency_stage(chain, tmp_path):
 
 
 def test_pool_imap_keeps_order_and_bounds_what_is_in_flight():
-    from wsss.refine.pool import pool_imap
+    from wsss.ops.pool import pool_imap
 
     consumed = []
 

@@ -33,11 +33,11 @@ def flat(module: torch.nn.Module) -> torch.Tensor:
 
 def fit_with(cfg, callback: Callback):
     """Runs the fit task of `cfg` with an extra callback; returns the context."""
-    from wsss.tasks import TASKS, Context
+    from wsss.tasks import Context
 
     ctx = Context(cfg)
     ctx.trainer.callbacks.append(callback)
-    TASKS["fit"](ctx)
+    type(ctx.module).tasks["fit"].run(ctx)
     return ctx
 
 

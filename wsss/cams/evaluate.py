@@ -144,7 +144,7 @@ def sweep(dataset, cam_dir: str | Path, thresholds: Sequence[float] | None = Non
 def _crf_refiner(crf: dict):
     """Label-unary dense CRF of every thresholded map (lucasdavid/PNOC@f250e0d:scripts/evaluate.py: `t`
     iterations, `gt_prob`)."""
-    from wsss.refine.crf import crf_labels  # heavy optional dependency, imported on demand
+    from wsss.ops.crf import crf_labels  # heavy optional dependency, imported on demand
 
     iterations, gt_prob = int(crf.get("t", 10)), float(crf.get("gt_prob", 0.7))
 

@@ -1,6 +1,6 @@
 """A cheap up-front scan of the splits a run will read, so bad data fails in seconds, not hours.
 
-What each split needs follows from the tasks and what their loaders read (`requirements`):
+What each split needs follows from what the run's tasks declare they read (`requirements`):
 - every scanned split: no id listed twice and none that looks like a path (artifacts are written
   to `<folder>/<id>.<ext>`); each image exists, is a complete file (PIL `verify`, which checks PNG
   chunk CRCs; for JPEG the end-of-image marker must be present) of a mode `wsss.data.images` reads;
@@ -33,6 +33,7 @@ from PIL import Image
 from wsss.artifacts import atomic_write_json
 from wsss.data.images import mode_problem
 from wsss.data.voc import id_problems
+from wsss.user_errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ SCAN_RULES = 3  # part of the cache key: a scan cached under older rules is not 
 MAX_PIXELS = 50_000_000
 
 
-class DataScanError(ValueError):
+class DataScanError(UserError, ValueError):
     """The data set has files a run would fail on (or silently skip)."""
 
 
@@ -56,8 +57,9 @@ class Needs:
     all_masks: bool = False  # every image has a mask (evaluation, training on ground-truth masks)
 
 
-def requirements(plain: dict, tasks: list[str]) -> dict[str, Needs]:
-    """Which splits this run reads, and what its loaders read from each.
+def requirements(plain: dict, reads: list[str]) -> dict[str, Needs]:
+    """Which splits this run reads, and what its loaders read from each; `reads` is what its tasks declare
+    they read (wsss/stage_contract.py: fit, predict, evaluate, explain).
 
     A WSSS stage's loaders read image, label set and (when there is one) mask of every training,
     validation and prediction sample. A segmentation stage (`stage.masks`) trains on pseudo masks or,
@@ -72,7 +74,7 @@ def requirements(plain: dict, tasks: list[str]) -> dict[str, Needs]:
             old = needs.get(split, Needs())
             needs[split] = Needs(**{k: getattr(old, k) or kw.get(k, False) for k in Needs.__dataclass_fields__})
 
-    if "fit" in tasks:
+    if "fit" in reads:
         train = stage.get("train_split") or d["train_split"]
         val = stage["val_split"] if "val_split" in stage else d["val_split"]
         if segmentation:
@@ -82,12 +84,12 @@ def requirements(plain: dict, tasks: list[str]) -> dict[str, Needs]:
         else:
             add(train, labels=True, label_set=True, masks=True)
             add(val, labels=True, masks=True)
-    if any(t.startswith("predict") for t in tasks):
+    if "predict" in reads:
         for s in stage.get("predict_splits") or d.get("predict_splits") or []:
             add(s, labels=not segmentation, masks=not segmentation)
-    if "explain" in tasks:  # the XAI benchmark reads image, label set and mask of its split
+    if "explain" in reads:  # the XAI benchmark reads image, label set and mask of its split
         add(stage.get("split"), labels=True, masks=True)
-    if any("evaluate" in t for t in tasks):
+    if "evaluate" in reads:
         for s in stage.get("eval_splits") or d.get("eval_splits") or []:
             add(s, labels=not segmentation, masks=True, all_masks=True)
     return needs
@@ -214,11 +216,11 @@ def describe(split: str, images: int, folders: dict[str, int]) -> str:
     return f"{split}: {images} images ok" + (f"; {masks} masks ({where})" if masks else "")
 
 
-def scan(dm, plain: dict, tasks: list[str], cache_dir: str | Path | None) -> dict[str, int]:
+def scan(dm, plain: dict, reads: list[str], cache_dir: str | Path | None) -> dict[str, int]:
     """Scan every split the run reads; raise DataScanError listing the problems. Returns images per split."""
     d = plain["dataset"]
     checked = {}
-    for split, needs in requirements(plain, tasks).items():
+    for split, needs in requirements(plain, reads).items():
         dataset = dm.split(split)
         if not hasattr(dataset, "image_path"):
             continue  # not an image-folder data set: nothing this scan knows how to check
@@ -254,4 +256,4 @@ def scan_for_run(ctx) -> dict[str, int]:
     """The hook `tasks.run` calls once the Context is built and before any task runs."""
     if not ctx.plain["dataset"].get("scan", True) or not hasattr(ctx.dm, "split"):
         return {}
-    return scan(ctx.dm, ctx.plain, ctx.tasks(), Path(ctx.plain["paths"]["runs_dir"]) / ".scan")
+    return scan(ctx.dm, ctx.plain, ctx.data_read(), Path(ctx.plain["paths"]["runs_dir"]) / ".scan")

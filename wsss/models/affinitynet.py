@@ -6,7 +6,7 @@ deep stem) and the four backbone stages — each go through `1×1 conv (→32, n
 resize to the stride-4 grid → ReLU`; the projections are concatenated (5 × 32 = 160 channels) and a
 `1×1 conv (160→1, bias)` gives the boundary logit at stride 4, as IRN and the thesis code
 (lucasdavid/PNOC@f250e0d:core/networks.py `AffinityNet`: fc_edge1..5, fc_edge6 160→1). The affinity of a pixel
-pair is `1 − max σ(edge)` along the path between them (`wsss.refine.pairs.affinity_from_boundary`), so
+pair is `1 − max σ(edge)` along the path between them (`wsss.ops.pairs.affinity_from_boundary`), so
 AffinityNet has no affinity head of its own.
 
 The shared `Backbone` returns the stages timm reports (for ResNets: layer1..layer4); the stem branch
@@ -25,7 +25,7 @@ from torch import nn
 
 from wsss.models.backbone import Backbone
 from wsss.models.stem_tap import StemTap
-from wsss.refine.pairs import PairIndex, affinity_from_boundary
+from wsss.ops.pairs import PairIndex, affinity_from_boundary
 
 EDGE_STRIDE = 4
 

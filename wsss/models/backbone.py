@@ -15,20 +15,9 @@ from torch import nn
 
 from wsss import weights
 from wsss.models.checkpoints import load_checkpoint, state_dict_of
+from wsss.timm_names import timm_name
 
 log = logging.getLogger(__name__)
-
-# Short names used in configs -> timm model ids.
-TIMM_NAMES = {
-    "resnet18": "resnet18",
-    "resnet50": "resnet50",
-    "resnet101": "resnet101",
-    "resnest50": "resnest50d",
-    "resnest101": "resnest101e",
-    "resnest269": "resnest269e",
-    "vgg16": "vgg16",
-    "efficientnet_b6": "efficientnet_b6",
-}
 
 # Architectures whose timm implementation accepts `output_stride` (dilated last stages).
 DILATABLE = ("resnet", "resnest", "efficientnet")
@@ -42,20 +31,11 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def timm_name(name: str) -> str:
-    if name in TIMM_NAMES:
-        return TIMM_NAMES[name]
-    if name in timm.list_models():
-        return name
-    known = ", ".join(sorted(TIMM_NAMES))
-    raise ValueError(f"backbone.name={name!r} is not a known backbone; expected one of {known} or a timm model id")
-
-
 class Backbone(nn.Module):
     """Feature pyramid of a timm model.
 
     Args:
-        name: short name (see TIMM_NAMES) or any timm id.
+        name: short name (see wsss.timm_names.TIMM_NAMES) or any timm id.
         pretrained: load ImageNet weights through timm, from the hub cache when there (wsss/weights.py).
         weights_path: a local state dict to load instead (offline clusters).
         output_stride: 32, 16 or 8 for architectures that allow dilation; None keeps the native stride.
@@ -123,6 +103,3 @@ class Backbone(nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         return self.body(x)
-
-    def pretrained_parameters(self):
-        return self.body.parameters()

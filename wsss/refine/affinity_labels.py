@@ -8,13 +8,14 @@ jiwoon-ahn/irn@a2ece00:step/cam_to_ir_label.py.
 Output convention: (H, W) uint8, 0 = background, c + 1 = foreground class c, 255 = unsure (ignored by
 the pair labels). Maps are at image resolution; the affinity stage downsamples them to stride 4.
 
-Numpy only (no torch), so `crf_map(affinity_labels, items, processes=N)` workers start quickly.
+Numpy only (no torch), so the pool workers of `wsss.fill.fill(..., affinity_labels, processes=N)` start
+quickly.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from wsss.refine.crf import crf_labels
+from wsss.ops.crf import crf_labels
 
 IGNORE_INDEX = 255
 

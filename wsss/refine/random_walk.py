@@ -25,9 +25,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from wsss.ops.crf import crf_labels
+from wsss.ops.pairs import PairIndex, affinity_from_boundary
 from wsss.refine.affinity_labels import unit_saliency
-from wsss.refine.crf import crf_labels
-from wsss.refine.pairs import PairIndex, affinity_from_boundary
 
 
 def _check_inputs(seeds: torch.Tensor, boundary: torch.Tensor) -> None:

@@ -2,7 +2,7 @@
 `evaluate`); `fit` and `predict` are the foundation's, through `wsss.stages.affinity.AffinityStage`.
 
 Every folder is written atomically per image, resumably (only missing files; files of other settings or
-inputs are rewritten, `ArtifactDir.prepare`), in the process pool of `wsss.refine.pool`, manifest last.
+inputs are rewritten, `ArtifactDir.prepare`), in the process pool of `wsss.ops.pool`, manifest last.
 """
 from __future__ import annotations
 
@@ -13,13 +13,15 @@ from typing import Callable, Iterable
 import numpy as np
 import torch
 
-from wsss.artifacts import ArtifactDir, config_hash, covering_folder, folder_identity
+from wsss.artifacts import ArtifactDir, config_hash, covering_folder
 from wsss.data.ground_truth import ground_truth_mask
+from wsss.fill import fill
+from wsss.identity import derived_identity, training_identity
 from wsss.metrics.segmentation import confusion_matrix, iou_per_class
 from wsss.refine.affinity_labels import affinity_labels
-from wsss.refine.pool import pool_imap
 from wsss.refine.random_walk import pseudo_mask
-from wsss.tasks import evaluated_splits, task, training_identity
+from wsss.stage_contract import Artifact, Task
+from wsss.tasks import evaluated_splits
 
 log = logging.getLogger(__name__)
 
@@ -28,31 +30,20 @@ LABELS, RW, PSEUDO_MASKS = "affinity_labels", "rw", "pseudo_masks"
 
 # -- tasks ------------------------------------------------------------------------------------------
 def _affinity_stage(ctx):
-    if getattr(ctx.module, "artifact", None) != RW or not hasattr(ctx.module, "cam_input"):
+    if getattr(ctx.module.artifact, "kind", None) != RW or not hasattr(ctx.module, "cam_input"):
         raise TypeError(f"this task belongs to stage=affinity, not stage={ctx.plain['stage']['name']}")
     return ctx.module
 
 
 def _write_all(ctx, writer: ArtifactDir, ids: list[str], make_items: Callable[[list[str]], Iterable],
                fn: Callable, manifest: dict, inputs: list[Path]) -> int:
-    """Compute the missing files of `writer` with `fn` in the CRF pool; manifest last. Returns how many.
-
-    The producer is the manifest's `config_hash` (settings) and the identity of the input folders read:
-    files made from other settings or inputs are rewritten."""
-    producer = {"settings": manifest["config_hash"], "inputs": {str(p): folder_identity(p) for p in inputs}}
-    missing = writer.prepare(producer, ids)
+    """Fill `writer` with `fn` in the CRF pool (wsss/fill.py). The producer is the manifest's `config_hash`
+    (settings) and the identity of the input folders read: files made from other settings or inputs go."""
+    producer = derived_identity(manifest["config_hash"], inputs)
     processes = int(ctx.module.scfg.get("crf_processes", 1))
-    log.info("%s: %d of %d images to write (%d processes)", writer.root, len(missing), len(ids), processes)
-    for image_id, array in pool_imap(fn, make_items(missing), processes=processes):
-        writer.write_png(image_id, array, palette=True)
-    left = writer.missing(ids)
-    if left:
-        raise RuntimeError(f"{writer.root}: {len(left)} images were not written, e.g. {left[:3]}")
-    writer.write_manifest(ids=ids, **manifest)
-    return len(missing)
+    return fill(writer, ids, producer, make_items, fn, manifest, processes, palette=True)
 
 
-@task(LABELS)
 def make_affinity_labels(ctx) -> dict:
     """Affinity labels of `stage.affinity_labels.splits` (default: the train split) from CAMs (+ saliency)."""
     module = _affinity_stage(ctx)
@@ -82,7 +73,6 @@ def make_affinity_labels(ctx) -> dict:
     return out
 
 
-@task(PSEUDO_MASKS)
 def make_pseudo_masks(ctx) -> dict:
     """Pseudo masks of the predict splits: argmax over [bg threshold, RW maps], then a label CRF."""
     module = _affinity_stage(ctx)
@@ -167,3 +157,5 @@ def evaluate_affinity(ctx) -> dict:
     return metrics
 
 
+AFFINITY_LABELS = Task(make_affinity_labels, writes=(Artifact(LABELS, ".png", f"{LABELS}.splits", "train"),))
+WRITE_PSEUDO_MASKS = Task(make_pseudo_masks, writes=(Artifact(PSEUDO_MASKS, ".png"),))

@@ -55,11 +55,3 @@ def doubled_small_image_saliency(logit_fn: Callable[[torch.Tensor], torch.Tensor
 def to_uint8(saliency: torch.Tensor) -> np.ndarray:
     """[0, 1] map → uint8 0..255 (rounded), as the saliency PNGs store it."""
     return (saliency.float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
-
-
-def from_uint8(png: np.ndarray) -> np.ndarray:
-    """uint8 saliency PNG → float32 map in [0, 1]."""
-    png = np.asarray(png)
-    if png.ndim != 2 or png.dtype != np.uint8:
-        raise ValueError(f"a saliency map must be an (H, W) uint8 image; got shape {png.shape} dtype {png.dtype}")
-    return png.astype(np.float32) / 255.0

@@ -4,16 +4,15 @@
 For an image with at least one class: prepend the constant plane t to the saliency map and take
 the argmax (so a pixel is salient iff s > t, ties go to the background), refine the {0, 1} map with
 the 2-label dense CRF (t=10 iterations, gt_prob 0.7, kernels of `crf_labels`) and store 255·label.
-An image with no class gets an all-zero map (upstream does the same). The CRF runs in a process
-pool (`wsss.refine.crf.crf_map`).
+An image with no class gets an all-zero map (upstream does the same). The pseudo_saliency task runs
+it over a split in the ordered process pool (wsss/fill.py).
 """
 from __future__ import annotations
 
-from typing import Sequence
 
 import numpy as np
 
-from wsss.refine.crf import crf_labels, crf_map
+from wsss.ops.crf import crf_labels
 
 #: C²AM-H binarisation threshold (P-NOC INF_FG_T); the C²AM README uses 0.3.
 DEFAULT_THRESHOLD = 0.2
@@ -46,13 +45,3 @@ def pseudo_saliency_map(image: np.ndarray, saliency_png: np.ndarray, has_label: 
     if crf_iterations:
         labels = crf_labels(image, labels, n_labels=2, iterations=crf_iterations, gt_prob=gt_prob)
     return (labels * 255).astype(np.uint8)
-
-
-def pseudo_saliency_many(images: Sequence[np.ndarray], saliency: Sequence[np.ndarray], has_label: Sequence[bool],
-                         threshold: float = DEFAULT_THRESHOLD, crf_iterations: int | None = 10,
-                         gt_prob: float = 0.7, processes: int = 1) -> list[np.ndarray]:
-    """`pseudo_saliency_map` over many images, in a process pool when processes > 1."""
-    if not len(images) == len(saliency) == len(has_label):
-        raise ValueError(f"got {len(images)} images, {len(saliency)} saliency maps and {len(has_label)} label flags")
-    items = [(im, s, bool(h), threshold, crf_iterations, gt_prob) for im, s, h in zip(images, saliency, has_label)]
-    return crf_map(pseudo_saliency_map, items, processes=processes)

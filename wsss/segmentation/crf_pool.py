@@ -3,7 +3,7 @@
 `LabelMapWriter.submit(id, image, probs)` turns the probabilities of one image into a palette PNG
 (optionally through the DeepLab-v2 probability CRF of lucasdavid/PNOC@6c8950a:tools/ai/demo_utils.py) and
 writes it atomically. With `processes > 1` the CRF runs in a pool of spawned workers
-(`wsss.refine.pool.OrderedPool`) while the accelerator goes on with the next images; fewer than `2 ·
+(`wsss.ops.pool.OrderedPool`) while the accelerator goes on with the next images; fewer than `2 ·
 processes` images are in flight (bounded memory). `close()` waits for them and
 re-raises the first error. This module imports only numpy, PIL and pydensecrf (fast worker start).
 """
@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from wsss.artifacts import ArtifactDir
-from wsss.refine.crf import DEEPLAB_V2_CRF, PairwiseParams, crf_probabilities
-from wsss.refine.pool import OrderedPool
+from wsss.ops.crf import DEEPLAB_V2_CRF, PairwiseParams, crf_probabilities
+from wsss.ops.pool import OrderedPool
 
 
 def label_map(probs: np.ndarray, image: np.ndarray | None = None, iterations: int = 0,

@@ -10,8 +10,10 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from wsss.artifacts import ArtifactDir, config_hash, folder_identity
+from wsss.artifacts import ArtifactDir, config_hash
 from wsss.cams.evaluate import threshold_predictions
+from wsss.fill import fill
+from wsss.identity import derived_identity
 
 
 def cam_mask(keys: np.ndarray, cams: np.ndarray, threshold: float) -> np.ndarray:
@@ -38,10 +40,13 @@ def pseudo_masks_from_cams(cams_dir: str | Path, out_dir: str | Path, ids: Seque
         raise ValueError(f"threshold={threshold}; expected a background threshold in [0, 1]")
     cams = ArtifactDir(cams_dir, ".npz")
     out = ArtifactDir(out_dir, ".png")
-    producer = {"settings": config_hash({"threshold": float(threshold)}),
-                "inputs": {str(cams.root.parent): folder_identity(cams.root.parent)}}
-    for image_id in out.prepare(producer, ids):
-        z = cams.read_npz(image_id)
-        out.write_png(image_id, cam_mask(z["keys"], z["cams"], threshold), palette=True)
-    return out.write_manifest(ids=list(ids), kind="pseudo_masks", threshold=float(threshold), source=str(cams.root),
-                              **manifest)
+    producer = derived_identity(config_hash({"threshold": float(threshold)}), [cams.root.parent])
+
+    def items(missing):
+        for image_id in missing:
+            z = cams.read_npz(image_id)
+            yield image_id, (z["keys"], z["cams"], threshold)
+
+    fill(out, list(ids), producer, items, cam_mask,
+         dict(kind="pseudo_masks", threshold=float(threshold), source=str(cams.root), **manifest), palette=True)
+    return out.manifest()

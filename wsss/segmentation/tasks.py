@@ -1,7 +1,7 @@
 """Tasks of the segmentation stage (`evaluate` of `deeplab`, `export`) and `cam_masks`, which turns the
 CAMs of a CAM stage into pseudo masks (any CAM stage: `python run.py stage=classifier tasks=[cam_masks]`).
 
-Registered in `wsss.tasks.TASKS` when this module is imported (`wsss.tasks.TASK_MODULES` lists it).
+The stages that run them list them in their `tasks` (wsss/stage_contract.py).
 """
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ from pathlib import Path
 import torch
 
 from wsss.artifacts import atomic_write_json, atomic_write_text
-from wsss.segmentation.evaluate import (evaluate_predictions, iou_table_csv, iou_table_markdown,
-                                        scores_path)
+from wsss.identity import training_identity
+from wsss.segmentation.evaluate import evaluate_predictions, iou_table_csv, iou_table_markdown, scores_path
 from wsss.segmentation.export import export_predictions
 from wsss.segmentation.pseudo_masks import pseudo_masks_from_cams
-from wsss.tasks import evaluated_splits, own_artifacts, task, training_identity
+from wsss.stage_contract import EVALUATE, Artifact, Task
+from wsss.tasks import evaluated_splits, own_artifacts
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,6 @@ def _device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-@task("segmentation_evaluate")
 def segmentation_evaluate(ctx) -> dict:
     """mIoU and per-class IoU of `<run_dir>/predictions/<split>/` for every evaluation split with GT.
 
@@ -41,8 +41,9 @@ def segmentation_evaluate(ctx) -> dict:
         scores = evaluate_predictions(ds, preds.root, _device(), ctx.plain["num_workers"])
         atomic_write_json(scores_path(ctx.run_dir, split), scores.as_dict())
         rows[f"{name} · {split}"] = scores
-        metrics[f"{ctx.module.artifact}/{split}/miou"] = scores.miou
-        metrics.update({f"{ctx.module.artifact}/{split}/iou/{c}": v for c, v in zip(scores.classes, scores.iou)})
+        kind = ctx.module.artifact.kind
+        metrics[f"{kind}/{split}/miou"] = scores.miou
+        metrics.update({f"{kind}/{split}/iou/{c}": v for c, v in zip(scores.classes, scores.iou)})
         log.info("%s %s mIoU %.2f%%", name, split, 100 * scores.miou)
     if rows:
         atomic_write_text(ctx.run_dir / "evaluation" / "miou_table.md", iou_table_markdown(rows))
@@ -53,7 +54,6 @@ def segmentation_evaluate(ctx) -> dict:
     return metrics
 
 
-@task("export")
 def export(ctx) -> dict:
     """The predictions of `stage.export.split` (VOC `test`) in the evaluation server's layout + archive."""
     if not ctx.trainer.is_global_zero:
@@ -84,7 +84,6 @@ def best_threshold(ctx, split: str) -> float:
     return float(result.best_threshold)
 
 
-@task("cam_masks")
 def cam_masks(ctx) -> dict:
     """Pseudo masks from this run's CAMs: `<run_dir>/pseudo_masks/<split>/` for every predict split.
 
@@ -92,9 +91,10 @@ def cam_masks(ctx) -> dict:
     "best" = the sweep's best on `threshold_split`'s GT, default), `threshold_split` (default the first
     evaluation split), `splits` (default the predict splits).
     """
-    if getattr(ctx.module, "artifact", None) != "cams":
+    made = getattr(ctx.module.artifact, "kind", None)
+    if made != "cams":
         raise ValueError(f"tasks=[cam_masks] needs a CAM stage (artifact 'cams'); stage "
-                         f"{ctx.plain['stage']['name']!r} makes {getattr(ctx.module, 'artifact', None)!r}")
+                         f"{ctx.plain['stage']['name']!r} makes {made!r}")
     if not ctx.trainer.is_global_zero:
         return {}
     opts = dict((ctx.plain["stage"].get("evaluation") or {}).get("pseudo_masks") or {})
@@ -112,3 +112,8 @@ def cam_masks(ctx) -> dict:
                                       num_classes=ctx.module.num_classes)
         out[f"pseudo_masks/{split}/count"] = info["count"]
     return out
+
+
+EVALUATE_SEGMENTATION = Task(segmentation_evaluate, reads=(EVALUATE,))
+EXPORT = Task(export)
+CAM_MASKS = Task(cam_masks, writes=(Artifact("pseudo_masks", ".png", "evaluation.pseudo_masks.splits"),))

@@ -36,12 +36,14 @@ from wsss.data.datamodule import WSSSDataModule
 from wsss.data.datasets import TransformedSplit
 from wsss.losses.affinity import affinity_loss
 from wsss.models.affinitynet import AffinityNet
+from wsss.ops.pairs import PairIndex, affinity_from_boundary, downsample_labels, grid_size, pair_labels
 from wsss.optim import sgd_poly
-from wsss.refine.pairs import PairIndex, affinity_from_boundary, downsample_labels, grid_size, pair_labels
 from wsss.refine.random_walk import random_walk, upsample_and_normalise
 from wsss.refine.rw_seeds import rw_seeds, seed_maps
-from wsss.refine.tasks import LABELS, RW, evaluate_affinity
+from wsss.refine.tasks import AFFINITY_LABELS, LABELS, RW, WRITE_PSEUDO_MASKS, evaluate_affinity
+from wsss.stage_contract import EVALUATE, Artifact, Task
 from wsss.stages.base import Stage, load_backbone_from
+from wsss.tasks import FIT_TASK, PREDICT_TASK
 
 log = logging.getLogger(__name__)
 
@@ -97,10 +99,11 @@ class AffinityDataModule(WSSSDataModule):
 
 # -- the stage --------------------------------------------------------------------------------------
 class AffinityStage(Stage):
+    tasks = {LABELS: AFFINITY_LABELS, "fit": FIT_TASK, "predict": PREDICT_TASK,
+             "pseudo_masks": WRITE_PSEUDO_MASKS, "evaluate": Task(evaluate_affinity, reads=(EVALUATE,))}
     default_tasks = ("affinity_labels", "fit", "predict", "pseudo_masks", "evaluate")
-    artifact = RW
-    # the foundation's `evaluate` task hands over to this (the stage's artifacts are not only CAMs)
-    evaluate_task = staticmethod(evaluate_affinity)
+    artifact = Artifact(RW, ".npz")
+    not_output_keys = ("pseudo_masks", "crf_processes")
 
     @staticmethod
     def check_config(cfg: dict) -> None:
@@ -123,7 +126,6 @@ class AffinityStage(Stage):
         if s.get("backbone_checkpoint"):
             load_backbone_from(self.net.backbone, s["backbone_checkpoint"], self.cfg["backbone"]["name"])
         self.radius = int(s.get("radius", 10))
-        self.cam_writer: ArtifactDir | None = None
         self._pair_indices: dict[tuple[int, int], PairIndex] = {}
         self._checked: dict[tuple[str, str], ArtifactDir] = {}
 
@@ -259,7 +261,7 @@ class AffinityStage(Stage):
                 raise ValueError(f"{cams.path(image_id)}: CAMs are {z['cams'].shape[1:]} but image {image_id!r} is "
                                  f"{tuple(image.shape[-2:])}")
             rw = self.propagate_cams(image, z["cams"], rw_seeds(z, cams.path(image_id), self.scfg))
-            self.cam_writer.write_npz(image_id, keys=z["keys"].astype(np.int64),
+            self.writer.write_npz(image_id, keys=z["keys"].astype(np.int64),
                                       rw=rw.cpu().numpy().astype(store))
 
 

@@ -7,11 +7,14 @@ from pathlib import Path
 import pytorch_lightning as L
 import torch
 
+from wsss.artifacts import ArtifactDir
 from wsss.data.datamodule import WSSSDataModule
 from wsss.hyperparameters import check_hyperparameters
 from wsss.models.backbone import Backbone
 from wsss.models.checkpoints import load_checkpoint, load_matching, state_dict_of
 from wsss.optim import param_groups, sgd_poly
+from wsss.stage_contract import Artifact, Task
+from wsss.tasks import FIT_TASK
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +38,11 @@ class Stage(L.LightningModule):
     `torch.load(weights_only=True)`.
     """
 
-    #: tasks this stage knows, in the order `run.py` runs them by default
-    default_tasks: tuple[str, ...] = ("fit",)
+    # What the stage is (wsss/stage_contract.py): each stage file declares its own.
+    tasks: dict[str, Task] = {"fit": FIT_TASK}   # every task `tasks=[...]` may name
+    default_tasks: tuple[str, ...] = ("fit",)      # the ones run.py runs, in this order
+    artifact: Artifact | None = None               # what `predict_step` writes into `self.writer`
+    not_output_keys: tuple[str, ...] = ()          # stage keys that change none of its artifacts
 
     def __init__(self, cfg: dict):
         super().__init__()
@@ -45,6 +51,7 @@ class Stage(L.LightningModule):
         self.cfg = cfg
         self.scfg = cfg["stage"]
         self.run_dir = Path(cfg["paths"]["run_dir"])
+        self.writer: ArtifactDir | None = None  # the folder the running predict fills (tasks.predict_missing)
 
     # -- data ---------------------------------------------------------------------------------
     @property

@@ -13,18 +13,21 @@ import torch
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MultilabelAveragePrecision, MultilabelF1Score, MultilabelFBetaScore
 
-from wsss.artifacts import ArtifactDir
 from wsss.cams.inference import inference_precision, multiscale_cams_and_seeds, normalize_present
 from wsss.cams.storage import storage_dtype
 from wsss.losses.classification import multilabel_soft_margin
 from wsss.metric_names import validation_prefix
 from wsss.models.cam_head import CAMNet, kur_alpha
+from wsss.segmentation.tasks import CAM_MASKS
+from wsss.stage_contract import Artifact
 from wsss.stages.base import Stage
+from wsss.tasks import EVALUATE_CAMS, FIT_TASK, PREDICT_TASK
 
 
 class CAMStage(Stage):
+    tasks = {"fit": FIT_TASK, "predict": PREDICT_TASK, "evaluate": EVALUATE_CAMS, "cam_masks": CAM_MASKS}
     default_tasks = ("fit", "predict", "evaluate")
-    artifact = "cams"
+    artifact = Artifact("cams", ".npz")
 
     def __init__(self, cfg: dict):
         super().__init__(cfg)
@@ -40,7 +43,6 @@ class CAMStage(Stage):
         })
         self.val_prefix = validation_prefix(self.cfg["dataset"])  # val/ or train_subset/
         self.val_metrics = metrics.clone(prefix=self.val_prefix)
-        self.cam_writer: ArtifactDir | None = None
 
     # -- parameters -----------------------------------------------------------------------------
     def pretrained_modules(self):
@@ -108,5 +110,5 @@ class CAMStage(Stage):
             if seeds is not None:
                 stride4 = normalize_present(seeds[i], batch["label"][i])[0]
                 extra["cams_stride4"] = stride4.cpu().float().numpy().astype(store)
-            self.cam_writer.write_npz(image_id, keys=keys.cpu().numpy().astype("int64"),
+            self.writer.write_npz(image_id, keys=keys.cpu().numpy().astype("int64"),
                                       cams=maps.cpu().float().numpy().astype(store), **extra)

@@ -27,14 +27,16 @@ from pathlib import Path
 
 import torch
 
-import wsss.saliency.tasks  # noqa: F401  (registers the saliency tasks)
+from wsss.cams.inference import inference_precision
 from wsss.distributed import gather_rows
 from wsss.losses.ccam import CCAMLoss, hint_map
 from wsss.models.ccam import CCAM, border_mean
 from wsss.saliency.data import SaliencyDataModule
-from wsss.cams.inference import inference_precision
 from wsss.saliency.inference import multiscale_saliency, to_uint8
+from wsss.saliency.tasks import EVALUATE_SALIENCY, PREDICT_SALIENCY, PSEUDO_SALIENCY
+from wsss.stage_contract import Artifact
 from wsss.stages.base import Stage
+from wsss.tasks import FIT_TASK
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +52,11 @@ def resolve_polarity_rule(rule: str, hints_enabled: bool) -> str:
 
 
 class CCAMStage(Stage):
+    tasks = {"fit": FIT_TASK, "predict_saliency": PREDICT_SALIENCY, "pseudo_saliency": PSEUDO_SALIENCY,
+             "evaluate_saliency": EVALUATE_SALIENCY}
     default_tasks = ("fit", "predict_saliency", "pseudo_saliency", "evaluate_saliency")
-    artifact = "saliency"
+    artifact = Artifact("saliency", ".png")
+    not_output_keys = ("pseudo",)
     evaluated_kinds = ("saliency", "pseudo_saliency")
 
     def __init__(self, cfg: dict):
@@ -69,7 +74,6 @@ class CCAMStage(Stage):
         pol = dict(s.get("polarity") or {})
         self.polarity_rule = resolve_polarity_rule(pol.get("rule", "auto"), self.hints_enabled)
         self.border_width = int(pol.get("border_width", 4))
-        self.saliency_writer = None
 
     # -- data -----------------------------------------------------------------------------------
     @property
@@ -190,7 +194,7 @@ class CCAMStage(Stage):
                                       inf.get("image_resize", "pil_bicubic"),
                                       int(inf.get("upsample_stride", 16)), data.mean, data.std)
         for i, image_id in enumerate(batch["id"]):
-            self.saliency_writer.write_png(image_id, to_uint8(sal[i]))
+            self.writer.write_png(image_id, to_uint8(sal[i]))
 
     def check_class_count(self, state: dict, path: Path) -> None:
         if "net.disentangler.conv.weight" not in state:

@@ -19,14 +19,16 @@ import torch
 import torch.nn.functional as F
 
 from wsss import learned
-from wsss.artifacts import ArtifactDir
 from wsss.cams.inference import inference_precision
 from wsss.metrics.segmentation import IGNORE, ConfusionMatrixMetric
 from wsss.models.deeplab import DeepLabV3Plus
 from wsss.segmentation.crf_pool import LabelMapWriter, crf_params
 from wsss.segmentation.data import SegmentationDataModule
 from wsss.segmentation.inference import DEFAULT_SCALES, multiscale_probabilities
+from wsss.segmentation.tasks import EVALUATE_SEGMENTATION, EXPORT
+from wsss.stage_contract import Artifact
 from wsss.stages.base import Stage, load_backbone_from
+from wsss.tasks import FIT_TASK, PREDICT_TASK
 
 
 def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, label_smoothing: float = 0.0,
@@ -38,10 +40,10 @@ def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, label_smoothin
 
 
 class DeepLabStage(Stage):
+    tasks = {"fit": FIT_TASK, "predict": PREDICT_TASK, "evaluate": EVALUATE_SEGMENTATION, "export": EXPORT}
     default_tasks = ("fit", "predict", "evaluate")
-    task_aliases = {"evaluate": "segmentation_evaluate"}
-    artifact = "predictions"
-    artifact_suffix = ".png"
+    artifact = Artifact("predictions", ".png")
+    not_output_keys = ("export",)
 
     def __init__(self, cfg: dict):
         super().__init__(cfg)
@@ -58,7 +60,6 @@ class DeepLabStage(Stage):
         if self.scfg.get("backbone_checkpoint"):  # e.g. the CAM stage's: trained on the same images
             load_backbone_from(self.net.backbone, self.scfg["backbone_checkpoint"], self.cfg["backbone"]["name"])
         self.val_confusion = ConfusionMatrixMetric(self.num_classes + 1)
-        self.cam_writer: ArtifactDir | None = None  # set by the predict task (name shared with CAM stages)
         self._label_maps: LabelMapWriter | None = None
         self.last_val: tuple[str, float, float] | None = None
 
@@ -148,7 +149,7 @@ class DeepLabStage(Stage):
 
     def on_predict_start(self) -> None:
         iterations, processes, params, gt_prob = crf_params((self.scfg.get("inference") or {}).get("crf"))
-        self._label_maps = LabelMapWriter(self.cam_writer, iterations, processes, params, gt_prob)
+        self._label_maps = LabelMapWriter(self.writer, iterations, processes, params, gt_prob)
 
     def predict_step(self, batch: dict, batch_idx: int) -> None:
         probs = self.probabilities(batch["image"]).cpu().numpy()

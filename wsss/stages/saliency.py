@@ -14,16 +14,19 @@ from pathlib import Path
 
 import torch
 
-import wsss.saliency.tasks  # noqa: F401  (registers the saliency tasks)
 from wsss.models.poolnet import PoolNet, saliency_loss
 from wsss.saliency.data import SaliencyDataModule
 from wsss.saliency.inference import doubled_small_image_saliency, multiscale_saliency, to_uint8
+from wsss.saliency.tasks import EVALUATE_SALIENCY, PREDICT_SALIENCY
+from wsss.stage_contract import Artifact
 from wsss.stages.base import Stage
+from wsss.tasks import FIT_TASK
 
 
 class SaliencyStage(Stage):
+    tasks = {"fit": FIT_TASK, "predict_saliency": PREDICT_SALIENCY, "evaluate_saliency": EVALUATE_SALIENCY}
     default_tasks = ("fit", "predict_saliency", "evaluate_saliency")
-    artifact = "saliency"
+    artifact = Artifact("saliency", ".png")
     evaluated_kinds = ("saliency",)
 
     def __init__(self, cfg: dict):
@@ -38,7 +41,6 @@ class SaliencyStage(Stage):
         self.loss_reduction = s.get("loss_reduction", "sum")
         if self.loss_reduction not in ("sum", "mean"):
             raise ValueError(f"stage.loss_reduction={self.loss_reduction!r}; expected 'sum' or 'mean'")
-        self.saliency_writer = None
 
     def datamodule(self) -> SaliencyDataModule:
         s = self.scfg
@@ -83,7 +85,7 @@ class SaliencyStage(Stage):
             sal = multiscale_saliency(self.net, batch["image"], inf.get("scales", (1.0,)), inf.get("flip", False),
                                       inf.get("activation", "sigmoid"))
         for i, image_id in enumerate(batch["id"]):
-            self.saliency_writer.write_png(image_id, to_uint8(sal[i]))
+            self.writer.write_png(image_id, to_uint8(sal[i]))
 
     def check_class_count(self, state: dict, path: Path) -> None:
         if "net.score.weight" not in state:

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import albumentations as A
 import cv2
+import numpy as np
 import torch
 import torch.nn.functional as F
 from albumentations.pytorch import ToTensorV2
@@ -42,14 +43,14 @@ from wsss.data.datamodule import collate
 from wsss.data.datasets import TransformedSplit
 from wsss.data.transforms import normalize
 from wsss.models.backbone import Backbone
-from wsss.models.checkpoints import read_cam_network
 from wsss.models.cam_head import CAMNet, kur_alpha
+from wsss.models.checkpoints import read_cam_network
+from wsss.stage_contract import EXPLAIN, Task
 from wsss.stages.base import Stage
-from wsss.tasks import task
 from wsss.xai import MultiLabelCamMetrics, SplitModel, build_method, update_cam_metrics
-from wsss.xai.figure import sample_figure
+from wsss.xai.figure import display_image, figure_png
 from wsss.xai.methods import REGISTRY
-from wsss.xai.methods.base import eval_mode
+from wsss.xai.methods.base import eval_mode, resize_maps
 from wsss.thesis import xai_source, xai_values
 from wsss.xai.report import log_results, method_results, metrics_of, print_table, results_path, table_csv, \
     table_markdown
@@ -155,6 +156,7 @@ class XAIStage(Stage):
     (detected | labels), threshold, batch_size, image_size, max_images, mask_batch_size, figure, kur.
     """
 
+    tasks = {"explain": Task(lambda ctx: explain(ctx), reads=(EXPLAIN,))}  # `explain` is defined below
     default_tasks = ("explain",)
 
     def __init__(self, cfg: dict):
@@ -312,7 +314,6 @@ class XAIStage(Stage):
 
 
 # -- the task ----------------------------------------------------------------------------------------
-@task("explain")
 def explain(ctx) -> dict:
     """Runs every method over `stage.split` in a Lightning test loop, then (rank 0) writes the table,
     the figure and the results, logs them, and prints the table."""
@@ -347,3 +348,33 @@ def explain(ctx) -> dict:
     log_results(ctx.trainer.loggers, metrics, results, methods, images)
     print_table(results, methods, title + (f" · thesis: Table {source[0]}, {source[1]}" if source else ""), thesis)
     return metrics
+
+
+def sample_figure(module: XAIStage, num_images: int, alpha: float = 0.5) -> bytes | None:
+    """The figure of the first `num_images` explained images, each with the maps of its first evaluated
+    label (its most probable class when none is evaluated)."""
+    ids = module.explained_ids()[:num_images]
+    if not ids:
+        return None
+    ds = TransformedSplit(module.datamodule_split(), module.transform(), ids)
+    classes = list(module.datamodule_split().classes)
+    weight = next(module.net.parameters())  # outside the test loop: inputs in the network's precision
+    device = weight.device
+    images, titles, per_method = [], [], {m: [] for m in module.method_names}
+    for item in ds:  # one at a time: images may differ in size when stage.image_size is null
+        x, y = item["image"][None].to(device, weight.dtype), item["label"][None].to(device)
+        with torch.inference_mode(False), torch.enable_grad():
+            probs, targets, maps = module.explain_batch(x, y)
+        label = int(targets[0, 0]) if targets.shape[1] and targets[0, 0] >= 0 else int(probs[0].argmax())
+        shown = "" if targets.shape[1] and targets[0, 0] >= 0 else " (not evaluated)"
+        titles.append(f"{item['id']}\n{classes[label]} p={float(probs[0, label]):.2f}{shown}")
+        images.append(display_image(item["image"], module.norm_mean, module.norm_std))
+        for m in module.method_names:
+            if shown:  # explain the shown class itself
+                with torch.inference_mode(False), torch.enable_grad():
+                    one = module.methods[m](module.split_model(), x, torch.tensor([[label]], device=device))
+            else:
+                one = maps[m][:, :1]
+            full = resize_maps(one[0, 0].float(), tuple(x.shape[-2:])).clamp(0, 1)
+            per_method[m].append(full.cpu().numpy())
+    return figure_png(images, titles, {m: np.stack(v) for m, v in per_method.items()}, alpha)

@@ -1,17 +1,10 @@
-"""`xai/figure.png`: sample images × methods, the map of each image's first evaluated label overlaid."""
+"""`xai/figure.png`: sample images × methods as one grid of overlays (the stage picks images and maps)."""
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from wsss.data.datasets import TransformedSplit
-from wsss.xai.methods.base import resize_maps
 from wsss.xai.report import DISPLAY_NAMES
-
-if TYPE_CHECKING:
-    from wsss.stages.xai import XAIStage
 
 
 def display_image(image: torch.Tensor, mean, std) -> np.ndarray:
@@ -54,33 +47,3 @@ def figure_png(images: list[np.ndarray], row_titles: list[str], maps: dict[str, 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     return buf.getvalue()
-
-
-def sample_figure(module: XAIStage, num_images: int, alpha: float = 0.5) -> bytes | None:
-    """The figure of the first `num_images` explained images, each with the maps of its first evaluated
-    label (its most probable class when none is evaluated)."""
-    ids = module.explained_ids()[:num_images]
-    if not ids:
-        return None
-    ds = TransformedSplit(module.datamodule_split(), module.transform(), ids)
-    classes = list(module.datamodule_split().classes)
-    weight = next(module.net.parameters())  # outside the test loop: inputs in the network's precision
-    device = weight.device
-    images, titles, per_method = [], [], {m: [] for m in module.method_names}
-    for item in ds:  # one at a time: images may differ in size when stage.image_size is null
-        x, y = item["image"][None].to(device, weight.dtype), item["label"][None].to(device)
-        with torch.inference_mode(False), torch.enable_grad():
-            probs, targets, maps = module.explain_batch(x, y)
-        label = int(targets[0, 0]) if targets.shape[1] and targets[0, 0] >= 0 else int(probs[0].argmax())
-        shown = "" if targets.shape[1] and targets[0, 0] >= 0 else " (not evaluated)"
-        titles.append(f"{item['id']}\n{classes[label]} p={float(probs[0, label]):.2f}{shown}")
-        images.append(display_image(item["image"], module.norm_mean, module.norm_std))
-        for m in module.method_names:
-            if shown:  # explain the shown class itself
-                with torch.inference_mode(False), torch.enable_grad():
-                    one = module.methods[m](module.split_model(), x, torch.tensor([[label]], device=device))
-            else:
-                one = maps[m][:, :1]
-            full = resize_maps(one[0, 0].float(), tuple(x.shape[-2:])).clamp(0, 1)
-            per_method[m].append(full.cpu().numpy())
-    return figure_png(images, titles, {m: np.stack(v) for m, v in per_method.items()}, alpha)

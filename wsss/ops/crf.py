@@ -1,4 +1,4 @@
-"""Dense CRF (Krähenbühl & Koltun) over pydensecrf2, and a process pool to run it over many images.
+"""Dense CRF (Krähenbühl & Koltun) over pydensecrf2.
 
 Two flavours are used by the pipeline (lucasdavid/PNOC@f250e0d:tools/ai/demo_utils.py):
 
@@ -11,9 +11,8 @@ This module imports only numpy and pydensecrf so that spawned pool workers start
 """
 from __future__ import annotations
 
-import multiprocessing as mp
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 import pydensecrf.densecrf as dcrf
@@ -144,34 +143,14 @@ def crf_labels(image: np.ndarray, labels: np.ndarray, n_labels: int | None = Non
     return np.argmax(q, axis=0)
 
 
-def _call_star(fn: Callable[..., Any], args: Any) -> Any:
-    return fn(*args) if isinstance(args, tuple) else fn(args)
-
-
-def crf_map(fn: Callable[..., Any], items: Iterable[Any], processes: int = 1, chunksize: int = 1,
-            context: str = "spawn") -> list[Any]:
-    """Apply `fn` to every item, in a process pool when `processes > 1`; results keep the input order.
-
-    A tuple item is unpacked as positional arguments (`fn(*item)`), anything else is passed as is.
-    `fn` must be picklable (a module-level function or a `functools.partial` of one). The default
-    `spawn` context is safe inside a training process (CUDA initialised, threads running), where fork
-    is not. `processes=1` runs inline, without a pool.
-    """
-    items = list(items)
-    if processes < 1:
-        raise ValueError(f"processes={processes}; expected >= 1")
-    if processes == 1 or len(items) <= 1:
-        return [_call_star(fn, item) for item in items]
-    with mp.get_context(context).Pool(min(processes, len(items))) as pool:
-        return pool.starmap(_call_star, [(fn, item) for item in items], chunksize=chunksize)
-
-
 def crf_labels_many(images: Sequence[np.ndarray], labels: Sequence[np.ndarray], n_labels: Sequence[int | None],
                     iterations: int = 10, gt_prob: float = 0.7, params: PairwiseParams = LABEL_CRF,
-                    processes: int = 1, chunksize: int = 1) -> list[np.ndarray]:
-    """`crf_labels` over a list of images with `crf_map`."""
+                    processes: int = 1) -> list[np.ndarray]:
+    """`crf_labels` over a list of images, in the ordered process pool (wsss/ops/pool.py) when processes > 1."""
     if not len(images) == len(labels) == len(n_labels):
         raise ValueError(f"got {len(images)} images, {len(labels)} label maps and {len(n_labels)} n_labels; "
                          "expected equal lengths")
-    items = [(im, lab, n, iterations, gt_prob, params) for im, lab, n in zip(images, labels, n_labels)]
-    return crf_map(crf_labels, items, processes=processes, chunksize=chunksize)
+    from wsss.ops.pool import pool_imap
+
+    items = enumerate((im, lab, n, iterations, gt_prob, params) for im, lab, n in zip(images, labels, n_labels))
+    return [out for _, out in pool_imap(crf_labels, items, processes=processes)]

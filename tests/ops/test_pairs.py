@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from wsss.refine.pairs import (PairIndex, affinity_from_boundary, downsample_labels, grid_size, half_disc_offsets,
-                               offset_path, pair_labels)
+from wsss.ops.pairs import (PairIndex, affinity_from_boundary, downsample_labels, grid_size,
+                            half_disc_offsets, offset_path, pair_labels)
 
 
 def brute_force_pairs(height, width, radius):

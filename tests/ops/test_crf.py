@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from pydensecrf.utils import unary_from_labels, unary_from_softmax
 
-from wsss.refine import crf
-from wsss.refine.crf import (LABEL_CRF, PSA_SOFTMAX_CRF, crf_labels, crf_labels_many, crf_map,
-                             crf_probabilities)
+from wsss.ops import crf
+from wsss.ops.crf import LABEL_CRF, PSA_SOFTMAX_CRF, crf_labels, crf_labels_many, crf_probabilities
+from wsss.ops.pool import pool_imap
 
 
 def two_colour_image(height=60, width=80, split=40):
@@ -89,23 +89,24 @@ def test_pool_gives_the_inline_result():
     images = [rng.integers(0, 256, (24, 32, 3), dtype=np.uint8) for _ in range(5)]
     labels = [rng.integers(0, 3, (24, 32)) for _ in range(5)]
     inline = crf_labels_many(images, labels, [3] * 5, iterations=3, processes=1)
-    pooled = crf_labels_many(images, labels, [3] * 5, iterations=3, processes=2, chunksize=2)
+    pooled = crf_labels_many(images, labels, [3] * 5, iterations=3, processes=2)
     assert len(pooled) == 5
     for a, b in zip(inline, pooled):
         np.testing.assert_array_equal(a, b)
-    # plain items and partials go through crf_map as well
+    # partials go through the pool as well
     fn = functools.partial(crf_labels, n_labels=3, iterations=2)
-    items = list(zip(images, labels))
-    for a, b in zip(crf_map(fn, items, processes=1), crf_map(fn, items, processes=2)):
+    items = list(enumerate(zip(images, labels)))
+    for (i, a), (j, b) in zip(pool_imap(fn, items, processes=1), pool_imap(fn, items, processes=2)):
+        assert i == j
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="processes"):
-        crf_map(fn, items, processes=0)
+        list(pool_imap(fn, items, processes=0))
 
 
 def test_softmax_unary_gt_prob_mixes_with_the_uniform():
     """crf_inference(img, p, gt_prob) upstream (lucasdavid/PNOC@f250e0d:tools/ai/demo_utils.py:74) builds the
     unary from gt_prob·p + (1 − gt_prob)/n; after 0 mean-field iterations the marginals are that distribution."""
-    from wsss.refine.crf import crf_probabilities
+    from wsss.ops.crf import crf_probabilities
     from wsss.segmentation.crf_pool import crf_params, label_map
 
     rng = np.random.default_rng(0)
