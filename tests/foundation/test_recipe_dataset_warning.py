@@ -39,15 +39,19 @@ def test_run_py_warns_before_the_run(monkeypatch, caplog, tmp_path):
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
 
     from wsss.app import run_command
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose("config", return_hydra_config=True,
-                      overrides=["experiment=synthetic", "dataset=voc12", f"paths.root={tmp_path}"])
+                      overrides=["experiment=synthetic", "dataset=voc12", f"paths.root={tmp_path}",
+                                 f"paths.run_dir={tmp_path}/run"])
     GlobalHydra.instance().clear()
     HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]  # a task function's config: Hydra hands it over without its own node
     monkeypatch.setattr(wsss.tasks, "run", lambda cfg: {})
     with caplog.at_level("WARNING", logger="wsss"):
         run_command(cfg)

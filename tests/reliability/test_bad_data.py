@@ -141,7 +141,7 @@ def test_each_task_scans_what_its_loaders_read(voc, tmp_path):
     assert requirements(plain, ["predict"]) == {"train_aug": sample, "val": sample}  # voc12 predicts train_aug
     assert requirements(plain, ["evaluate"])["val"] == Needs(labels=True, masks=True, all_masks=True)
     xai = compose_config(tmp_path / "run", tmp_path, [*VOC_TINY, f"dataset.args.root={root}", "stage=xai"], tiny=False)
-    assert requirements(OmegaConf.to_container(xai, resolve=True), ["explain"]) == {"train": sample}
+    assert requirements(OmegaConf.to_container(xai, resolve=True), ["explain"]) == {"val": sample}  # val_split
     deeplab = OmegaConf.to_container(compose_config(tmp_path / "run", tmp_path, [
         *VOC_TINY, f"dataset.args.root={root}", "stage=deeplab", "stage.masks=gt"], tiny=False), resolve=True)
     assert requirements(deeplab, ["fit", "predict"]) == {  # trains on GT masks, predicts from images alone
