@@ -53,6 +53,7 @@ from wsss.artifacts import (MANIFEST, RESUMABLE_KEYS, ArtifactDir, atomic_write_
                             stale_reason)
 from wsss.reliability.children import run_child
 from wsss.reliability.run_lock import hold_run_folder
+from wsss.stage_schema import accepts
 
 log = logging.getLogger("wsss.pipeline")
 
@@ -222,7 +223,7 @@ def plan(pipeline: dict, general: list[str], stage_overrides: list[str], run_nam
         plain, _ = compose_step([*base, *own])
         applicable = []
         for text, ov in zip(stage_overrides, stage_keys):
-            if ov.is_add() or has_key(plain, ov.key_or_group):
+            if has_key(plain, ov.key_or_group) or (ov.is_add() and accepts(stage, ov.key_or_group[len("stage."):])):
                 applicable.append(text.removeprefix("++") if ov.is_force_add() else text)
                 used_stage_keys.add(text)
         overrides = [*base, *own, *applicable]  # the command line wins over the pipeline file

@@ -3,13 +3,14 @@
 - `${wsss.per_stage:${stage.name},{pnoc:0.1},0.0}`: a value that depends on the selected stage, for an
   experiment file that sets one key for several stages (the mapping's value for this stage, else the default).
 - the folder resolvers of wsss/sweep_dirs.py (`wsss.cwd`, `wsss.sweep_id`, `wsss.job_dir`) and
-  `run_folder` (wsss/reliability/run_paths.py: a run folder stays inside `paths.runs_dir`).
+  `run_folder` (wsss/run_paths.py: a run folder stays inside `paths.runs_dir`).
 """
 from __future__ import annotations
 
 from omegaconf import OmegaConf
 
 from wsss import sweep_dirs
+from wsss.run_paths import inside_runs_dir
 
 
 def per_stage(stage: str, values, default):
@@ -18,10 +19,6 @@ def per_stage(stage: str, values, default):
 
 
 def run_folder(runs_dir, relative):
-    # imported when a config is resolved: `wsss.reliability` brings Lightning (and torch), which the checks
-    # run before composing (wsss/hyperparameters.py) must not wait for
-    from wsss.reliability.run_paths import inside_runs_dir
-
     return inside_runs_dir(runs_dir, relative)
 
 

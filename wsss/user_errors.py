@@ -1,7 +1,7 @@
 """Mistakes a user makes on the command line or in the data, reported as one paragraph without a traceback.
 
-- `refuse_bad_values(argv)`: `stage.lr=abc` and other out-of-range hyperparameters typed on the command line,
-  refused before torch is imported (the full check of the composed config runs again when the stage is built);
+- `typed_overrides(argv)`: Hydra's parsed overrides (the `+stage.` keys that wsss/app.py's config check refuses
+  when the stage does not read them);
 - `did_you_mean(argv)`: after Hydra refused a key that is not in the config, the nearest keys that are;
 - `is_user_error(error)` / `report(error)`: weights not cached, a bad hyperparameter, a refused run folder, a
   missing data folder, a pipeline that cannot go on: the message on the screen, the traceback in the run
@@ -48,27 +48,6 @@ def typed_overrides(argv: list[str]) -> list:
         return []
 
 
-def refuse_bad_values(argv: list[str]) -> str | None:
-    """One paragraph naming each typed hyperparameter of a wrong type or range, or None."""
-    from wsss.hyperparameters import hyperparameter_problems
-
-    typed: dict = {}
-    for ov in typed_overrides(argv):
-        key = ov.key_or_group
-        if ov.is_sweep_override() or ov.is_delete() or "/" in key or "." not in key:
-            continue
-        node = typed
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                break
-        else:
-            node[leaf] = ov.value()
-    problems = hyperparameter_problems(typed)
-    return "; ".join(problems) + "." if problems else None
-
-
 def dotted_keys(node, prefix: str = "") -> list[str]:
     if not isinstance(node, dict):
         return [prefix]
@@ -112,6 +91,8 @@ def did_you_mean(argv: list[str], conf_dir: str) -> str | None:
 
 
 def is_user_error(error: BaseException) -> bool:
+    if isinstance(error, UserError):
+        return True  # before the imports below, which bring torch
     from wsss.data.scan import DataScanError
     from wsss.pipeline import PipelineError
     from wsss.weights import WeightsUnavailable

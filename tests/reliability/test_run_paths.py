@@ -1,4 +1,4 @@
-"""Run folders stay inside paths.runs_dir (wsss/reliability/run_paths.py, conf/hydra/default.yaml)."""
+"""Run folders stay inside paths.runs_dir (wsss/run_paths.py, conf/hydra/default.yaml)."""
 from __future__ import annotations
 
 import os
@@ -9,7 +9,7 @@ import pytest
 
 from tests.helpers import ROOT, TINY
 from wsss.pipeline import StepComposer
-from wsss.reliability.run_paths import inside_runs_dir
+from wsss.run_paths import inside_runs_dir
 
 
 def test_names_that_leave_the_runs_folder_are_refused_and_others_normalised(tmp_path):

@@ -11,7 +11,6 @@
 - `run_lock.hold_run_folder`: one writer per run folder (`run.lock`; a second one refused, naming the holder).
 - `children.run_child`: a pipeline step that ends with its pipeline.
 - `history`: logs kept across reruns (metrics.csv appended, metrics.json merged, one W&B run per folder).
-- `run_paths`: run folders inside `paths.runs_dir`.
 """
 from __future__ import annotations
 
