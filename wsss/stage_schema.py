@@ -40,12 +40,6 @@ TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: 
               dict: "a mapping"}
 
 
-def _read(name: str) -> dict:
-    path = CONF_STAGE / f"{name}.yaml"
-    with open(path) as f:
-        return yaml.safe_load(f) or {}
-
-
 def _merge(base: dict, top: dict) -> dict:
     out = dict(base)
     for key, value in top.items():
@@ -53,15 +47,26 @@ def _merge(base: dict, top: dict) -> dict:
     return out
 
 
-@cache
-def stage_defaults(name: str) -> dict:
-    """conf/stage/<name>.yaml merged over the stage files its defaults list names, as Hydra composes it."""
-    own = _read(name)
-    entries = list(own.pop("defaults", None) or [])
+def _composed(path: Path) -> dict:
+    """A config file merged over the files its defaults list names (`name` beside it, `/group/name@_here_`
+    from conf/), as Hydra composes it into the same package."""
+    with open(path) as f:
+        own = yaml.safe_load(f) or {}
+    entries = [str(e).removesuffix("@_here_") for e in own.pop("defaults", None) or []]
     merged: dict = {}
     for entry in entries if "_self_" in entries else [*entries, "_self_"]:  # Hydra: _self_ last if unnamed
-        merged = _merge(merged, own if entry == "_self_" else stage_defaults(str(entry)))
+        if entry == "_self_":
+            merged = _merge(merged, own)
+        else:
+            base = CONF_STAGE.parent if entry.startswith("/") else path.parent
+            merged = _merge(merged, _composed(base / f"{entry.lstrip('/')}.yaml"))
     return merged
+
+
+@cache
+def stage_defaults(name: str) -> dict:
+    """conf/stage/<name>.yaml with the files its defaults list names, as Hydra composes it."""
+    return _composed(CONF_STAGE / f"{name}.yaml")
 
 
 def stage_names() -> list[str]:
