@@ -69,3 +69,10 @@ def test_the_schema_reads_each_stage_file_as_hydra_composes_it(make_cfg):
     for stage in STAGES:  # the shared optimiser files included, each stage's own values after them
         composed = OmegaConf.to_container(make_cfg(f"stage={stage}", tiny=False).stage, resolve=False)
         assert stage_defaults(stage) == composed, stage
+
+
+def test_a_stage_names_another_stages_run_folder_by_the_run_folder_layout(make_cfg):
+    cfg = make_cfg("stage=xai", "stage.classifier_run=kur", "dataset=voc07", "backbone=vgg16", tiny=False)
+    assert cfg.stage.checkpoint == f"{cfg.paths.runs_dir}/classifier/voc07/vgg16/kur/checkpoints/last.ckpt"
+    cfg = make_cfg("stage=ccam", tiny=False)
+    assert cfg.stage.inputs.cams == f"{cfg.paths.runs_dir}/classifier/synthetic/resnet50/default/cams"
