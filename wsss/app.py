@@ -108,15 +108,10 @@ def warn_contradicted_dataset() -> None:
 
 
 def main() -> None:
-    """run.py: typed values checked before anything heavy is imported, then Hydra; a key the config lacks
-    gets the nearest keys it has."""
-    from wsss.hyperparameters import refuse_bad_values
+    """run.py: Hydra composes the config, checked against its stage's schema before anything heavy is imported
+    (check_config); a key the config lacks gets the nearest keys it has."""
     from wsss.user_errors import did_you_mean
 
-    problem = refuse_bad_values(sys.argv[1:])
-    if problem:
-        sys.stderr.write(f"error: {problem}\n")
-        raise SystemExit(2)
     try:
         hydra_main()
     except SystemExit as stop:
@@ -169,8 +164,24 @@ def recorded_if_finished(plain: dict, run_dir: Path) -> dict | None:
     return json.loads((run_dir / "metrics.json").read_text())
 
 
+def check_config(cfg: DictConfig) -> None:
+    """The composed config against its stage's schema (wsss/stage_schema.py), before torch is imported: one
+    paragraph naming each key of a wrong type, out of range, or added with `+stage.` but read by no stage."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from wsss.stage_schema import composed_config_problems
+    from wsss.user_errors import HyperparameterError, typed_overrides
+
+    added = [o.key_or_group.removeprefix("stage.") for o in typed_overrides(list(HydraConfig.get().overrides.task))
+             if o.is_add() and o.key_or_group.startswith("stage.")]
+    problems = composed_config_problems(cfg, [] if cfg.get("pipeline") else added)  # pipeline steps: their own
+    if problems:
+        raise HyperparameterError("; ".join(problems))
+
+
 def run_command(cfg: DictConfig) -> float | None:
     _quiet()
+    check_config(cfg)
     from wsss.logging_utils import finish_wandb
     from wsss.sweep import objective_value
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from numbers import Real
 from typing import Callable, Iterator
 
-from wsss.user_errors import HyperparameterError, typed_overrides
+from wsss.user_errors import HyperparameterError
 
 Check = tuple[Callable[[object], bool], str]
 
@@ -80,21 +80,3 @@ def check_hyperparameters(cfg: dict) -> None:
     if problems:
         raise HyperparameterError("; ".join(problems))
 
-
-def refuse_bad_values(argv: list[str]) -> str | None:
-    """One paragraph naming each typed hyperparameter of a wrong type or range, or None."""
-    typed: dict = {}
-    for ov in typed_overrides(argv):
-        key = ov.key_or_group
-        if ov.is_sweep_override() or ov.is_delete() or "/" in key or "." not in key:
-            continue
-        node = typed
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                break
-        else:
-            node[leaf] = ov.value()
-    problems = hyperparameter_problems(typed)
-    return "; ".join(problems) + "." if problems else None

@@ -56,6 +56,7 @@ from wsss.compose import StepComposer
 from wsss.finished_run import comparable, stale_artifacts, why_not_finished  # noqa: F401 (pipeline's API)
 from wsss.reliability.children import run_child
 from wsss.reliability.run_lock import hold_run_folder
+from wsss.stage_schema import accepts
 from wsss.user_errors import UserError
 
 log = logging.getLogger("wsss.pipeline")
@@ -195,7 +196,7 @@ def plan(pipeline: dict, general: list[str], stage_overrides: list[str], run_nam
         plain, _ = compose_step([*base, *own])
         applicable = []
         for text, ov in zip(stage_overrides, stage_keys):
-            if ov.is_add() or has_key(plain, ov.key_or_group):
+            if has_key(plain, ov.key_or_group) or (ov.is_add() and accepts(stage, ov.key_or_group[len("stage."):])):
                 applicable.append(text.removeprefix("++") if ov.is_force_add() else text)
                 used_stage_keys.add(text)
         overrides = [*base, *own, *applicable]  # the command line wins over the pipeline file

@@ -2,6 +2,7 @@
 
 - `${wsss.per_stage:${stage.name},{pnoc:0.1},0.0}`: a value that depends on the selected stage, for an
   experiment file that sets one key for several stages (the mapping's value for this stage, else the default).
+- `${wsss.run_of:classifier}/cams`: another stage's run folder for this data set and backbone;
 - the folder resolvers of wsss/sweep_dirs.py (`wsss.cwd`, `wsss.sweep_id`, `wsss.job_dir`) and
   `run_folder` (wsss/run_paths.py: a run folder stays inside `paths.runs_dir`).
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 from omegaconf import OmegaConf
 
 from wsss import sweep_dirs
+from wsss.run_paths import inside_runs_dir
 
 
 def per_stage(stage: str, values, default):
@@ -19,12 +21,19 @@ def per_stage(stage: str, values, default):
 
 
 def run_folder(runs_dir, relative):
-    from wsss.run_paths import inside_runs_dir  # outside wsss.reliability, whose package brings Lightning
-
     return inside_runs_dir(runs_dir, relative)
 
 
+def stage_run_folder(stage: str, run_name: str = "default", *, _root_) -> str:
+    """`${wsss.run_of:<stage>[,<run_name>]}`: the run folder that `python run.py stage=<stage>` (with that
+    run_name) has for this command's data set and backbone: another stage's outputs named without spelling
+    out the run-folder layout (conf/hydra/default.yaml)."""
+    return f"{_root_.paths.runs_dir}/{stage}/{_root_.dataset.name}/{_root_.backbone.name}/{run_name}"
+
+
 def register() -> None:
+    if not OmegaConf.has_resolver("wsss.run_of"):
+        OmegaConf.register_new_resolver("wsss.run_of", stage_run_folder)
     if not OmegaConf.has_resolver("wsss.per_stage"):
         OmegaConf.register_new_resolver("wsss.per_stage", per_stage)
     sweep_dirs.register()

@@ -1,7 +1,7 @@
 """Mistakes a user makes on the command line or in the data, reported as one paragraph without a traceback.
 
-- `typed_overrides(argv)`: the command line's overrides as Hydra parses them (for
-  wsss.hyperparameters.refuse_bad_values, which checks the typed values before torch is imported);
+- `typed_overrides(argv)`: Hydra's parsed overrides (the `+stage.` keys that wsss/app.py's config check refuses
+  when the stage does not read them);
 - `did_you_mean(argv)`: after Hydra refused a key that is not in the config, the nearest keys that are;
 - `is_user_error(error)` / `report(error)`: weights not cached, a bad hyperparameter, a refused run folder, a
   missing data folder, a pipeline that cannot go on: the message on the screen, the traceback in the run

@@ -7,6 +7,7 @@ from hydra.utils import get_class, get_method
 from omegaconf import OmegaConf
 
 from tests.helpers import ROOT
+from wsss.stage_schema import composed_config_problems
 
 CONF = ROOT / "conf"
 
@@ -22,6 +23,7 @@ def test_every_option_composes(group, make_cfg, tmp_path):
         cfg = make_cfg(f"{group}={option}", tiny=False)
         plain = OmegaConf.to_container(cfg.stage, resolve=False)
         assert plain["name"]
+        assert composed_config_problems(cfg) == [], option  # types and keys against conf/stage
         get_class(cfg.stage._target_)  # the stage class imports
         if group == "dataset":
             get_class(cfg.dataset._target_)

@@ -9,7 +9,6 @@ import sys
 
 from tests.helpers import ROOT
 from wsss.app import CONF_DIR
-from wsss.hyperparameters import refuse_bad_values
 from wsss.user_errors import did_you_mean
 
 
@@ -19,18 +18,17 @@ def run_py(cwd, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=timeout)
 
 
-def test_a_bad_hyperparameter_is_refused_by_its_key():
-    assert refuse_bad_values(["stage=pnoc", "stage.lr=abc"]) == "stage.lr='abc': expected a number >= 0."
-    assert refuse_bad_values(["-m", "stage.lr=0.1,0.2", "stage.noc.lr_factor=-1", "--cfg", "job"]) is not None
-    assert refuse_bad_values(["stage.lr=0.1", "seed=3", "dataset.args.root=/x"]) is None
-
-
-def test_stage_lr_abc_is_refused_before_torch_is_imported():
-    code = ("import sys; from wsss.app import main; sys.argv = ['run.py', 'stage.lr=abc']\n"
+def test_stage_lr_abc_and_an_unread_added_key_are_refused_before_torch_is_imported(tmp_path):
+    code = ("import sys; from wsss.app import main\n"
+            "sys.argv = ['run.py', 'stage=pnoc', 'stage.lr=abc', '+stage.lrr=0.5']\n"
             "try:\n    main()\nexcept SystemExit as e:\n    print(e.code, 'torch' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.stdout.split() == ["2", "False"], out.stderr[-2000:]
-    assert out.stderr.strip() == "error: stage.lr='abc': expected a number >= 0."
+    env = {**os.environ, "WSSS_RUNS": str(tmp_path / "runs")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env,
+                         cwd=tmp_path)
+    assert out.stdout.split() == ["1", "False"], out.stderr[-2000:]
+    assert out.stderr.strip() == ("error: +stage.lrr on the command line: stage pnoc does not read lrr "
+                                  "(conf/stage/pnoc.yaml); did you mean stage.lr?; stage.lr='abc': expected a "
+                                  "number (conf/stage/pnoc.yaml: lr: 0.1)")
 
 
 def test_a_key_not_in_the_config_gets_the_nearest_keys():

@@ -108,6 +108,9 @@ def test_plan_errors_name_the_step(tmp_path):
     with pytest.raises(PipelineError, match="no step of the pipeline has these keys"):
         plan(twice | {"steps": {"a": {"stage": "classifier"}}}, [], ["stage.nosuch=1"], "d",
              fake_composer(tmp_path / "runs"), conf_dir=conf)
+    with pytest.raises(PipelineError, match=r"\['\+stage.lrr=0.5'\]: no step of the pipeline has these keys"):
+        plan(twice | {"steps": {"a": {"stage": "classifier"}}}, [], ["+stage.lrr=0.5"], "d",
+             fake_composer(tmp_path / "runs"), conf_dir=conf)  # added with +, but no stage reads it
 
 
 def test_command_line_split_and_value_format():

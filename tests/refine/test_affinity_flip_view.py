@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from wsss.stage_schema import stage_settings
 from wsss.stages.affinity import AffinityStage
 
 
@@ -24,7 +25,8 @@ class LeftToRight(torch.nn.Module):
 
 
 def boundary(image, **inference):
-    stage = SimpleNamespace(scfg={"inference": {"pad_to": 32, "flip": True, **inference}}, net=LeftToRight())
+    stage = SimpleNamespace(scfg=stage_settings("affinity", {"inference": {"pad_to": 32, "flip": True, **inference}}),
+                            net=LeftToRight())
     return AffinityStage.boundary_map(stage, image)
 
 

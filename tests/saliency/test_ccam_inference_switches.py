@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from wsss.stage_schema import stage_settings
 from wsss.stages.ccam import CCAMStage
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -28,7 +29,7 @@ def run_predict(pixels: np.ndarray, **inference):
         autocast_seen.append(torch.is_autocast_enabled("cpu"))
         return x[:, :1] * 2.0
 
-    stage = SimpleNamespace(scfg={"inference": {"scales": [0.5], "flip": False, **inference}},
+    stage = SimpleNamespace(scfg=stage_settings("ccam", {"inference": {"scales": [0.5], "flip": False, **inference}}),
                             trainer=SimpleNamespace(datamodule=SimpleNamespace(mean=MEAN, std=STD)),
                             device=torch.device("cpu"), dtype=torch.float32, writer=Recorder(),
                             saliency_logits=logits)

@@ -116,6 +116,7 @@ def test_pil_bicubic_scales_and_fp32_as_the_thesis_code():
     import numpy as np
     from PIL import Image
 
+    from wsss.stage_schema import stage_settings
     from wsss.stages.deeplab import DeepLabStage
 
     mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -128,8 +129,9 @@ def test_pil_bicubic_scales_and_fp32_as_the_thesis_code():
         seen.append((tuple(x.shape[-2:]), torch.is_autocast_enabled("cpu"), x.clone()))
         return torch.cat([x[:, :1], torch.zeros_like(x[:, :1])], 1)
 
-    stage = SimpleNamespace(scfg={"inference": {"scales": [0.5], "flip": False, "fuse": "logits",
-                                                "image_resize": "pil_bicubic", "fp32": True}},
+    stage = SimpleNamespace(scfg=stage_settings("deeplab", {"inference": {
+                                "scales": [0.5], "flip": False, "fuse": "logits", "image_resize": "pil_bicubic",
+                                "fp32": True}}),
                             trainer=SimpleNamespace(datamodule=SimpleNamespace(mean=mean, std=std)),
                             device=torch.device("cpu"), dtype=torch.float32, net=net)
     with torch.autocast("cpu", dtype=torch.bfloat16):

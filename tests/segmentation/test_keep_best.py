@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from wsss.stage_schema import Settings
 from wsss.stages.deeplab import DeepLabStage
 from wsss.tasks import kept_checkpoint
 
@@ -19,7 +20,7 @@ class Trainer:
 
 
 def run_epochs(mious, keep_best=True):
-    stage = SimpleNamespace(scfg={"keep_best": keep_best}, trainer=Trainer(), run_dir=Path("run"),
+    stage = SimpleNamespace(scfg=Settings({"keep_best": keep_best}), trainer=Trainer(), run_dir=Path("run"),
                             best_val_miou=-1.0)
     saved_at = []
     for epoch, miou in enumerate(mious):

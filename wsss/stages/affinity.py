@@ -109,7 +109,7 @@ class AffinityStage(Stage):
     def check_config(cfg: dict) -> None:
         """Settings that would fail a later task (the pipeline asks before its first step runs)."""
         crop = int(cfg["dataset"]["crop_size"])
-        radius = int(cfg["stage"].get("radius", 10))
+        radius = int(cfg["stage"]["radius"])
         try:
             PairIndex(*grid_size(crop, crop), radius)
         except ValueError as e:
@@ -121,11 +121,11 @@ class AffinityStage(Stage):
         super().__init__(cfg)
         self.check_config(cfg)
         s = self.scfg
-        self.net = AffinityNet(self.make_backbone(), s.get("branch_channels", 32), s.get("gn_groups", 4),
-                               s.get("freeze_backbone", True), s.get("stem_branch", True))
-        if s.get("backbone_checkpoint"):
-            load_backbone_from(self.net.backbone, s["backbone_checkpoint"], self.cfg["backbone"]["name"])
-        self.radius = int(s.get("radius", 10))
+        self.net = AffinityNet(self.make_backbone(), s.branch_channels, s.gn_groups,
+                               s.freeze_backbone, s.stem_branch)
+        if s.backbone_checkpoint:
+            load_backbone_from(self.net.backbone, s.backbone_checkpoint, self.cfg["backbone"]["name"])
+        self.radius = int(s.radius)
         self._pair_indices: dict[tuple[int, int], PairIndex] = {}
         self._checked: dict[tuple[str, str], ArtifactDir] = {}
 
@@ -135,8 +135,8 @@ class AffinityStage(Stage):
         return self.cfg["dataset"]["name"]
 
     def _input(self, kind: str, split: str, ids: list[str], suffix: str) -> ArtifactDir:
-        inputs = self.scfg.get("inputs") or {}
-        if not inputs.get(kind):
+        inputs = self.scfg.inputs
+        if not inputs[kind]:
             raise ValueError(f"stage.inputs.{kind} is not set")
         if (kind, split) not in self._checked:
             self._checked[(kind, split)] = open_split(inputs[kind], split, ids, suffix, self.dataset_name)
@@ -146,7 +146,7 @@ class AffinityStage(Stage):
         return self._input("cams", split, ids, ".npz")
 
     def saliency_input(self, split: str, ids: list[str]) -> ArtifactDir | None:
-        if not (self.scfg.get("inputs") or {}).get("saliency"):
+        if not self.scfg.inputs.saliency:
             return None
         return self._input("saliency", split, ids, ".png")
 
@@ -163,13 +163,13 @@ class AffinityStage(Stage):
         return ".npz" if kind == RW else ".png"
 
     def label_splits(self) -> list[str]:
-        return list(self.scfg.get(LABELS, {}).get("splits") or [self.cfg["dataset"]["train_split"]])
+        return list(self.scfg[LABELS].splits or [self.cfg["dataset"]["train_split"]])
 
     # -- data and parameters ------------------------------------------------------------------------
     def datamodule(self) -> AffinityDataModule:
         s = self.scfg
         return AffinityDataModule(self.cfg["dataset"], batch_size=self.device_batch_size(), mean=self.norm_mean,
-                                  std=self.norm_std, augment=s.get("augment"), num_workers=self.cfg["num_workers"],
+                                  std=self.norm_std, augment=s.augment, num_workers=self.cfg["num_workers"],
                                   label_root=self.run_dir / LABELS)
 
     def pretrained_modules(self):
@@ -183,9 +183,9 @@ class AffinityStage(Stage):
         (lucasdavid/PNOC@f250e0d:scripts/rw/train_affinity.py: no lr multipliers)."""
         s = self.scfg
         params = [p for p in self.net.parameters() if p.requires_grad]
-        groups = [{"params": params, "lr": s["lr"], "weight_decay": s["weight_decay"]}]
-        opt, sched = sgd_poly(groups, self.total_steps(), s.get("momentum", 0.0), s.get("nesterov", False),
-                              s.get("poly_power", 0.9))
+        groups = [{"params": params, "lr": s.lr, "weight_decay": s.weight_decay}]
+        opt, sched = sgd_poly(groups, self.total_steps(), s.momentum, s.nesterov,
+                              s.poly_power)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def pair_index(self, height: int, width: int) -> PairIndex:
@@ -219,20 +219,20 @@ class AffinityStage(Stage):
         lucasdavid/PNOC@f250e0d:core/networks.py:361-367, scripts/rw/inference.py:114); `canvas` mirrors the
         padded canvas instead (the padding then sits left of the mirrored image).
         """
-        inf = self.scfg.get("inference", {})
+        inf = self.scfg.inference
         height, width = image.shape[-2:]
-        pad_to = inf.get("pad_to") or 0
+        pad_to = inf.pad_to or 0
         pad = (0, max(0, pad_to - width), 0, max(0, pad_to - height))
         size = grid_size(height, width)
-        flip_view = inf.get("flip_view", "image")
+        flip_view = inf.flip_view
         if flip_view not in FLIP_VIEWS:
             raise ValueError(f"stage.inference.flip_view={flip_view!r}; expected one of {FLIP_VIEWS}")
-        if inf.get("flip", True) and flip_view == "image":
+        if inf.flip and flip_view == "image":
             views = F.pad(torch.cat([image, image.flip(-1)]), pad)
             logits = self.net(views).float()[:, 0, :size[0], :size[1]]
             return torch.sigmoid(logits[:1] / 2 + logits[1:].flip(-1) / 2)
         image = F.pad(image, pad)
-        if inf.get("flip", True):
+        if inf.flip:
             return self.net.boundary_with_flip(image, size=size)
         return self.net.boundary(image)[..., :size[0], :size[1]]
 
@@ -241,19 +241,19 @@ class AffinityStage(Stage):
         """RW maps (n, H, W) ∈ [0, 1] of one image's full-resolution CAMs (n, H, W)
         (lucasdavid/PNOC@f250e0d:scripts/rw/inference.py), seeded with its stride-4 CAMs `seeds` (n, ⌈H/4⌉,
         ⌈W/4⌉) when given, else with `cams` downsampled bilinearly."""
-        inf = self.scfg.get("inference", {})
+        inf = self.scfg.inference
         height, width = image.shape[-2:]
         if cams.shape[0] == 0:
             return torch.zeros((0, height, width))
         boundary = self.boundary_map(image).float()
         strided = seed_maps(cams, seeds, grid_size(height, width)).to(image.device)
-        rw = random_walk(strided, boundary, inf.get("beta", 10.0), inf.get("exp_times", 8), inf.get("radius", 5))
+        rw = random_walk(strided, boundary, inf.beta, inf.exp_times, inf.radius)
         return upsample_and_normalise(rw, (height, width))[0]
 
     def predict_step(self, batch: dict, batch_idx: int) -> None:
         split = self.trainer.datamodule.predict_split
         cams = self.cam_input(split, self.trainer.datamodule.split(split).ids)
-        store = storage_dtype((self.scfg.get("inference") or {}).get("storage", "float16"))
+        store = storage_dtype(self.scfg.inference.storage)
         for i, image_id in enumerate(batch["id"]):
             image = batch["image"][i:i + 1]
             z = cams.read_npz(image_id)

@@ -15,6 +15,7 @@ from wsss.models.checkpoints import load_checkpoint, load_matching, state_dict_o
 from wsss.optim import param_groups, sgd_poly
 from wsss.stage_contract import Artifact, Task
 from wsss.tasks import FIT_TASK
+from wsss.stage_schema import Settings
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ class Stage(L.LightningModule):
         check_hyperparameters(cfg)  # `stage.lr=-0.1: expected a positive number`, before anything is built
         self.save_hyperparameters({"cfg": cfg})
         self.cfg = cfg
-        self.scfg = cfg["stage"]
+        self.scfg = Settings(cfg["stage"])  # read as attributes: s.lr, s.inference.scales
         self.run_dir = Path(cfg["paths"]["run_dir"])
         self.writer: ArtifactDir | None = None  # the folder the running predict fills (tasks.predict_missing)
 
@@ -65,8 +66,8 @@ class Stage(L.LightningModule):
         """The loaders' batch: `stage.batch_size` as it stands under `batch_scope: device` (Lightning's
         convention), or split over the devices under `global` (the batch of one optimisation step, as the papers
         and their DataParallel code state it: 32 on 4 GPUs is 8 per device)."""
-        batch = int(self.scfg["batch_size"])
-        if self.scfg.get("batch_scope", "device") == "device" or self.world_size == 1:
+        batch = int(self.scfg.batch_size)
+        if self.scfg.batch_scope == "device" or self.world_size == 1:
             return batch
         if batch % self.world_size:
             raise ValueError(f"stage.batch_size={batch} with stage.batch_scope=global cannot be split evenly over "
@@ -77,7 +78,7 @@ class Stage(L.LightningModule):
     def datamodule(self) -> WSSSDataModule:
         s = self.scfg
         return WSSSDataModule(self.cfg["dataset"], batch_size=self.device_batch_size(), mean=self.norm_mean,
-                              std=self.norm_std, augment=s.get("augment"), num_workers=self.cfg["num_workers"])
+                              std=self.norm_std, augment=s.augment, num_workers=self.cfg["num_workers"])
 
     norm_mean: tuple = (0.485, 0.456, 0.406)
     norm_std: tuple = (0.229, 0.224, 0.225)
@@ -129,10 +130,10 @@ class Stage(L.LightningModule):
 
     def configure_optimizers(self):
         s = self.scfg
-        groups = param_groups(self.pretrained_modules(), self.new_modules(), s["lr"], s["weight_decay"],
-                              s.get("lr_alpha_bias", 2.0), s.get("lr_alpha_new", 10.0))
-        opt, sched = sgd_poly(groups, self.total_steps(), s.get("momentum", 0.0), s.get("nesterov", False),
-                              s.get("poly_power", 0.9))
+        groups = param_groups(self.pretrained_modules(), self.new_modules(), s.lr, s.weight_decay,
+                              s.lr_alpha_bias, s.lr_alpha_new)
+        opt, sched = sgd_poly(groups, self.total_steps(), s.momentum, s.nesterov,
+                              s.poly_power)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     # -- checkpoints --------------------------------------------------------------------------

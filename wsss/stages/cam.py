@@ -31,10 +31,10 @@ class CAMStage(Stage):
 
     def __init__(self, cfg: dict):
         super().__init__(cfg)
-        kur = self.scfg.get("kur") or {}
+        kur = self.scfg.kur
         alpha = kur_alpha(kur, self.num_classes)
-        bias = bool((self.scfg.get("head") or {}).get("bias", False))  # the XAI classifier's dense bias (A.1.2)
-        self.net = CAMNet(self.make_backbone(), self.num_classes, kur=bool(kur.get("enabled", False)), kur_alpha=alpha,
+        bias = bool(self.scfg.head.bias)  # the XAI classifier's dense bias (A.1.2)
+        self.net = CAMNet(self.make_backbone(), self.num_classes, kur=bool(kur.enabled), kur_alpha=alpha,
                           bias=bias)
         metrics = MetricCollection({
             "f1": MultilabelF1Score(self.num_classes, average="macro"),
@@ -60,7 +60,7 @@ class CAMStage(Stage):
     # -- training -------------------------------------------------------------------------------
     def compute_loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
         logits, _ = self.net(batch["image"])
-        loss = multilabel_soft_margin(logits, batch["label"], self.scfg.get("label_smoothing", 0.0))
+        loss = multilabel_soft_margin(logits, batch["label"], self.scfg.label_smoothing)
         return loss, {"cls": loss}
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
@@ -73,7 +73,7 @@ class CAMStage(Stage):
     def on_train_epoch_end(self) -> None:
         """Thesis Table 7: CAM mIoU on the train split after every epoch (`evaluation.monitor_train_cam_miou`),
         a logged number that nothing selects on (wsss/cams/monitor.py)."""
-        if (self.scfg.get("evaluation") or {}).get("monitor_train_cam_miou", False):
+        if self.scfg.evaluation.monitor_train_cam_miou:
             from wsss.cams.monitor import METRIC, train_cam_miou
 
             self.log(METRIC, train_cam_miou(self), rank_zero_only=True)
@@ -95,15 +95,15 @@ class CAMStage(Stage):
     def predict_step(self, batch: dict, batch_idx: int) -> None:
         """Multi-scale + flip CAMs of the present classes, each divided by its maximum (`cams`), and the same at
         stride 4 (`cams_stride4`, the thesis code's random-walk seeds; `inference.stride4_seeds`)."""
-        inf = self.cfg["stage"].get("inference", {})
+        inf = self.scfg.inference
         data = self.trainer.datamodule
-        with inference_precision(self.device.type, bool(inf.get("fp32", True))):
+        with inference_precision(self.device.type, bool(inf.fp32)):
             images = batch["image"] if self.dtype == torch.bfloat16 else batch["image"].float()
             cams, seeds = multiscale_cams_and_seeds(
-                self.raw_cams, images, inf.get("scales", (0.5, 1.0, 1.5, 2.0)), inf.get("flip", True),
-                inf.get("image_resize", "pil_bicubic"), int(inf.get("upsample_stride", 16)), data.mean, data.std,
-                seeds=bool(inf.get("stride4_seeds", True)), flip_merge=inf.get("flip_merge", "image"))
-        store = storage_dtype(inf.get("storage", "float16"))
+                self.raw_cams, images, inf.scales, inf.flip,
+                inf.image_resize, int(inf.upsample_stride), data.mean, data.std,
+                seeds=bool(inf.stride4_seeds), flip_merge=inf.flip_merge)
+        store = storage_dtype(inf.storage)
         for i, image_id in enumerate(batch["id"]):
             maps, keys = normalize_present(cams[i], batch["label"][i])
             extra = {}

@@ -62,18 +62,18 @@ class CCAMStage(Stage):
     def __init__(self, cfg: dict):
         super().__init__(cfg)
         s = self.scfg
-        self.net = CCAM(self.make_backbone(), stages=tuple(s.get("feature_stages", (-2, -1))),
-                        kernel_size=s.get("kernel_size", 3))
-        h = dict(s.get("hints") or {})
-        self.hints_enabled = bool(h.get("enabled", False))
-        self.delta_fg = float(h.get("delta_fg", 0.4))
-        self.hint_interpolation = h.get("interpolation", "bicubic")
-        self.criterion = CCAMLoss(alpha=s.get("alpha", 0.25), include_self=s.get("include_self", True),
-                                  lambda_h=h.get("lambda_h", 1.0), delta_fg=self.delta_fg,
-                                  delta_bg=h.get("delta_bg"), label_smoothing=h.get("label_smoothing", 0.1))
-        pol = dict(s.get("polarity") or {})
-        self.polarity_rule = resolve_polarity_rule(pol.get("rule", "auto"), self.hints_enabled)
-        self.border_width = int(pol.get("border_width", 4))
+        self.net = CCAM(self.make_backbone(), stages=tuple(s.feature_stages),
+                        kernel_size=s.kernel_size)
+        h = s.hints
+        self.hints_enabled = bool(h.enabled)
+        self.delta_fg = float(h.delta_fg)
+        self.hint_interpolation = h.interpolation
+        self.criterion = CCAMLoss(alpha=s.alpha, include_self=s.include_self,
+                                  lambda_h=h.lambda_h, delta_fg=self.delta_fg,
+                                  delta_bg=h.delta_bg, label_smoothing=h.label_smoothing)
+        pol = s.polarity
+        self.polarity_rule = resolve_polarity_rule(pol.rule, self.hints_enabled)
+        self.border_width = int(pol.border_width)
 
     # -- data -----------------------------------------------------------------------------------
     @property
@@ -82,14 +82,14 @@ class CCAMStage(Stage):
 
     def datamodule(self) -> SaliencyDataModule:
         s = self.scfg
-        inputs = (s.get("inputs") or {}).get("cams") if self.needs_hints else None
+        inputs = s.inputs.cams if self.needs_hints else None
         if self.needs_hints and not inputs:
             raise ValueError("stage.inputs.cams must name a CAM artifact folder when hints are enabled or "
                              "stage.polarity.rule=hints")
         return SaliencyDataModule(self.cfg["dataset"], self.device_batch_size(), self.norm_mean, self.norm_std,
                                   mode="hints", inputs=inputs,
-                                  crop_size=s.get("crop_size"), resize_factor=s.get("resize_factor", 1.15),
-                                  augment=s.get("augment"), num_workers=self.cfg["num_workers"])
+                                  crop_size=s.crop_size, resize_factor=s.resize_factor,
+                                  augment=s.augment, num_workers=self.cfg["num_workers"])
 
     # -- parameters -----------------------------------------------------------------------------
     def pretrained_modules(self):
@@ -109,7 +109,7 @@ class CCAMStage(Stage):
         if self.needs_hints:
             hints = hint_map(batch["hint"], tuple(out.logits.shape[-2:]), self.hint_interpolation)
         fg, bg = out.fg.float(), out.bg.float()
-        if self.scfg.get("gather_contrast", True):  # Eq. 7 over the step's whole batch, as DataParallel
+        if self.scfg.gather_contrast:  # Eq. 7 over the step's whole batch, as DataParallel
             fg, bg = gather_rows(fg), gather_rows(bg)
         parts = self.criterion(fg, bg, out.logits.float(), hints if self.hints_enabled else None)
         return parts.pop("loss"), parts, out.logits, hints
@@ -144,7 +144,7 @@ class CCAMStage(Stage):
         was_training = self.training
         self.eval()
         votes = torch.zeros(2, device=self.device)
-        max_images = (self.scfg.get("polarity") or {}).get("max_images", 512)
+        max_images = self.scfg.polarity.max_images
         rank, world = self.trainer.global_rank, self.trainer.world_size
         for batch in self.trainer.datamodule.polarity_dataloader(max_images, rank, world):
             logits = self.net(batch["image"].to(self.device)).logits
@@ -185,14 +185,14 @@ class CCAMStage(Stage):
         return self.net.foreground_logits(self.net(images).logits)
 
     def predict_step(self, batch: dict, batch_idx: int) -> None:
-        inf = self.scfg.get("inference") or {}
+        inf = self.scfg.inference
         data = self.trainer.datamodule
-        with inference_precision(self.device.type, bool(inf.get("fp32", True))):
+        with inference_precision(self.device.type, bool(inf.fp32)):
             images = batch["image"] if self.dtype == torch.bfloat16 else batch["image"].float()
-            sal = multiscale_saliency(self.saliency_logits, images, inf.get("scales", (0.5, 1.0, 1.5, 2.0)),
-                                      inf.get("flip", True), inf.get("activation", "relu"),
-                                      inf.get("image_resize", "pil_bicubic"),
-                                      int(inf.get("upsample_stride", 16)), data.mean, data.std)
+            sal = multiscale_saliency(self.saliency_logits, images, inf.scales,
+                                      inf.flip, inf.activation,
+                                      inf.image_resize,
+                                      int(inf.upsample_stride), data.mean, data.std)
         for i, image_id in enumerate(batch["id"]):
             self.writer.write_png(image_id, to_uint8(sal[i]))
 

@@ -24,7 +24,7 @@ from wsss.metrics.segmentation import IGNORE, ConfusionMatrixMetric
 from wsss.models.deeplab import DeepLabV3Plus
 from wsss.segmentation.crf_pool import LabelMapWriter, crf_params
 from wsss.segmentation.data import SegmentationDataModule
-from wsss.segmentation.inference import DEFAULT_SCALES, multiscale_probabilities
+from wsss.segmentation.inference import multiscale_probabilities
 from wsss.segmentation.tasks import EVALUATE_SEGMENTATION, EXPORT
 from wsss.stage_contract import Artifact
 from wsss.stages.base import Stage, load_backbone_from
@@ -47,32 +47,32 @@ class DeepLabStage(Stage):
 
     def __init__(self, cfg: dict):
         super().__init__(cfg)
-        m = dict(self.scfg.get("model") or {})
+        m = self.scfg.model
         backbone = self.make_backbone()
         self.net = DeepLabV3Plus(backbone, self.num_classes + 1, output_stride=backbone.stride,
-                                 aspp_rates=m.get("aspp_rates", (6, 12, 18)), norm=m.get("norm", "gn"),
-                                 low_level_channels=m.get("low_level_channels", 48),
-                                 decoder_channels=m.get("decoder_channels", 256),
-                                 aspp_dropout=m.get("aspp_dropout", 0.5),
-                                 decoder_dropouts=m.get("decoder_dropouts", (0.5, 0.1)),
-                                 low_level_stage=m.get("low_level_stage", 0),
-                                 align_corners=m.get("align_corners", True), gn_groups=m.get("gn_groups", 4))
-        if self.scfg.get("backbone_checkpoint"):  # e.g. the CAM stage's: trained on the same images
-            load_backbone_from(self.net.backbone, self.scfg["backbone_checkpoint"], self.cfg["backbone"]["name"])
+                                 aspp_rates=m.aspp_rates, norm=m.norm,
+                                 low_level_channels=m.low_level_channels,
+                                 decoder_channels=m.decoder_channels,
+                                 aspp_dropout=m.aspp_dropout,
+                                 decoder_dropouts=m.decoder_dropouts,
+                                 low_level_stage=m.low_level_stage,
+                                 align_corners=m.align_corners, gn_groups=m.gn_groups)
+        if self.scfg.backbone_checkpoint:  # e.g. the CAM stage's: trained on the same images
+            load_backbone_from(self.net.backbone, self.scfg.backbone_checkpoint, self.cfg["backbone"]["name"])
         self.val_confusion = ConfusionMatrixMetric(self.num_classes + 1)
         self._label_maps: LabelMapWriter | None = None
         self.last_val: tuple[str, float, float] | None = None
 
     @property
     def uses_gt(self) -> bool:
-        return self.scfg["masks"] == "gt"
+        return self.scfg.masks == "gt"
 
     def datamodule(self) -> SegmentationDataModule:
         s = self.scfg
-        return SegmentationDataModule(self.cfg["dataset"], s["masks"], batch_size=self.device_batch_size(),
-                                      mean=self.norm_mean, std=self.norm_std, augment=s.get("augment"),
-                                      num_workers=self.cfg["num_workers"], train_split=s.get("train_split"),
-                                      val_split=s.get("val_split"))
+        return SegmentationDataModule(self.cfg["dataset"], s.masks, batch_size=self.device_batch_size(),
+                                      mean=self.norm_mean, std=self.norm_std, augment=s.augment,
+                                      num_workers=self.cfg["num_workers"], train_split=s.train_split,
+                                      val_split=s.val_split)
 
     # -- parameters -----------------------------------------------------------------------------
     def pretrained_modules(self):
@@ -89,7 +89,7 @@ class DeepLabStage(Stage):
 
     # -- training -------------------------------------------------------------------------------
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss = segmentation_loss(self.net(batch["image"]), batch["mask"], self.scfg.get("label_smoothing", 0.0))
+        loss = segmentation_loss(self.net(batch["image"]), batch["mask"], self.scfg.label_smoothing)
         self.log("train/loss", loss.detach(), prog_bar=True, batch_size=len(batch["id"]))
         return loss
 
@@ -115,7 +115,7 @@ class DeepLabStage(Stage):
         """With `stage.keep_best`, write checkpoints/best.ckpt whenever the validation mIoU (of the masks
         folder's val split: pseudo masks, no ground truth) beats every earlier one, as the thesis code's
         scripts/segmentation/train.py:234-245 (lucasdavid/PNOC@f250e0d); predict then uses it."""
-        if not self.scfg.get("keep_best") or self.trainer.sanity_checking or miou <= self.best_val_miou:
+        if not self.scfg.keep_best or self.trainer.sanity_checking or miou <= self.best_val_miou:
             return
         self.best_val_miou = miou
         self.trainer.save_checkpoint(self.run_dir / "checkpoints" / "best.ckpt", weights_only=True)
@@ -135,20 +135,20 @@ class DeepLabStage(Stage):
         if self.trainer.is_global_zero and self.last_val is not None:
             key, score, trivial = self.last_val
             learned.check(self.run_dir, f"deeplab ({key})", score, trivial, learned.ADVICE["deeplab"],
-                          self.scfg.get("learned_nothing_margin", learned.DEFAULT_MARGIN))
+                          self.scfg.learned_nothing_margin)
 
     # -- inference ------------------------------------------------------------------------------
     def probabilities(self, images: torch.Tensor) -> torch.Tensor:
-        inf = self.scfg.get("inference") or {}
+        inf = self.scfg.inference
         data = self.trainer.datamodule
-        with inference_precision(self.device.type, bool(inf.get("fp32", False))):
+        with inference_precision(self.device.type, bool(inf.fp32)):
             images = images if self.dtype == torch.bfloat16 else images.float()
-            return multiscale_probabilities(self.net, images, inf.get("scales", DEFAULT_SCALES),
-                                            inf.get("flip", True), inf.get("fuse", "softmax"),
-                                            inf.get("image_resize", "bilinear"), data.mean, data.std)
+            return multiscale_probabilities(self.net, images, inf.scales,
+                                            inf.flip, inf.fuse,
+                                            inf.image_resize, data.mean, data.std)
 
     def on_predict_start(self) -> None:
-        iterations, processes, params, gt_prob = crf_params((self.scfg.get("inference") or {}).get("crf"))
+        iterations, processes, params, gt_prob = crf_params(self.scfg.inference.crf)
         self._label_maps = LabelMapWriter(self.writer, iterations, processes, params, gt_prob)
 
     def predict_step(self, batch: dict, batch_idx: int) -> None:

@@ -45,7 +45,7 @@ class GeneratorStage(CAMStage):
                             labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``L_cls`` of the full images (smoothed targets when `label_smoothing` > 0) and their raw CAMs."""
         logits, cams = self.net(images)
-        return multilabel_soft_margin(logits, labels, self.scfg.get("label_smoothing", 0.0)), cams
+        return multilabel_soft_margin(logits, labels, self.scfg.label_smoothing), cams
 
     def generator_step(self, images: torch.Tensor, labels: torch.Tensor, step: int,
                        total: int) -> GeneratorStep:

@@ -76,7 +76,7 @@ class OCCSEStage(GeneratorStage):
 
     def setup(self, stage: str) -> None:
         if stage == "fit":
-            self.load_oc(self.scfg.get("oc_checkpoint"))
+            self.load_oc(self.scfg.oc_checkpoint)
 
     def load_oc(self, path: str | Path) -> None:
         state, kur = read_classifier_state(path, self.num_classes)
@@ -97,13 +97,13 @@ class OCCSEStage(GeneratorStage):
     def cse_terms(self, images: torch.Tensor, labels: torch.Tensor, cams: torch.Tensor, step: int,
                   total: int) -> tuple[dict, torch.Tensor]:
         """``L_cse`` (Eq. 6) with its weight ``lambda_cse``, and the erased classes r."""
-        o = self.scfg["occse"]
+        o = self.scfg.occse
         erased = self.draw_erased(labels, step)
-        erased_images = soft_erase_classes(images, cams.float(), erased, o.get("mask_normalization", "batch"),
-                                           bool(o.get("relu_before_resize", True)),
-                                           gather_max=bool(o.get("gather_batch_max", True)))
+        erased_images = soft_erase_classes(images, cams.float(), erased, o.mask_normalization,
+                                           bool(o.relu_before_resize),
+                                           gather_max=bool(o.gather_batch_max))
         oc_logits, _ = self.oc(erased_images)
-        cse = occse_loss(oc_logits, labels, erased, self.scfg.get("label_smoothing", 0.0))
+        cse = occse_loss(oc_logits, labels, erased, self.scfg.label_smoothing)
         return {"cse": cse, "lambda_cse": ramp(o["cse_ramp"], step, total)}, erased
 
     def generator_step(self, images: torch.Tensor, labels: torch.Tensor, step: int,

@@ -54,7 +54,7 @@ class PNOCStage(POCStage):
     def __init__(self, cfg: dict):
         super().__init__(cfg)
         self.automatic_optimization = False
-        k = int(self.scfg["noc"].get("oc_update_every", 1))
+        k = int(self.scfg.noc.oc_update_every)
         if k < 1:
             raise ValueError(f"stage.noc.oc_update_every must be >= 1 (update oc every k batches), got {k}")
         self.oc_update_every = k
@@ -63,7 +63,7 @@ class PNOCStage(POCStage):
 
     def configure_oc(self) -> None:
         """P-NOC: ``oc`` is trained; its BatchNorm too unless ``noc.oc_batchnorm=frozen``."""
-        mode = self.scfg["noc"].get("oc_batchnorm", "train")
+        mode = self.scfg.noc.oc_batchnorm
         if mode not in self.OC_BATCHNORM:
             raise ValueError(f"stage.noc.oc_batchnorm={mode!r}; expected one of {self.OC_BATCHNORM}")
         self.oc_batchnorm = mode
@@ -72,19 +72,19 @@ class PNOCStage(POCStage):
 
     @property
     def leak_generator_loss(self) -> bool:
-        return bool(self.scfg["noc"].get("leak_generator_loss", False))
+        return bool(self.scfg.noc.leak_generator_loss)
 
     # -- optimisation ---------------------------------------------------------------------------------
     def configure_optimizers(self):
-        s, n = self.scfg, self.scfg["noc"]
+        s, n = self.scfg, self.scfg.noc
         total = self.batch_position()[1]
-        common = dict(weight_decay=s["weight_decay"], alpha_bias=s.get("lr_alpha_bias", 2.0),
-                      alpha_new=s.get("lr_alpha_new", 10.0))
-        gen_groups = param_groups([self.net.backbone], self.net.new_modules(), s["lr"], **common)
-        oc_groups = param_groups([self.oc.backbone], self.oc.new_modules(), s["lr"] * n.get("lr_factor", 1.0),
+        common = dict(weight_decay=s.weight_decay, alpha_bias=s.lr_alpha_bias,
+                      alpha_new=s.lr_alpha_new)
+        gen_groups = param_groups([self.net.backbone], self.net.new_modules(), s.lr, **common)
+        oc_groups = param_groups([self.oc.backbone], self.oc.new_modules(), s.lr * n.lr_factor,
                                  **common)
-        schedule = dict(momentum=s.get("momentum", 0.0), nesterov=s.get("nesterov", False),
-                        power=s.get("poly_power", 0.9))
+        schedule = dict(momentum=s.momentum, nesterov=s.nesterov,
+                        power=s.poly_power)
         gen_opt, gen_sched = sgd_poly(gen_groups, total, **schedule)
         oc_opt, oc_sched = sgd_poly(oc_groups, max(1, total // self.oc_update_every), **schedule)
         return [gen_opt, oc_opt], [gen_sched, oc_sched]
@@ -146,18 +146,18 @@ class PNOCStage(POCStage):
 
     def oc_update(self, images, labels, cams, erased, step, total, opt, sched) -> dict:
         """Step 2: ``L_noc`` (Eq. 28) on hard-masked images -> oc update, the generator fixed."""
-        n = self.scfg["noc"]
+        n = self.scfg.noc
         weight = ramp(n["noc_ramp"], step, total)
         with self.toggled_optimizer(opt):  # the generator's parameters take no gradient
             if not self.leak_generator_loss:
                 opt.zero_grad()
-            masked = hard_erase(images, cams.float(), erased, float(n.get("delta", 0.2)))
+            masked = hard_erase(images, cams.float(), erased, float(n.delta))
             self.oc.train(self.oc_batchnorm == "train")
             try:
                 oc_logits, _ = self.oc(masked)
             finally:
                 self.oc.eval()
-            loss = noc_loss(oc_logits, labels, weight, self.scfg.get("label_smoothing", 0.0))
+            loss = noc_loss(oc_logits, labels, weight, self.scfg.label_smoothing)
             self.manual_backward(loss)
             opt.step()
             sched.step()

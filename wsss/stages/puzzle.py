@@ -22,12 +22,12 @@ class PuzzleStage(GeneratorStage):
         """``L_p-cls``, ``L_re`` and ``lambda_re`` given the full images' raw CAMs ``cams``.
 
         The tiles make a second forward pass (their own BatchNorm statistics, as the reference)."""
-        p = self.scfg["puzzle"]
-        n = int(p.get("grid", 2))
+        p = self.scfg.puzzle
+        n = int(p.grid)
         _, tile_cams = self.net(tile(images, n))
         terms = puzzle_losses(cams.float(), merge(tile_cams, n).float(), labels,
-                              self.scfg.get("label_smoothing", 0.0), p.get("distance", "l1"),
-                              p.get("normalization", "all"))
+                              self.scfg.label_smoothing, p.distance,
+                              p.normalization)
         return {"p_cls": terms.classification, "re": terms.reconstruction,
                 "lambda_re": ramp(p["reconstruction_ramp"], step, total)}
 

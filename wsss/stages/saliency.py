@@ -32,24 +32,24 @@ class SaliencyStage(Stage):
     def __init__(self, cfg: dict):
         super().__init__(cfg)
         s = self.scfg
-        self.net = PoolNet(self.make_backbone(), level_channels=s.get("level_channels"),
-                           ppm_bins=tuple(s.get("ppm_bins", (1, 3, 5))),
-                           pool_sizes=tuple(s.get("pool_sizes", (2, 4, 8))),
-                           frozen_bn=s.get("frozen_bn", True), stem_level=s.get("stem_level", False),
-                           ppm=s.get("ppm", "ours"), bn_affine_trainable=s.get("bn_affine_trainable", True),
-                           init=s.get("init", "default"))
-        self.loss_reduction = s.get("loss_reduction", "sum")
+        self.net = PoolNet(self.make_backbone(), level_channels=s.level_channels,
+                           ppm_bins=tuple(s.ppm_bins),
+                           pool_sizes=tuple(s.pool_sizes),
+                           frozen_bn=s.frozen_bn, stem_level=s.stem_level,
+                           ppm=s.ppm, bn_affine_trainable=s.bn_affine_trainable,
+                           init=s.init)
+        self.loss_reduction = s.loss_reduction
         if self.loss_reduction not in ("sum", "mean"):
             raise ValueError(f"stage.loss_reduction={self.loss_reduction!r}; expected 'sum' or 'mean'")
 
     def datamodule(self) -> SaliencyDataModule:
         s = self.scfg
-        folder = (s.get("inputs") or {}).get("pseudo_saliency")
+        folder = s.inputs.pseudo_saliency
         return SaliencyDataModule(self.cfg["dataset"], self.device_batch_size(), self.norm_mean, self.norm_std,
-                                  mode="pseudo_saliency", inputs=folder, crop_size=s.get("crop_size"),
-                                  augment=s.get("augment"), num_workers=self.cfg["num_workers"],
-                                  train_images=s.get("train_images", "crop"),
-                                  full_image_min_side=s.get("full_image_min_side", 0))
+                                  mode="pseudo_saliency", inputs=folder, crop_size=s.crop_size,
+                                  augment=s.augment, num_workers=self.cfg["num_workers"],
+                                  train_images=s.train_images,
+                                  full_image_min_side=s.full_image_min_side)
 
     # -- optimisation ---------------------------------------------------------------------------
     def pretrained_modules(self):
@@ -60,10 +60,10 @@ class SaliencyStage(Stage):
 
     def configure_optimizers(self):
         s = self.scfg
-        if s.get("optimizer", "adam") != "adam":
+        if s.optimizer != "adam":
             return super().configure_optimizers()  # SGD + poly with the usual parameter groups
         params = [p for p in self.net.parameters() if p.requires_grad]
-        return torch.optim.Adam(params, lr=s["lr"], weight_decay=s.get("weight_decay", 5e-4))
+        return torch.optim.Adam(params, lr=s.lr, weight_decay=s.weight_decay)
 
     # -- training -------------------------------------------------------------------------------
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
@@ -77,13 +77,13 @@ class SaliencyStage(Stage):
 
     # -- saliency -------------------------------------------------------------------------------
     def predict_step(self, batch: dict, batch_idx: int) -> None:
-        inf = self.scfg.get("inference") or {}
-        small_side = inf.get("double_small_side")  # the thesis code: images with a side <= 100 predicted at 2x
+        inf = self.scfg.inference
+        small_side = inf.double_small_side  # the thesis code: images with a side <= 100 predicted at 2x
         if small_side and min(batch["image"].shape[-2:]) <= small_side:
             sal = doubled_small_image_saliency(self.net, batch["image"])
         else:
-            sal = multiscale_saliency(self.net, batch["image"], inf.get("scales", (1.0,)), inf.get("flip", False),
-                                      inf.get("activation", "sigmoid"))
+            sal = multiscale_saliency(self.net, batch["image"], inf.scales, inf.flip,
+                                      inf.activation)
         for i, image_id in enumerate(batch["id"]):
             self.writer.write_png(image_id, to_uint8(sal[i]))
 

@@ -125,7 +125,7 @@ def explain_transform(size: int | None, mean, std) -> A.Compose:
 
 def method_options(scfg: dict, name: str) -> dict:
     """The constructor options of method `name` from `stage.method_options.<name>` (nulls dropped)."""
-    options = dict((scfg.get("method_options") or {}).get(name) or {})
+    options = dict(scfg.method_options.get(name) or {})  # a method without options: none
     return {k: tuple(v) if isinstance(v, list) else v for k, v in options.items() if v is not None}
 
 
@@ -162,32 +162,32 @@ class XAIStage(Stage):
     def __init__(self, cfg: dict):
         super().__init__(cfg)
         s = self.scfg
-        self.method_names = list(s.get("methods") or [])
+        self.method_names = list(s.methods or [])
         unknown = [m for m in self.method_names if m not in REGISTRY]
         if not self.method_names or unknown:
             raise ValueError(f"stage.methods={self.method_names}: unknown or empty; expected some of "
                              f"{', '.join(REGISTRY)}")
         if len(set(self.method_names)) != len(self.method_names):
             raise ValueError(f"stage.methods={self.method_names} lists a method twice")
-        if s.get("label_source", "detected") not in LABEL_SOURCES:
-            raise ValueError(f"stage.label_source={s.get('label_source')!r}; expected one of {LABEL_SOURCES}")
+        if s.label_source not in LABEL_SOURCES:
+            raise ValueError(f"stage.label_source={s.label_source!r}; expected one of {LABEL_SOURCES}")
         self.methods = {name: build_method(name, **method_options(s, name)) for name in self.method_names}
-        state, trained = read_classifier_checkpoint(s.get("checkpoint"), self.num_classes,
+        state, trained = read_classifier_checkpoint(s.checkpoint, self.num_classes,
                                                     cfg["dataset"]["name"], cfg["paths"].get("runs_dir"))
         self.trained_cfg = trained  # the classifier's training config (the thesis column's match reads it)
-        self.image_size = explained_size(s.get("image_size", "classifier"), trained, cfg["dataset"])
+        self.image_size = explained_size(s.image_size, trained, cfg["dataset"])
         self.net = self.rebuild_net(trained, has_bias="head.bias" in state)
         self.net.load_state_dict(state)
         self.net.requires_grad_(False)
-        if s.get("channels_last"):
+        if s.channels_last:
             self.use_channels_last()
-        threshold, source = float(s.get("threshold", 0.5)), s.get("label_source", "detected")
+        threshold, source = float(s.threshold), s.label_source
         self.metrics = nn.ModuleDict({name: MultiLabelCamMetrics(self.num_classes, threshold, source)
                                       for name in self.method_names})
         self.seconds = {name: 0.0 for name in self.method_names}
         self.results: dict | None = None
         self.eval()
-        log.info("explaining %s (backbone %s, KUR %s, %s)", s.get("checkpoint"), self.net.backbone.name,
+        log.info("explaining %s (backbone %s, KUR %s, %s)", s.checkpoint, self.net.backbone.name,
                  f"on, α={self.net.head.kur_alpha:g}" if self.net.head.kur else "off",
                  "with bias" if self.net.head.bias is not None else "bias-free")
 
@@ -203,7 +203,7 @@ class XAIStage(Stage):
         checkpoint."""
         b = dict(trained.get("backbone") or self.cfg["backbone"])
         if b.get("name") != self.cfg["backbone"]["name"]:
-            raise ValueError(f"stage.checkpoint={self.scfg.get('checkpoint')!r} was trained with backbone "
+            raise ValueError(f"stage.checkpoint={self.scfg.checkpoint!r} was trained with backbone "
                              f"{b.get('name')!r} but this run has backbone={self.cfg['backbone']['name']!r}; "
                              f"run with backbone={b.get('name')} so the run folder names the right network")
         in_chans = (trained.get("dataset") or {}).get("in_chans") or self.cfg["dataset"].get("in_chans") or 3
@@ -211,7 +211,7 @@ class XAIStage(Stage):
         backbone = Backbone(b["name"], pretrained=False, weights_path=None,
                             output_stride=b.get("output_stride"), in_chans=in_chans)
         self.norm_mean, self.norm_std = backbone.mean, backbone.std
-        kur, alpha = kur_settings(trained, self.scfg.get("kur"), self.num_classes)
+        kur, alpha = kur_settings(trained, self.scfg.kur, self.num_classes)
         return CAMNet(backbone, self.num_classes, kur=kur, kur_alpha=alpha, bias=has_bias)
 
     def train(self, mode: bool = True) -> "XAIStage":
@@ -228,11 +228,11 @@ class XAIStage(Stage):
     # -- data ---------------------------------------------------------------------------------------
     @property
     def split_name(self) -> str:
-        return self.scfg.get("split") or self.cfg["dataset"]["val_split"]
+        return self.scfg.split or self.cfg["dataset"]["val_split"]
 
     def explained_ids(self) -> list[str]:
         ids = list(self.datamodule_split().ids)
-        limit = self.scfg.get("max_images")
+        limit = self.scfg.max_images
         return ids[:int(limit)] if limit else ids
 
     def datamodule_split(self):
@@ -246,7 +246,7 @@ class XAIStage(Stage):
 
     def batch_size(self) -> int:
         # images at their own size cannot be stacked
-        return int(self.scfg.get("batch_size", 8)) if self.image_size else 1
+        return int(self.scfg.batch_size) if self.image_size else 1
 
     def test_dataloader(self) -> DataLoader:
         """This rank's shard of the explained images (each image on exactly one rank, none padded in)."""
@@ -267,7 +267,7 @@ class XAIStage(Stage):
 
     def _explain_batch(self, images: torch.Tensor, labels: torch.Tensor
                        ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        if self.scfg.get("channels_last"):  # once here, so that the methods' cached body pass matches
+        if self.scfg.channels_last:  # once here, so that the methods' cached body pass matches
             images = images.contiguous(memory_format=torch.channels_last)
         with torch.no_grad():
             features = self.net.features(images)
@@ -296,7 +296,7 @@ class XAIStage(Stage):
             model = self.split_model()
             for name, metric in self.metrics.items():
                 update_cam_metrics(metric, model, images, maps[name], targets, probs,
-                                   batch_size=int(self.scfg.get("mask_batch_size", 64)))
+                                   batch_size=int(self.scfg.mask_batch_size))
 
     def on_test_epoch_end(self) -> None:
         """Reduce every method's metric over ranks; rank 0 keeps and saves the results."""
@@ -309,7 +309,7 @@ class XAIStage(Stage):
         if self.trainer.is_global_zero:
             self.results = results
             atomic_write_json(results_path(self.run_dir), {"methods": results, "classes": classes,
-                                                           "label_source": self.scfg.get("label_source"),
+                                                           "label_source": self.scfg.label_source,
                                                            "split": self.split_name})
 
 
@@ -326,9 +326,9 @@ def explain(ctx) -> dict:
         return {}
     results = module.results or json.loads(results_path(ctx.run_dir).read_text())["methods"]  # ddp_spawn
     methods = module.method_names
-    s, p = ctx.plain["stage"], ctx.plain
+    s, p = module.scfg, ctx.plain
     title = (f"xai · {p['dataset']['name']} {module.split_name} · {p['backbone']['name']}"
-             f"{' + KUR' if module.net.head.kur else ''} · labels: {s.get('label_source', 'detected')}")
+             f"{' + KUR' if module.net.head.kur else ''} · labels: {s.label_source}")
     source = xai_source(p, module.trained_cfg, module.net.head.kur, module.net.head.kur_alpha, module.split_name)
     thesis = xai_values(source, methods)
     caption = f"{title} (macro %, eq. 12–16)" + (f"; thesis: Table {source[0]}, {source[1]}" if source else "")
@@ -336,12 +336,12 @@ def explain(ctx) -> dict:
     atomic_write_text(out_dir / "table.csv", table_csv(results, methods, thesis))
     atomic_write_text(out_dir / "table.md", table_markdown(results, methods, caption, thesis))
     metrics = metrics_of(results, thesis)
-    metrics.update({"xai/images": len(module.explained_ids()), "xai/label_source": s.get("label_source"),
+    metrics.update({"xai/images": len(module.explained_ids()), "xai/label_source": s.label_source,
                     "xai/seconds": time.perf_counter() - started})
-    figure = dict(s.get("figure") or {})
+    figure = s.figure
     images = {}
-    if int(figure.get("num_images", 4)) > 0:
-        png = sample_figure(module, int(figure.get("num_images", 4)), float(figure.get("alpha", 0.5)))
+    if int(figure.num_images) > 0:
+        png = sample_figure(module, int(figure.num_images), float(figure.alpha))
         if png is not None:
             atomic_write_bytes(out_dir / "figure.png", png)
             images["xai/figure"] = out_dir / "figure.png"
