@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from wsss.cams.storage import storage_dtype
+from wsss.stage_schema import stage_settings
 from wsss.stages.cam import CAMStage
 
 # 0.29995 is below the 0.3 of a random-walk threshold; its nearest float16 is 0.30005, above it.
@@ -29,8 +30,9 @@ def fake_cam_stage(storage: str | None) -> SimpleNamespace:
     if storage is not None:
         inference["storage"] = storage
     datamodule = SimpleNamespace(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
-    return SimpleNamespace(cfg={"stage": {"inference": inference}},
-                           trainer=SimpleNamespace(datamodule=datamodule), device=torch.device("cpu"), dtype=torch.float32, writer=Recorder(),
+    return SimpleNamespace(scfg=stage_settings("classifier", {"inference": inference}),
+                           trainer=SimpleNamespace(datamodule=datamodule), device=torch.device("cpu"),
+                           dtype=torch.float32, writer=Recorder(),
                            raw_cams=lambda x: raw.expand(x.shape[0], -1, -1, -1))
 
 
