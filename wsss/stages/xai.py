@@ -39,7 +39,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from wsss.artifacts import atomic_write_bytes, atomic_write_json, atomic_write_text
-from wsss.data.datamodule import collate
+from wsss.data.datamodule import WSSSDataModule, collate
 from wsss.data.datasets import TransformedSplit
 from wsss.data.transforms import normalize
 from wsss.models.backbone import Backbone
@@ -234,6 +234,12 @@ class XAIStage(Stage):
         ids = list(self.datamodule_split().ids)
         limit = self.scfg.max_images
         return ids[:int(limit)] if limit else ids
+
+    def datamodule(self) -> WSSSDataModule:
+        """The data set's splits only: the stage explains through its own transform and never trains (no
+        augmentation, no batch scope)."""
+        return WSSSDataModule(self.cfg["dataset"], batch_size=self.batch_size(), mean=self.norm_mean,
+                              std=self.norm_std, num_workers=self.cfg["num_workers"])
 
     def datamodule_split(self):
         dm = getattr(self, "_dm", None)
