@@ -96,15 +96,11 @@ def fit_recipe(make_cfg, tmp_path, experiment: str, size: int, *overrides: str):
     return cfg, Path(cfg.paths.run_dir) / "checkpoints" / "last.ckpt", metrics
 
 
-TABLE_5 = {"xai_voc07_resnet101": ("F1 VOC07 Test", "f1"), "xai_voc12_resnet101": ("F1 VOC12 Val", "f1"),
-           "xai_coco17_resnet101": ("F1 COCO17 Val", "f1"), "xai_planet_resnet101": ("F2 P:UAS Val", "f2")}
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("experiment", sorted(RECIPES))
 def test_recipe_trains_the_biased_dense_head(make_cfg, tmp_path, experiment):
-    """Every recipe runs on its data set's layout and trains the sigmoid dense layer's bias b (eq. 25, A.1.2);
-    the RN101 recipes get Table 5's F-score beside their validation F-score (HPA's is on Kaggle's test sets)."""
+    """Every recipe runs on its data set's layout and trains the sigmoid dense layer's bias b (eq. 25, A.1.2); the
+    run's metrics hold no thesis value (the thesis report puts Table 5 beside them)."""
     import torch
 
     # 2×2 maps at stride 32 for the deep nets (EfficientNet-B6's BatchNorm gives NaN on 1×1 maps of 2 images)
@@ -114,12 +110,7 @@ def test_recipe_trains_the_biased_dense_head(make_cfg, tmp_path, experiment):
     state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
     bias = state["net.head.bias"]
     assert bias.shape == (cfg.dataset.num_classes,) and bias.abs().sum() > 0  # initialised at 0, then trained
-    if experiment in TABLE_5:
-        row, score = TABLE_5[experiment]
-        assert metrics[f"val/thesis_{score}"] == pytest.approx(value(5, row, "baseline") / 100)
-        assert metrics[f"val/thesis_{score}_diff"] == pytest.approx(metrics[f"val/{score}"] - value(5, row, "baseline") / 100)
-    else:
-        assert not any("thesis" in k for k in metrics)
+    assert not any("thesis" in k for k in metrics)  # Table 5 is the thesis report's (tests/thesis/test_report.py)
 
 
 @pytest.mark.slow
