@@ -18,7 +18,9 @@ def composed(*overrides: str) -> dict:
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose("config", overrides=list(overrides))
     GlobalHydra.instance().clear()
-    return OmegaConf.to_container(cfg, resolve=False)
+    plain = OmegaConf.to_container(cfg, resolve=False)
+    plain["dataset"]["val_split"] = cfg.dataset.val_split  # a recipe may name it through another key
+    return plain
 
 
 @pytest.mark.parametrize("overrides, split, prefix", [
