@@ -33,6 +33,9 @@ NULL_DEFAULTS: dict[str, type] = {
     "evaluation.cams": str, "inference.crf": dict, "inference.double_small_side": int,
     "method_options.scorecam.max_channels": int, "export.archive": str,
 }
+#: keys the task runner reads for every stage (wsss/tasks.py: which splits a predict writes and an evaluation
+#: scores), optional in each conf/stage file: without them, the data set's
+RUNNER_KEYS = ("predict_splits", "eval_splits")
 #: keys with a default that may also be set to null (what null means is in the stage's yaml)
 NULLABLE = {"crop_size", "inference.pad_to", "inputs.cams", "masks", "split", "oc_checkpoint"}
 
@@ -167,7 +170,7 @@ def accepts(name: str, path: str) -> bool:
     one of its free mappings (`inference.crf.t`, `evaluation.thresholds` of DeepLab's `evaluation: {}`)."""
     known = stage_keys(name)
     free = {k for k, v in known.items() if v == {} or (v is None and NULL_DEFAULTS.get(k) is dict)}
-    return path in known or any(path.startswith(f + ".") for f in free)
+    return path in known or path in RUNNER_KEYS or any(path.startswith(f + ".") for f in free)
 
 
 def unknown_key_problems(name: str, stage: dict, added: list[str]) -> list[str]:
