@@ -53,6 +53,9 @@ def test_run_py_warns_before_the_run(monkeypatch, caplog, tmp_path):
     with open_dict(cfg):
         del cfg["hydra"]  # a task function's config: Hydra hands it over without its own node
     monkeypatch.setattr(wsss.tasks, "run", lambda cfg: {})
-    with caplog.at_level("WARNING", logger="wsss"):
-        run_command(cfg)
+    try:
+        with caplog.at_level("WARNING", logger="wsss"):
+            run_command(cfg)
+    finally:
+        HydraConfig.instance().cfg = None  # later tests must not read this command's overrides
     assert any("the rest of that recipe still applies" in r.getMessage() for r in caplog.records)

@@ -135,7 +135,8 @@ def test_cam_generators_on_voc_shares_the_chain_runs(chain):
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     steps = {s["id"]: s for s in json.loads(
         (chain["runs"] / "pipeline/cam_generators/voc12/resnet18/default/pipeline.json").read_text())}
-    assert steps["classifier"]["status"] == "up to date" and steps["pnoc"]["status"] == "up to date"
+    for shared in ("classifier", "pnoc"):  # a one-epoch run at test size may also be marked LEARNED NOTHING
+        assert steps[shared]["status"].startswith("up to date"), steps[shared]["status"]
     val_images, val_pixels = void_free_pixels(chain["root"], "val")
     for step in ("puzzle", "occse", "poc"):
         m = metrics_of(Path(steps[step]["run_dir"]))
