@@ -140,7 +140,7 @@ def test_cam_generators_on_voc_shares_the_chain_runs(chain):
     val_images, val_pixels = void_free_pixels(chain["root"], "val")
     for step in ("puzzle", "occse", "poc"):
         m = metrics_of(Path(steps[step]["run_dir"]))
-        assert steps[step]["status"] == "ran" and 0.0 < m["cams/val/miou"] <= 1.0
+        assert steps[step]["status"].startswith("ran") and 0.0 < m["cams/val/miou"] <= 1.0
         assert (m["cams/val/images"], m["cams/val/pixels"]) == (val_images, val_pixels)
 
 
