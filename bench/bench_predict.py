@@ -14,10 +14,8 @@ scales, each present class over its maximum), must match the maps ours wrote.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import tempfile
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import check_equal, compose, interleaved, machine, now  # noqa: E402
+from common import check_equal, compose, interleaved, machine, now, quiet_torch  # noqa: E402
 
 SCALES = (0.5, 1.0, 1.5, 2.0)
 GOAL = 0.9
@@ -77,7 +75,7 @@ def predict_ours(module, batches: list[dict], out: Path) -> float:
     from wsss.artifacts import ArtifactDir
 
     clock = BatchClock()
-    module.cam_writer = ArtifactDir(out, ".npz")
+    module.writer = ArtifactDir(out, ".npz")
     out.mkdir(parents=True, exist_ok=True)
     trainer = L.Trainer(
         accelerator="cpu",
@@ -147,9 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--image-resize", default="pil_bicubic", choices=("pil_bicubic", "bilinear"))
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    logging.disable(logging.WARNING)
-    warnings.filterwarnings("ignore")
+    quiet_torch(args.threads)
     from wsss.stages.classifier import ClassifierStage
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -17,17 +17,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import logging
 import sys
 import tempfile
-import warnings
 from pathlib import Path
 
 import pytorch_lightning as L
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import check_equal, compose, interleaved, machine, now  # noqa: E402
+from common import check_equal, compose, interleaved, machine, now, quiet_torch  # noqa: E402
 
 STAGES = ("classifier", "puzzle", "occse", "poc", "pnoc", "ccam", "saliency", "affinity", "deeplab")
 GOAL = 0.85
@@ -242,9 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3, help="interleaved blocks of each side")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier on a shared machine)")
     args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    logging.disable(logging.WARNING)
-    warnings.filterwarnings("ignore")
+    quiet_torch(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         write_oc(work, args.size, args.batch)

@@ -8,10 +8,12 @@ other jobs inflate far less than wall time. The spread beside a ratio is the ran
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import statistics
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -39,6 +41,13 @@ class Ratio:
             f"| {name} | {self.ours * 1e3:.1f} ms | {self.ceiling * 1e3:.1f} ms | **{self.ratio:.2f}** "
             f"({lo:.2f}–{hi:.2f}) | {goal} |"
         )
+
+
+def quiet_torch(threads: int) -> None:
+    """A fixed torch thread count (1 is steadier on a shared machine) and no log or warning lines in the tables."""
+    torch.set_num_threads(threads)
+    logging.disable(logging.WARNING)
+    warnings.filterwarnings("ignore")
 
 
 def interleaved(
