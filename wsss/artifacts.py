@@ -454,8 +454,9 @@ def producer_hint(kind_root: str | Path, split: str, suffix: str = "", dataset: 
 
 #: which stages write artifacts of a suffix, for a folder whose path names no run
 WRITERS = {".npz": ("CAMs", "a CAM stage (stage=classifier, puzzle, occse, poc or pnoc; the affinity stage's rw "
-                    "maps too)", "classifier"),
-           ".png": ("maps", "stage=ccam or stage=saliency (saliency), stage=affinity (pseudo masks)", "ccam")}
+                    "maps and stage=ccam's float saliency too)", "classifier"),
+           ".png": ("maps", "stage=ccam (.npz saliency, .png pseudo saliency) or stage=saliency (saliency), "
+                    "stage=affinity (pseudo masks)", "ccam")}
 
 
 def run_folder_hint(kind_root: Path, split: str, suffix: str = "", dataset: str | None = None) -> str:
