@@ -113,3 +113,15 @@ def test_an_npz_without_a_saliency_array_is_named(tmp_path):
     cams.write_npz("a", cams=np.zeros((1, 2, 2), np.float32), keys=np.zeros(1, np.int64))
     with pytest.raises(ValueError, match=r"a\.npz: no 'saliency' array \(it holds \['cams', 'keys'\]\)"):
         read_saliency(cams, "a")
+
+
+def test_the_pngs_of_an_earlier_ccam_run_are_removed_when_its_npz_maps_are_written(tmp_path):
+    """A run folder from when C²AM-H stored PNGs: its predict writes .npz maps and leaves no PNG behind."""
+    producer = {"checkpoint": "untrained", "settings": "s"}
+    old = ArtifactDir(tmp_path / "saliency" / "train", ".png")
+    old.begin(producer)
+    old.write_png("a", np.zeros((2, 2), np.uint8))
+    old.write_manifest(ids=["a"], dataset="synthetic")
+    new = ArtifactDir(old.root, ".npz")
+    assert new.begin(producer) is True
+    assert not any(new.root.glob("*.png")) and new.missing(["a"]) == ["a"]
