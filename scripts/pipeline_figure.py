@@ -17,6 +17,7 @@ from PIL import Image
 from wsss.artifacts import ArtifactDir, atomic_write_bytes
 from wsss.data.datasets import build_split
 from wsss.logging_utils import blend, heat_colours, label_colours
+from wsss.saliency.maps import read_saliency
 
 # (column title, stage, artifact folder, what it holds)
 COLUMNS = [
@@ -28,7 +29,7 @@ COLUMNS = [
     ("pseudo mask", "affinity", "pseudo_masks", "mask"),
     ("DeepLabV3+", "deeplab", "predictions", "mask"),
 ]
-MAPS = ("cams", "rw")  # .npz folders of per-class maps; the others hold PNGs
+MAPS = ("cams", "rw")  # .npz folders of per-class maps; saliency: .npz or .png; the others hold PNGs
 
 
 def panel(kind: str, folder: ArtifactDir, image_id: str, image: np.ndarray) -> np.ndarray:
@@ -38,8 +39,16 @@ def panel(kind: str, folder: ArtifactDir, image_id: str, image: np.ndarray) -> n
         top = planes.max(axis=0) if len(planes) else np.zeros(image.shape[:2], np.float32)
         return blend(image, heat_colours(top))
     if kind == "saliency":
-        return heat_colours(folder.read_png(image_id) / 255.0).astype(np.uint8)
+        return heat_colours(read_saliency(folder, image_id)).astype(np.uint8)
     return label_colours(folder.read_png(image_id)).astype(np.uint8)
+
+
+def artifact_folder(root: Path, kind: str) -> ArtifactDir:
+    """The folder of one column; a saliency folder holds the file type its manifest records (C²AM-H: float
+    .npz maps, the saliency network: .png)."""
+    if kind == "saliency":
+        return ArtifactDir(root, (ArtifactDir(root, ".png").manifest() or {}).get("suffix", ".png"))
+    return ArtifactDir(root, ".npz" if kind in MAPS else ".png")
 
 
 def missing_steps(runs: Path, dataset: str, backbone: str, run_name: str, split: str) -> list[str]:
@@ -75,8 +84,7 @@ def figure(runs: Path, dataset: str, backbone: str, run_name: str, split: str, c
     for r, image_id in enumerate(ids):
         image = ds.load_image(image_id)
         panels = [image]
-        panels += [panel(kind, ArtifactDir(run_dir(stage) / folder / split, ".npz" if kind in MAPS else ".png"),
-                         image_id, image)
+        panels += [panel(kind, artifact_folder(run_dir(stage) / folder / split, kind), image_id, image)
                    for _, stage, folder, kind in COLUMNS]
         panels.append(label_colours(ds.load_mask(image_id)).astype(np.uint8))
         for c, p in enumerate(panels):

@@ -278,14 +278,25 @@ class ArtifactDir:
         pending = self.root / PENDING
         return json.loads(pending.read_text()) if pending.is_file() else None
 
+    def other_type_files(self) -> list[Path]:
+        """Artifact files here of another suffix than this folder's."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p for p in self.root.iterdir() if p.suffix in ENDINGS and p.suffix != self.suffix)
+
     def begin(self, producer: dict) -> bool:
         """Prepare to write files of `producer`: files of another (or an unrecorded) producer are removed.
 
         Call on one process only, before the writers list what is missing. Returns True when it removed."""
         old = self.recorded_producer()
         has_files = self.root.is_dir() and any(self.root.glob(f"*{self.suffix}"))
-        stale = has_files and old != producer
-        if stale:
+        other_type = self.other_type_files()
+        stale = (has_files and old != producer) or bool(other_type)
+        if other_type:  # written when the stage stored another file type (C²AM-H saliency: .png, now .npz)
+            log.warning("%s holds %d files of another type (%s, not %s); removing them", self.root,
+                        len(other_type), other_type[0].suffix, self.suffix)
+            self.remove()
+        elif stale:
             log.warning("%s holds files of another producer (%s); rewriting them for %s", self.root,
                         describe_change(old, producer), producer_summary(producer))
             self.remove()
@@ -454,8 +465,9 @@ def producer_hint(kind_root: str | Path, split: str, suffix: str = "", dataset: 
 
 #: which stages write artifacts of a suffix, for a folder whose path names no run
 WRITERS = {".npz": ("CAMs", "a CAM stage (stage=classifier, puzzle, occse, poc or pnoc; the affinity stage's rw "
-                    "maps too)", "classifier"),
-           ".png": ("maps", "stage=ccam or stage=saliency (saliency), stage=affinity (pseudo masks)", "ccam")}
+                    "maps and stage=ccam's float saliency too)", "classifier"),
+           ".png": ("maps", "stage=ccam (.npz saliency, .png pseudo saliency) or stage=saliency (saliency), "
+                    "stage=affinity (pseudo masks)", "ccam")}
 
 
 def run_folder_hint(kind_root: Path, split: str, suffix: str = "", dataset: str | None = None) -> str:

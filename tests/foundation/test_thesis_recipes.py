@@ -103,8 +103,8 @@ def test_recipe_values(experiment, tmp_path):
     if experiment.startswith("voc12_rs269") and cam_stage:
         inf = cfg.stage.inference
         assert (inf.image_resize, inf.upsample_stride, inf.fp32) == ("pil_bicubic", 16, True)
-    # CAMs and random-walk maps stored float32, as np.save of the float32 maps upstream
-    if cfg.stage.name not in ("ccam", "deeplab", "saliency"):
+    # CAMs, C²AM-H saliency and random-walk maps stored float32, as np.save of the float32 maps upstream
+    if cfg.stage.name not in ("deeplab", "saliency"):
         assert cfg.stage.inference.storage == "float32"
 
 

@@ -72,7 +72,8 @@ class _Split:
         return self._labels[i]
 
 
-def test_evaluate_folder_against_brute_force(tmp_path):
+@pytest.mark.parametrize("suffix", [".png", ".npz"])   # the saliency network's PNGs, C²AM-H's float maps
+def test_evaluate_folder_against_brute_force(tmp_path, suffix):
     rng = np.random.default_rng(0)
     masks, labels, sals = [], [], []
     for _ in range(3):
@@ -81,12 +82,15 @@ def test_evaluate_folder_against_brute_force(tmp_path):
         masks.append(m)
         labels.append(np.array([1.0, 1.0], np.float32))
         sals.append(rng.integers(0, 256, size=(6, 7)).astype(np.uint8))
-    folder = ArtifactDir(tmp_path / "sal", ".png")
+    folder = ArtifactDir(tmp_path / "sal", suffix)
     ds = _Split(masks, labels, 2)
     for i, s in zip(ds.ids, sals):
-        folder.write_png(i, s)
+        if suffix == ".png":
+            folder.write_png(i, s)
+        else:
+            folder.write_npz(i, saliency=s.astype(np.float32) / 255)
     t = [0.25, 0.5, 0.75]
-    scores = evaluate_saliency(ds, folder.root, t)
+    scores = evaluate_saliency(ds, folder, t)
     for k, th in enumerate(t):
         inter = np.zeros(2)
         union = np.zeros(2)

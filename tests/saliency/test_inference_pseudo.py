@@ -38,9 +38,9 @@ def test_binarize_is_strict():
 def test_pseudo_saliency_threshold_crf_and_empty_label():
     image = np.zeros((20, 20, 3), np.uint8)
     image[5:15, 5:15] = 200  # a bright square: the CRF keeps the square
-    sal = np.full((20, 20), 10, np.uint8)
-    sal[5:15, 5:15] = 240
-    sal[0, 0] = 240  # an isolated speck on a flat background: the CRF removes it
+    sal = np.full((20, 20), 0.04, np.float32)
+    sal[5:15, 5:15] = 0.94
+    sal[0, 0] = 0.94  # an isolated speck on a flat background: the CRF removes it
     out = pseudo_saliency_map(image, sal, True, threshold=0.2, crf_iterations=10, gt_prob=0.7)
     expected = np.zeros((20, 20), np.uint8)
     expected[5:15, 5:15] = 255

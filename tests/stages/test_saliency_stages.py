@@ -57,16 +57,19 @@ def test_ccam_h_fit_predict_pseudo_evaluate(ccamh):
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     for split in ("train", "val"):
         ds = _ids(cfg, split)
-        for kind in ("saliency", "pseudo_saliency"):
-            art = ArtifactDir(run_dir / kind / split, ".png")
+        for kind, suffix in (("saliency", ".npz"), ("pseudo_saliency", ".png")):
+            art = ArtifactDir(run_dir / kind / split, suffix)
             manifest = art.check({"dataset": "synthetic", "split": split})
             assert manifest["kind"] == kind and manifest["count"] == len(ds.ids)
             for image_id in ds.ids:
-                png = art.read_png(image_id)
-                assert png.dtype == np.uint8 and png.shape == ds.load_image(image_id).shape[:2]
-                if kind == "pseudo_saliency":
-                    assert set(np.unique(png)) <= {0, 255}
-        assert ArtifactDir(run_dir / "saliency" / split, ".png").manifest()["flipped"] is False  # hints pin it
+                if kind == "saliency":   # float maps (stage default float16) in [0, 1], as the thesis code's
+                    sal = art.read_npz(image_id)["saliency"]
+                    assert sal.dtype == np.float16 and 0 <= sal.min() and sal.max() <= 1
+                else:
+                    sal = art.read_png(image_id)
+                    assert sal.dtype == np.uint8 and set(np.unique(sal)) <= {0, 255}
+                assert sal.shape == ds.load_image(image_id).shape[:2]
+        assert ArtifactDir(run_dir / "saliency" / split, ".npz").manifest()["flipped"] is False  # hints pin it
         for kind in ("saliency", "pseudo_saliency"):
             for key in ("fgbg_miou", "class_miou", "cam_miou"):
                 assert 0.0 <= metrics[f"{kind}/{split}/{key}"] <= 1.0
@@ -77,13 +80,13 @@ def test_ccam_h_fit_predict_pseudo_evaluate(ccamh):
 
 def test_predict_and_pseudo_resume_rewrite_only_missing(runs, ccamh, classifier):
     _, run_dir, cfg = ccamh
-    sal = ArtifactDir(run_dir / "saliency" / "train", ".png")
+    sal = ArtifactDir(run_dir / "saliency" / "train", ".npz")
     pseudo = ArtifactDir(run_dir / "pseudo_saliency" / "train", ".png")
     ids = _ids(cfg, "train").ids
     victim, pseudo_victim = ids[3], ids[5]
     before = {i: os.stat(sal.path(i)).st_mtime_ns for i in ids if i != victim}
     pseudo_before = {i: os.stat(pseudo.path(i)).st_mtime_ns for i in ids if i != pseudo_victim}
-    old = sal.read_png(victim)
+    old = sal.read_npz(victim)["saliency"]
     sal.path(victim).unlink()
     pseudo.path(pseudo_victim).unlink()
     runs(*CCAM, "stage.hints.enabled=true", f"stage.inputs.cams={classifier}/cams",
@@ -91,7 +94,7 @@ def test_predict_and_pseudo_resume_rewrite_only_missing(runs, ccamh, classifier)
     assert sal.exists(victim) and pseudo.exists(pseudo_victim)
     assert {i: os.stat(sal.path(i)).st_mtime_ns for i in before} == before
     assert {i: os.stat(pseudo.path(i)).st_mtime_ns for i in pseudo_before} == pseudo_before
-    assert np.array_equal(sal.read_png(victim), old)  # same weights (loaded from last.ckpt), same map
+    assert np.array_equal(sal.read_npz(victim)["saliency"], old)  # same weights (from last.ckpt), same map
     assert sal.manifest()["count"] == len(ids)
 
 

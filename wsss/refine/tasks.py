@@ -20,6 +20,7 @@ from wsss.identity import derived_identity, training_identity
 from wsss.metrics.segmentation import confusion_matrix, iou_per_class
 from wsss.refine.affinity_labels import affinity_labels
 from wsss.refine.random_walk import pseudo_mask
+from wsss.saliency.maps import read_saliency
 from wsss.stage_contract import Artifact, Task
 from wsss.tasks import evaluated_splits
 
@@ -60,7 +61,7 @@ def make_affinity_labels(ctx) -> dict:
         def items(ids, ds=ds, cams=cams, saliency=saliency):
             for image_id in ids:
                 z = cams.read_npz(image_id)
-                sal = saliency.read_png(image_id) if saliency is not None else None
+                sal = read_saliency(saliency, image_id) if saliency is not None else None
                 yield image_id, (z["cams"], z["keys"], ds.load_image(image_id), sal, *params)
 
         writer = module.artifact_dir(LABELS, split)
@@ -89,7 +90,7 @@ def make_pseudo_masks(ctx) -> dict:
         def items(ids, ds=ds, rw=rw, saliency=saliency):
             for image_id in ids:
                 z = rw.read_npz(image_id)
-                sal = saliency.read_png(image_id) if saliency is not None else None
+                sal = read_saliency(saliency, image_id) if saliency is not None else None
                 yield image_id, (z["rw"], z["keys"], ds.load_image(image_id), *params, sal)
 
         writer = module.artifact_dir(PSEUDO_MASKS, split)

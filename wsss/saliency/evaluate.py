@@ -29,6 +29,7 @@ import torch
 
 from wsss.artifacts import ArtifactDir
 from wsss.metrics.segmentation import IGNORE, confusion_matrices, confusion_matrix, iou_per_class
+from wsss.saliency.maps import read_saliency
 
 
 def default_thresholds() -> list[float]:
@@ -114,16 +115,17 @@ class SaliencyScores:
         return {f"{prefix}{k}": v for k, v in d.items()}
 
 
-def evaluate_saliency(dataset, saliency_dir: str | Path, thresholds: Sequence[float] | None = None,
+def evaluate_saliency(dataset, maps: ArtifactDir, thresholds: Sequence[float] | None = None,
                       cam_dir: str | Path | None = None, device: str = "cpu") -> SaliencyScores:
-    """Scores of the saliency PNGs in `saliency_dir` against the masks of `dataset` (images with a mask).
+    """Scores of the saliency maps in `maps` (C²AM-H float maps or PNGs, wsss/saliency/maps.py) against the
+    masks of `dataset` (images with a mask); the float maps are scored as floats, as the thesis code scores
+    the `hr_cam` of its npy files (lucasdavid/PNOC@f250e0d:scripts/ccam/evaluate.py:59-70).
 
     `cam_dir`: a CAM artifact folder of the same split; when given, the CAM-cue score is computed too.
     """
     thresholds = list(thresholds or default_thresholds())
     ts = torch.tensor(thresholds, device=device)
     k = dataset.num_classes
-    maps = ArtifactDir(saliency_dir, ".png")
     cams = ArtifactDir(cam_dir, ".npz") if cam_dir is not None else None
     fgbg = torch.zeros(len(ts), 2, 2, dtype=torch.long, device=device)
     cls = torch.zeros(len(ts), k + 1, k + 1, dtype=torch.float64, device=device)
@@ -133,11 +135,11 @@ def evaluate_saliency(dataset, saliency_dir: str | Path, thresholds: Sequence[fl
         mask_np = dataset.load_mask(image_id)
         if mask_np is None:
             continue
-        png = maps.read_png(image_id)
-        if png.shape != mask_np.shape:
-            raise ValueError(f"{maps.path(image_id)}: saliency is {png.shape} but the mask of {image_id!r} is "
+        unit = read_saliency(maps, image_id)
+        if unit.shape != mask_np.shape:
+            raise ValueError(f"{maps.path(image_id)}: saliency is {unit.shape} but the mask of {image_id!r} is "
                              f"{mask_np.shape}")
-        sal = torch.from_numpy(png.astype(np.float32) / 255.0).to(device)
+        sal = torch.from_numpy(unit).to(device)
         mask = torch.from_numpy(mask_np.astype(np.int64)).to(device)
         classes = torch.from_numpy(np.flatnonzero(np.asarray(dataset.label(image_id)) > 0.5)).to(device)
         fgbg += fgbg_confusions(sal, mask, ts)

@@ -3,9 +3,10 @@
 The generic `predict` task of `wsss.tasks` writes `.npz` CAMs; saliency is a PNG artifact, so the
 saliency stages run these tasks instead (same sharding, resume and manifest rules):
 
-* predict_saliency: `<run_dir>/saliency/<split>/<id>.png` (uint8 0..255) for the images still
-  missing, via the module's `predict_step` and `writer`; manifest written last by rank 0.
-* pseudo_saliency: `<run_dir>/pseudo_saliency/<split>/<id>.png` ({0, 255}) from this run's saliency,
+* predict_saliency: `<run_dir>/saliency/<split>/<id><suffix>` of the module's `artifact` (C²AM-H: float
+  `.npz` maps; the saliency network: uint8 `.png`, wsss/saliency/maps.py) for the images still missing, via
+  the module's `predict_step` and `writer`; manifest written last by rank 0.
+* pseudo_saliency: `<run_dir>/pseudo_saliency/<split>/<id>.png` ({0, 255}) from this run's float saliency,
   threshold + label dense CRF in the process pool, missing images only, each written as it comes back
   (wsss/fill.py).
 * evaluate_saliency: Table-9 scores (`wsss.saliency.evaluate`) of each artifact kind the module
@@ -21,17 +22,19 @@ from wsss.artifacts import ArtifactDir, config_hash, open_split
 from wsss.fill import fill
 from wsss.identity import derived_identity
 from wsss.saliency.evaluate import evaluate_saliency
+from wsss.saliency.maps import open_saliency, read_saliency
 from wsss.saliency.pseudo import pseudo_saliency_map
 from wsss.stage_contract import EVALUATE, OWN, PREDICT, Artifact, Task
-from wsss.tasks import ensure_weights, evaluated_splits, own_artifacts, predict_missing, run_manifest
+from wsss.tasks import artifact_dir, ensure_weights, evaluated_splits, predict_missing, run_manifest
 
 log = logging.getLogger(__name__)
 
 SALIENCY, PSEUDO = "saliency", "pseudo_saliency"
 
 
-def saliency_dir(ctx, kind: str, split: str) -> ArtifactDir:
-    return ArtifactDir(ctx.run_dir / kind / split, ".png")
+def own_saliency(ctx, kind: str, split: str) -> ArtifactDir:
+    """This run's finished `kind` maps of `split`, read with the file type their manifest records."""
+    return open_saliency(ctx.run_dir / kind, split, ctx.dm.split(split).ids, ctx.plain["dataset"]["name"])
 
 
 def predict_saliency(ctx) -> dict:
@@ -39,7 +42,7 @@ def predict_saliency(ctx) -> dict:
     out = {}
     inference = ctx.plain["stage"].get("inference", {})
     for split in ctx.predict_splits():
-        count = predict_missing(ctx, saliency_dir(ctx, SALIENCY, split), split,
+        count = predict_missing(ctx, artifact_dir(ctx, split), split,
                                 flipped=bool(getattr(ctx.module, "flipped", False)), inference=inference)
         out[f"{SALIENCY}/{split}/count"] = count
     return out
@@ -55,15 +58,15 @@ def pseudo_saliency(ctx) -> dict:
     for split in ctx.predict_splits():
         if ctx.trainer.is_global_zero:
             ds = ctx.dm.split(split)
-            source = own_artifacts(ctx, split, SALIENCY, ".png")
+            source = own_saliency(ctx, SALIENCY, split)
 
             def items(ids, ds=ds, source=source):
                 for i in ids:
-                    yield i, (ds.load_image(i), source.read_png(i), bool(ds.label(i).sum() > 0), threshold,
+                    yield i, (ds.load_image(i), read_saliency(source, i), bool(ds.label(i).sum() > 0), threshold,
                               iterations, gt_prob)
 
             producer = derived_identity(config_hash({"threshold": threshold, "crf": crf}), [source.root.parent])
-            fill(saliency_dir(ctx, PSEUDO, split), ds.ids, producer, items, pseudo_saliency_map,
+            fill(ArtifactDir(ctx.run_dir / PSEUDO / split, ".png"), ds.ids, producer, items, pseudo_saliency_map,
                  dict(run_manifest(ctx, PSEUDO, split), threshold=threshold, crf=crf, source=str(source.root)),
                  processes)
             out[f"{PSEUDO}/{split}/count"] = len(ds.ids)
@@ -84,11 +87,11 @@ def evaluate_saliency_task(ctx) -> dict:
             cam_dir = open_split(ev["cams"], split, ds.ids, ".npz", dataset_name).root
         for kind in ctx.module.evaluated_kinds:
             try:
-                folder = own_artifacts(ctx, split, kind, ".png")
+                folder = own_saliency(ctx, kind, split)
             except FileNotFoundError as e:
                 log.warning("%s: not evaluated", e)
                 continue
-            scores = evaluate_saliency(ds, folder.root, ev.get("thresholds"), cam_dir, device)
+            scores = evaluate_saliency(ds, folder, ev.get("thresholds"), cam_dir, device)
             metrics.update(scores.as_dict(prefix=f"{kind}/{split}/"))
     for lg in ctx.trainer.loggers:
         lg.log_metrics({k: v for k, v in metrics.items() if isinstance(v, float)})

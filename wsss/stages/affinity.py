@@ -41,6 +41,7 @@ from wsss.optim import sgd_poly
 from wsss.refine.random_walk import random_walk, upsample_and_normalise
 from wsss.refine.rw_seeds import rw_seeds, seed_maps
 from wsss.refine.tasks import AFFINITY_LABELS, LABELS, RW, WRITE_PSEUDO_MASKS, evaluate_affinity
+from wsss.saliency.maps import open_saliency
 from wsss.stage_contract import EVALUATE, Artifact, Task
 from wsss.stages.base import Stage, load_backbone_from
 from wsss.tasks import FIT_TASK, PREDICT_TASK
@@ -146,9 +147,13 @@ class AffinityStage(Stage):
         return self._input("cams", split, ids, ".npz")
 
     def saliency_input(self, split: str, ids: list[str]) -> ArtifactDir | None:
+        """The saliency folder of `split` (C²AM-H float maps or the saliency network's PNGs), or None."""
         if not self.scfg.inputs.saliency:
             return None
-        return self._input("saliency", split, ids, ".png")
+        if ("saliency", split) not in self._checked:
+            self._checked[("saliency", split)] = open_saliency(self.scfg.inputs.saliency, split, ids,
+                                                               self.dataset_name)
+        return self._checked[("saliency", split)]
 
     def artifact_dir(self, kind: str, split: str) -> ArtifactDir:
         """The folder this run writes its `kind` artifacts of `split` to."""

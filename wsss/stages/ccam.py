@@ -18,7 +18,9 @@ decision in the network's `flipped` buffer (saved in last.ckpt; predict orients 
 * "none": never flipped (C²AM-H: the hint loss pins S to the foreground);
 * "auto" (default): "none" with hints enabled, "border" without.
 
-Tasks: fit, predict_saliency, pseudo_saliency, evaluate_saliency (`wsss.saliency.tasks`).
+Tasks: fit, predict_saliency, pseudo_saliency, evaluate_saliency (`wsss.saliency.tasks`). The saliency maps
+are float `.npz` maps (`stage.inference.storage`), thresholded as floats for the pseudo saliency
+(`wsss.saliency.maps`).
 """
 from __future__ import annotations
 
@@ -28,11 +30,13 @@ from pathlib import Path
 import torch
 
 from wsss.cams.inference import inference_precision
+from wsss.cams.storage import storage_dtype
 from wsss.distributed import gather_rows
 from wsss.losses.ccam import CCAMLoss, hint_map
 from wsss.models.ccam import CCAM, border_mean
 from wsss.saliency.data import SaliencyDataModule
-from wsss.saliency.inference import multiscale_saliency, to_uint8
+from wsss.saliency.inference import multiscale_saliency
+from wsss.saliency.maps import float_map
 from wsss.saliency.tasks import EVALUATE_SALIENCY, PREDICT_SALIENCY, PSEUDO_SALIENCY
 from wsss.stage_contract import Artifact
 from wsss.stages.base import Stage
@@ -55,7 +59,7 @@ class CCAMStage(Stage):
     tasks = {"fit": FIT_TASK, "predict_saliency": PREDICT_SALIENCY, "pseudo_saliency": PSEUDO_SALIENCY,
              "evaluate_saliency": EVALUATE_SALIENCY}
     default_tasks = ("fit", "predict_saliency", "pseudo_saliency", "evaluate_saliency")
-    artifact = Artifact("saliency", ".png")
+    artifact = Artifact("saliency", ".npz")   # float maps (wsss/saliency/maps.py)
     not_output_keys = ("pseudo",)
     evaluated_kinds = ("saliency", "pseudo_saliency")
 
@@ -193,8 +197,9 @@ class CCAMStage(Stage):
                                       inf.flip, inf.activation,
                                       inf.image_resize,
                                       int(inf.upsample_stride), data.mean, data.std)
+        store = storage_dtype(inf.storage)
         for i, image_id in enumerate(batch["id"]):
-            self.writer.write_png(image_id, to_uint8(sal[i]))
+            self.writer.write_npz(image_id, **float_map(sal[i], store))
 
     def check_class_count(self, state: dict, path: Path) -> None:
         if "net.disentangler.conv.weight" not in state:
