@@ -1,4 +1,6 @@
+import hashlib
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -42,3 +44,35 @@ def voc_root(tmp_path_factory) -> Path:
     from tests.fixtures.voc_layout import make_voc_tree
 
     return make_voc_tree(tmp_path_factory.mktemp("VOCdevkit") / "VOC2012")
+
+
+#: the shared classifier: TINY's classifier, trained, its CAMs of train and val predicted (no evaluate)
+TRAINED_CLASSIFIER = ["stage=classifier", "tasks=[fit,predict]"]
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """sha256 of every file under `root`, by relative path."""
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="session")
+def trained_classifier(tmp_path_factory, data_dir):
+    """One tiny classifier run (TRAINED_CLASSIFIER on TINY: checkpoints/last.ckpt, cams/train, cams/val),
+    trained once per session for the tests that only need *a* trained classifier.
+
+    Yields `copy_to(folder) -> folder`: a test gets its own copy of the run folder, never the original, so
+    no test can change another's input; the original is checked unchanged when the session ends."""
+    from tests.helpers import compose_config
+    from wsss.tasks import run
+
+    original = tmp_path_factory.mktemp("trained_classifier") / "run"
+    run(compose_config(original, data_dir, TRAINED_CLASSIFIER))
+    trained = tree_digest(original)
+
+    def copy_to(folder: Path) -> Path:
+        shutil.copytree(original, folder)
+        return folder
+
+    yield copy_to
+    assert tree_digest(original) == trained, f"a test changed the shared classifier run {original}"

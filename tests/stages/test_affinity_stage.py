@@ -16,8 +16,9 @@ from wsss.data.datasets import build_split
 from wsss.refine.random_walk import random_walk_dense
 from wsss.tasks import run
 
-# The module fixture runs two stages (~90 s of CPU); on a shared, overloaded 2-core machine its wall time has
-# exceeded the default 600 s limit, which says nothing about the code.
+# The module fixture runs the affinity stage (after the shared classifier when this module comes first); on a
+# shared, overloaded 2-core machine its wall time has exceeded the default 600 s limit, which says nothing about
+# the code.
 pytestmark = pytest.mark.timeout(1800)
 
 TINY_AFFINITY = ["stage=affinity", "stage.radius=5", "stage.max_epochs=1", "stage.batch_size=8",
@@ -29,10 +30,11 @@ def run_in(folder: Path, data_dir: Path, *overrides: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def chain(tmp_path_factory, data_dir):
-    """A classifier run (the CAMs) and the whole affinity stage on its CAMs."""
+def chain(tmp_path_factory, data_dir, trained_classifier):
+    """A classifier run (this module's copy of the shared one: the CAMs) and the whole affinity stage on its
+    CAMs."""
     root = tmp_path_factory.mktemp("affinity")
-    run_in(root / "oc", data_dir, "stage=classifier", "tasks=[fit,predict]")
+    trained_classifier(root / "oc")
     common = [*TINY_AFFINITY, f"stage.inputs.cams={root / 'oc' / 'cams'}",
               f"stage.backbone_checkpoint={root / 'oc' / 'checkpoints' / 'last.ckpt'}"]
     metrics = run_in(root / "aff", data_dir, *common)

@@ -10,21 +10,17 @@ import pytest
 import torch
 from pytorch_lightning import Callback
 
-from tests.helpers import ROOT, TINY, compose_config
+from tests.helpers import ROOT, TINY
 
 FAST = ["+stage.predict_splits=[val]", "+stage.eval_splits=[val]", "trainer.limit_val_batches=1",
         "trainer.log_every_n_steps=1"]
 
 
 @pytest.fixture(scope="module")
-def oc_checkpoint(tmp_path_factory, data_dir) -> Path:
-    """A trained classifier: the ordinary classifier of occse / poc / pnoc."""
-    from wsss.tasks import run
-
-    cfg = compose_config(tmp_path_factory.mktemp("oc") / "run", data_dir,
-                         ["tasks=[fit]", "trainer.limit_val_batches=0"])
-    run(cfg)
-    return Path(cfg.paths.run_dir) / "checkpoints" / "last.ckpt"
+def oc_checkpoint(tmp_path_factory, trained_classifier) -> Path:
+    """A trained classifier (this module's copy of the shared one): the ordinary classifier of occse / poc /
+    pnoc."""
+    return trained_classifier(tmp_path_factory.mktemp("oc") / "run") / "checkpoints" / "last.ckpt"
 
 
 def flat(module: torch.nn.Module) -> torch.Tensor:

@@ -1,5 +1,5 @@
 """Smoke and behaviour tests of the `ccam` (C²AM / C²AM-H) and `saliency` (PoolNet) stages on the
-tiny synthetic set; a classifier run (module-scoped) provides the hint CAMs."""
+tiny synthetic set; the shared trained classifier (tests/conftest.py) provides the hint CAMs."""
 from __future__ import annotations
 
 import json
@@ -35,9 +35,9 @@ def runs(tmp_path_factory, data_dir):
 
 
 @pytest.fixture(scope="module")
-def classifier(runs):
-    _, run_dir, _ = runs("stage=classifier", "tasks=[fit,predict]", run_name="oc")
-    return run_dir
+def classifier(tmp_path_factory, trained_classifier):
+    """This module's copy of the shared trained classifier (the hint CAMs)."""
+    return trained_classifier(tmp_path_factory.mktemp("saliency_oc") / "oc")
 
 
 @pytest.fixture(scope="module")

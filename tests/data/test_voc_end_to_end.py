@@ -2,7 +2,7 @@
 import json
 from pathlib import Path
 
-from tests.foundation.test_data import write_voc_tree
+from tests.data.test_synthetic_and_voc_layout import write_voc_tree
 
 
 def test_classifier_on_a_real_voc_layout(tmp_path, make_cfg):

@@ -3,7 +3,7 @@ with `debug=tiny` appended, in a fresh working folder (the repository's files co
 a clone has them) with no `paths.*` override: the runs, data and sweeps land where a new user's would.
 
 Which commands: the lines of fenced code blocks of the Markdown files and the comment lines of slurm/*.sh and
-*.sbatch (collected by tests/foundation/test_doc_commands.py, which composes them all), file by file
+*.sbatch (collected by tests/docs/test_doc_commands.py, which composes them all), file by file
 (README.md, then docs/*.md, then slurm/), top to bottom. Inline `python run.py` spans of the prose are
 composed there, not run here.
 
@@ -37,7 +37,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.foundation.test_doc_commands import KEPT, DocCommand, collect_file, overrides_of, variants
+from tests.docs.test_doc_commands import KEPT, DocCommand, collect_file, overrides_of, variants
 from tests.helpers import ROOT
 
 SMALL_BACKBONES = {"resnet18", "resnet50"}
