@@ -114,8 +114,8 @@ def kept_checkpoint(plain: dict, run_dir: Path) -> Path | None:
 
 # -- tasks ------------------------------------------------------------------------------------------
 def fit(ctx: "Context") -> dict:
-    own_last = ctx.cfg.get("ckpt_path") == "last"
-    ckpt = last_checkpoint(ctx.run_dir) if own_last else ctx.cfg.get("ckpt_path")
+    own_last = ctx.cfg.ckpt_path == "last"
+    ckpt = last_checkpoint(ctx.run_dir) if own_last else ctx.cfg.ckpt_path
     if ckpt:  # read (weights only) and its names and shapes checked before Lightning restores it
         check_resumable(ctx, ckpt, own_last)
     if ckpt:
@@ -148,7 +148,7 @@ def ensure_weights(ctx: "Context") -> None:
     """Predicting without fitting in this process: load the stage checkpoint or this run's last one."""
     if ctx.trained:
         return
-    ckpt = ctx.module.scfg.get("checkpoint") or kept_checkpoint(ctx.plain, ctx.run_dir)
+    ckpt = ctx.module.scfg.checkpoint or kept_checkpoint(ctx.plain, ctx.run_dir)
     if ckpt:
         ctx.module.load_weights(ckpt)
         ctx.weights = Path(ckpt)
@@ -284,11 +284,11 @@ def evaluate(ctx: "Context") -> dict:
 def check_cams_learned(ctx: "Context", curves: dict) -> None:
     """CAMs at their best threshold no better than all background: the step learned nothing (wsss/learned.py)."""
     learned.forget(ctx.run_dir)
-    val = ctx.plain["dataset"].get("val_split", "val")
+    val = ctx.plain["dataset"]["val_split"]
     name = "val" if "val" in curves else (val if val in curves else next(iter(curves), None))
     if name is not None:
         r = curves[name]
-        what = f"{ctx.plain['stage'].get('name', 'stage')} ({ctx.module.artifact.kind} on {name})"
+        what = f"{ctx.plain['stage']['name']} ({ctx.module.artifact.kind} on {name})"
         learned.check(ctx.run_dir, what, r.best_miou,
                       r.background_miou, learned.ADVICE["cams"],
                       ctx.plain["stage"].get("learned_nothing_margin", learned.DEFAULT_MARGIN))
