@@ -1,6 +1,6 @@
 """What a run and its artifact folders are: the keys that change no result, and the hashes built without them.
 
-- `RUN_KEYS`: top-level keys that say how a run runs (trainer, logger, paths, ...), not what it computes: a
+- `RUN_KEYS`: top-level keys that say how a run runs (trainer, logger, callbacks, paths, ...), not what it computes: a
   run may resume with other values, and the pipeline compares finished runs without them (`comparable`;
   `tasks` aside there, which says what a run produced);
 - `not_output_keys(plain)`: the stage keys that change no artifact: `COMMON_NOT_OUTPUT_KEYS` (evaluation,
@@ -17,8 +17,8 @@ from pathlib import Path
 
 from wsss.artifacts import checkpoint_identity, config_hash, folder_identity
 
-RUN_KEYS = ("trainer", "logger", "paths", "num_workers", "tasks", "ckpt_path", "on_nonfinite_loss",
-            "checkpoint_every_n_steps")
+RUN_KEYS = ("trainer", "logger", "callbacks", "paths", "num_workers", "tasks", "ckpt_path",
+            "on_nonfinite_loss", "checkpoint_every_n_steps")
 COMMON_NOT_OUTPUT_KEYS = ("tasks", "evaluation", "max_epochs", "checkpoint", "predict_splits", "eval_splits")
 OUTPUT_DATASET_KEYS = ("name", "_target_", "args")       # the data set keys a predicted artifact depends on
 NOT_TRAINING_DATASET_KEYS = ("scan", "predict_splits", "eval_splits")

@@ -2,7 +2,8 @@
 
 - `${wsss.per_stage:${stage.name},{pnoc:0.1},0.0}`: a value that depends on the selected stage, for an
   experiment file that sets one key for several stages (the mapping's value for this stage, else the default).
-- `${wsss.run_of:classifier}/cams`: another stage's run folder for this data set and backbone;
+- `${wsss.run_of:classifier}/cams`: another stage's run folder for this data set and backbone
+  (`${wsss.run_of:ccam,sep2023,resnest269}`: with another run name and backbone);
 - the folder resolvers of wsss/sweep_dirs.py (`wsss.cwd`, `wsss.sweep_id`, `wsss.job_dir`) and
   `run_folder` (wsss/run_paths.py: a run folder stays inside `paths.runs_dir`).
 """
@@ -24,11 +25,13 @@ def run_folder(runs_dir, relative):
     return inside_runs_dir(runs_dir, relative)
 
 
-def stage_run_folder(stage: str, run_name: str = "default", *, _root_) -> str:
-    """`${wsss.run_of:<stage>[,<run_name>]}`: the run folder that `python run.py stage=<stage>` (with that
-    run_name) has for this command's data set and backbone: another stage's outputs named without spelling
-    out the run-folder layout (conf/hydra/default.yaml)."""
-    return f"{_root_.paths.runs_dir}/{stage}/{_root_.dataset.name}/{_root_.backbone.name}/{run_name}"
+def stage_run_folder(stage: str, run_name: str = "default", backbone: str | None = None, *, _root_) -> str:
+    """`${wsss.run_of:<stage>[,<run_name>[,<backbone>]]}`: the run folder that `python run.py stage=<stage>`
+    (with that run_name and backbone) has for this command's data set: another stage's outputs named without
+    spelling out the run-folder layout (conf/hydra/default.yaml). The backbone is this command's unless named
+    (a ResNet-50 saliency network reading the ResNeSt-269 C²AM-H run)."""
+    backbone = backbone or _root_.backbone.name
+    return f"{_root_.paths.runs_dir}/{stage}/{_root_.dataset.name}/{backbone}/{run_name}"
 
 
 def register() -> None:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import subprocess
 from pathlib import Path
 
@@ -11,11 +10,11 @@ import pytorch_lightning as L
 import torch
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import TQDMProgressBar
 from pytorch_lightning.strategies import DDPStrategy
 
 from wsss import learned
 from wsss.artifacts import ArtifactDir, atomic_write_json, atomic_write_text, open_split
+from wsss.callbacks import chosen_callbacks
 from wsss.data.scan import scan_for_run
 from wsss.fill import finish
 from wsss.identity import producer_identity, training_fields, training_identity
@@ -87,16 +86,12 @@ def build_trainer(cfg: dict, module: L.LightningModule, run_dir: Path) -> L.Trai
         strategy = DDPStrategy(find_unused_parameters=bool(module.scfg.get("find_unused_parameters", False)),
                                process_group_backend=backend)
     loggers = [instantiate(spec) for spec in (cfg.get("logger") or {}).values() if spec and "_target_" in spec]
-    # last.ckpt is written by reliability's LastCheckpoint alone: a ModelCheckpoint(save_last=True) beside it
-    # found that file taken and wrote the same weights again as last-v1.ckpt at every fit.
-    callbacks = []
-    if os.environ.get("SLURM_JOB_ID") and t.get("enable_progress_bar", True):
-        callbacks.append(TQDMProgressBar(refresh_rate=50))  # readable in cluster log files
+    callbacks = chosen_callbacks(cfg)  # the callbacks group (conf/callbacks/)
     if module.scfg.get("max_steps"):  # a budget in optimiser steps, whatever the set's size (max_epochs: null)
         t.setdefault("max_steps", int(module.scfg["max_steps"]))
         t.setdefault("max_epochs", -1 if module.scfg.get("max_epochs") is None else module.scfg["max_epochs"])
     t.setdefault("max_epochs", module.scfg.get("max_epochs"))
-    callbacks += reliability_callbacks(cfg, run_dir)  # signals, RNG states, NaN guard (wsss/reliability)
+    callbacks += reliability_callbacks(cfg, run_dir)  # always: last.ckpt, signals, RNG states, NaN guard
     return L.Trainer(default_root_dir=run_dir, strategy=strategy, logger=loggers or False, callbacks=callbacks,
                      plugins=[AtomicCheckpointIO()], **t)
 
@@ -119,8 +114,8 @@ def kept_checkpoint(plain: dict, run_dir: Path) -> Path | None:
 
 # -- tasks ------------------------------------------------------------------------------------------
 def fit(ctx: "Context") -> dict:
-    own_last = ctx.cfg.get("ckpt_path") == "last"
-    ckpt = last_checkpoint(ctx.run_dir) if own_last else ctx.cfg.get("ckpt_path")
+    own_last = ctx.cfg.ckpt_path == "last"
+    ckpt = last_checkpoint(ctx.run_dir) if own_last else ctx.cfg.ckpt_path
     if ckpt:  # read (weights only) and its names and shapes checked before Lightning restores it
         check_resumable(ctx, ckpt, own_last)
     if ckpt:
@@ -153,7 +148,7 @@ def ensure_weights(ctx: "Context") -> None:
     """Predicting without fitting in this process: load the stage checkpoint or this run's last one."""
     if ctx.trained:
         return
-    ckpt = ctx.module.scfg.get("checkpoint") or kept_checkpoint(ctx.plain, ctx.run_dir)
+    ckpt = ctx.module.scfg.checkpoint or kept_checkpoint(ctx.plain, ctx.run_dir)
     if ckpt:
         ctx.module.load_weights(ckpt)
         ctx.weights = Path(ckpt)
@@ -289,11 +284,11 @@ def evaluate(ctx: "Context") -> dict:
 def check_cams_learned(ctx: "Context", curves: dict) -> None:
     """CAMs at their best threshold no better than all background: the step learned nothing (wsss/learned.py)."""
     learned.forget(ctx.run_dir)
-    val = ctx.plain["dataset"].get("val_split", "val")
+    val = ctx.plain["dataset"]["val_split"]
     name = "val" if "val" in curves else (val if val in curves else next(iter(curves), None))
     if name is not None:
         r = curves[name]
-        what = f"{ctx.plain['stage'].get('name', 'stage')} ({ctx.module.artifact.kind} on {name})"
+        what = f"{ctx.plain['stage']['name']} ({ctx.module.artifact.kind} on {name})"
         learned.check(ctx.run_dir, what, r.best_miou,
                       r.background_miou, learned.ADVICE["cams"],
                       ctx.plain["stage"].get("learned_nothing_margin", learned.DEFAULT_MARGIN))

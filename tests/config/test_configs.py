@@ -16,7 +16,7 @@ def options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
 
 
-@pytest.mark.parametrize("group", ["stage", "dataset", "backbone", "trainer", "logger", "experiment"])
+@pytest.mark.parametrize("group", ["stage", "dataset", "backbone", "trainer", "logger", "callbacks", "experiment"])
 def test_every_option_composes(group, make_cfg, tmp_path):
     assert options(group), f"conf/{group} is empty"
     for option in options(group):
@@ -27,8 +27,8 @@ def test_every_option_composes(group, make_cfg, tmp_path):
         get_class(cfg.stage._target_)  # the stage class imports
         if group == "dataset":
             get_class(cfg.dataset._target_)
-        if group == "logger":
-            for spec in cfg.logger.values():
+        if group in ("logger", "callbacks"):
+            for spec in cfg[group].values():
                 target = spec["_target_"]
                 (get_method if target.startswith("wsss.") else get_class)(target)
 
@@ -54,7 +54,7 @@ def test_cfg_job_of_the_paper_command_composes():
 def test_help_lists_the_groups():
     out = run_py("--help")
     assert out.returncode == 0
-    for group in ("stage", "dataset", "backbone", "trainer", "logger", "experiment"):
+    for group in ("stage", "dataset", "backbone", "trainer", "logger", "callbacks", "experiment"):
         assert f"{group}:" in out.stdout
 
 

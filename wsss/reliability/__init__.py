@@ -33,5 +33,5 @@ __all__ = ["reliability_callbacks", "AtomicCheckpointIO", "LastCheckpoint", "Sig
 def reliability_callbacks(cfg: dict, run_dir: Path) -> list[Callback]:
     """The callbacks every Trainer of a run gets (tasks.build_trainer)."""
     last = run_dir / "checkpoints" / "last.ckpt"
-    return [NonFiniteLossGuard(cfg.get("on_nonfinite_loss") or "error", last), RNGState(),
-            LastCheckpoint(last, cfg.get("checkpoint_every_n_steps")), SignalCheckpoint(last)]
+    return [NonFiniteLossGuard(cfg["on_nonfinite_loss"], last), RNGState(),
+            LastCheckpoint(last, cfg["checkpoint_every_n_steps"]), SignalCheckpoint(last)]

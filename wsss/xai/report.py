@@ -13,16 +13,14 @@ from typing import Sequence
 
 import torch
 
+from wsss.xai.methods import REGISTRY
 
 #: Table 4's rows: (metric key of MultiLabelCamMetrics, label, higher is better)
 TABLE_ROWS: tuple[tuple[str, str, bool], ...] = (
     ("ic", "%IC ↑", True), ("ad", "%AD ↓", False), ("ado", "%ADO ↑", True), ("ar", "%AR ↑", True),
     ("aro", "%ARO ↓", False), ("f1_neg", "F1− ↓", False), ("f1_pos", "F1+ ↑", True))
 METRIC_KEYS = tuple(key for key, _, _ in TABLE_ROWS)
-DISPLAY_NAMES = {"cam": "CAM", "gradcam": "Grad-CAM", "gradcampp": "Grad-CAM++", "scorecam": "Score-CAM",
-                 "ablationcam": "Ablation-CAM", "layercam": "LayerCAM", "minmax_cam": "MinMax-CAM",
-                 "d_minmax_cam": "D-MinMax-CAM", "minmax_gradcam": "MinMax-Grad-CAM",
-                 "d_minmax_gradcam": "D-MinMax-Grad-CAM"}
+DISPLAY_NAMES = {name: cls.display_name for name, cls in REGISTRY.items()}  # column headings
 
 
 

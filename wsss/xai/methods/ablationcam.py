@@ -21,6 +21,8 @@ class AblationCAM(CamMethod):
         **kwargs: CamMethod options (score="logit" by default).
     """
 
+    name, display_name = "ablationcam", "Ablation-CAM"
+
     def __init__(self, ablation_value: float = 0.0, relative: bool = True, closed_form: bool = True,
                  batch_size: int = 256, **kwargs):
         super().__init__(**kwargs)

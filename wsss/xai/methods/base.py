@@ -168,8 +168,13 @@ class CamMethod:
             weight by or differentiate a class score.
         channels_last: feed the body channels-last inputs (about 25% faster for ResNets on CPU and
             with bf16 on GPU; slower for some nets such as ResNeSt). Changes nothing but speed.
+
+    A subclass with a `name` is a method of the registry (`wsss.xai.methods.REGISTRY`, `stage.methods`), found
+    in its own module of this package: `display_name` heads its column in the tables and figures.
     """
 
+    name: str = ""
+    display_name: str = ""
     uses_gradients = False
 
     def __init__(self, relu: bool = True, normalize: str = "minmax", resolution: Resolution = "feature",

@@ -13,6 +13,8 @@ class CAM(CamMethod):
     For such a head Grad-CAM equals CAM / hw, so both give the same normalised map.
     """
 
+    name, display_name = "cam", "CAM"
+
     def raw_maps(self, model: SplitModel, images: torch.Tensor, activations: torch.Tensor,
                  logits: torch.Tensor, targets: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
         weight = model.linear_weight().to(activations.dtype)

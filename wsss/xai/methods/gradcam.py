@@ -14,6 +14,8 @@ class GradCAM(CamMethod):
     "probability" differentiates σ(s_c), which only rescales each map by σ'(s_c) > 0.
     """
 
+    name, display_name = "gradcam", "Grad-CAM"
+
     uses_gradients = True
 
     def raw_maps(self, model: SplitModel, images: torch.Tensor, activations: torch.Tensor,

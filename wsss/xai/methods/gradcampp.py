@@ -24,6 +24,8 @@ class GradCAMPlusPlus(CamMethod):
         **kwargs: CamMethod options.
     """
 
+    name, display_name = "gradcampp", "Grad-CAM++"
+
     uses_gradients = True
 
     def __init__(self, eps: float = 0.0, energy: str = "sum", **kwargs):

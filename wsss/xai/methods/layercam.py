@@ -10,6 +10,8 @@ from wsss.xai.split import SplitModel
 class LayerCAM(CamMethod):
     """LayerCAM for all targets at once. For a GAP + linear head it reduces to Σ_k relu(W_ck) A_k / hw."""
 
+    name, display_name = "layercam", "LayerCAM"
+
     uses_gradients = True
 
     def raw_maps(self, model: SplitModel, images: torch.Tensor, activations: torch.Tensor,

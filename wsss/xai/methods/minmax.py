@@ -38,6 +38,8 @@ class MinMaxCAM(CamMethod):
         **kwargs: CamMethod options.
     """
 
+    name, display_name = "minmax_cam", "MinMax-CAM"
+
     uses_gradients = True
     decomposed = False
     a_bg = 0.0  # no background term in the plain form
@@ -109,6 +111,8 @@ class DMinMaxCAM(MinMaxCAM):
         Others as MinMaxCAM.
     """
 
+    name, display_name = "d_minmax_cam", "D-MinMax-CAM"
+
     decomposed = True
 
     def __init__(self, a_pos: float = 1.0, a_neg: float = 1.0, a_bg: float = 1.0, threshold: float = 0.5,
@@ -123,12 +127,16 @@ class DMinMaxCAM(MinMaxCAM):
 class MinMaxGradCAM(MinMaxCAM):
     """MinMax-Grad-CAM: MinMaxCAM with form="gradient" by default."""
 
+    name, display_name = "minmax_gradcam", "MinMax-Grad-CAM"
+
     def __init__(self, form: str = "gradient", **kwargs):
         super().__init__(form=form, **kwargs)
 
 
 class DMinMaxGradCAM(DMinMaxCAM):
     """D-MinMax-Grad-CAM: DMinMaxCAM with form="gradient" by default."""
+
+    name, display_name = "d_minmax_gradcam", "D-MinMax-Grad-CAM"
 
     def __init__(self, form: str = "gradient", **kwargs):
         super().__init__(form=form, **kwargs)

@@ -41,6 +41,8 @@ class ScoreCAM(CamMethod):
         **kwargs: other CamMethod options.
     """
 
+    name, display_name = "scorecam", "Score-CAM"
+
     def __init__(self, batch_size: int = 64, align_corners: bool = False, mask_eps: float = 0.0,
                  softmax: bool = False, skip_constant: bool = True, max_channels: int | None = None,
                  score: str = "probability", resolution: Resolution = "input", resize_before_relu: bool = True,
