@@ -61,7 +61,8 @@ def test_debug_tiny_wins_over_an_experiments_settings_of_one_stage(stage):
     debug=tiny comes after them, so every stage of the pipeline is at test size."""
     cfg = compose_with("experiment=synthetic", f"stage={stage}", "debug=tiny")
     assert (cfg.stage.max_epochs, cfg.stage.batch_size, cfg.stage.inference.exp_times) == (1, 8, 2)
-    assert compose_with("experiment=synthetic", "stage=deeplab").stage.max_epochs == 30  # without: kept
+    if stage == "deeplab":
+        assert compose_with("experiment=synthetic", "stage=deeplab").stage.max_epochs == 30  # without: kept
 
 
 @pytest.mark.slow
