@@ -16,6 +16,7 @@ import numpy as np
 
 from wsss.artifacts import ArtifactDir
 from wsss.ops.pool import pool_imap
+from wsss.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,8 @@ def fill(writer: ArtifactDir, ids: list[str], producer: dict, items: Callable[[l
     `processes` workers (1: inline). Returns how many files were written."""
     missing = writer.prepare(producer, ids)
     log.info("%s: %d of %d images to write (%d processes)", writer.root, len(missing), len(ids), processes)
-    for image_id, array in pool_imap(fn, items(missing), processes=processes):
+    written = pool_imap(fn, items(missing), processes=processes)
+    for image_id, array in progress(written, f"write {writer.root}", total=len(missing)):
         writer.write_png(image_id, array, palette=palette)
     finish(writer, ids, **manifest)
     return len(missing)

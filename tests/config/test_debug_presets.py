@@ -55,6 +55,16 @@ def test_debug_tiny_shrinks_any_command_but_keeps_a_typed_backbone():
     assert compose_with("debug=fdr").trainer.fast_dev_run is True
 
 
+@pytest.mark.parametrize("stage", ["classifier", "pnoc", "ccam", "saliency", "affinity", "deeplab"])
+def test_debug_tiny_wins_over_an_experiments_settings_of_one_stage(stage):
+    """conf/experiment_stage/synthetic/ gives DeepLab 30 epochs and the saliency network 4 images a step:
+    debug=tiny comes after them, so every stage of the pipeline is at test size."""
+    cfg = compose_with("experiment=synthetic", f"stage={stage}", "debug=tiny")
+    assert (cfg.stage.max_epochs, cfg.stage.batch_size, cfg.stage.inference.exp_times) == (1, 8, 2)
+    if stage == "deeplab":
+        assert compose_with("experiment=synthetic", "stage=deeplab").stage.max_epochs == 30  # without: kept
+
+
 @pytest.mark.slow
 def test_the_documented_fast_dev_run_exits_0(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("WSSS_")}

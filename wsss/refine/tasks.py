@@ -18,6 +18,7 @@ from wsss.data.ground_truth import ground_truth_mask
 from wsss.fill import fill
 from wsss.identity import derived_identity, training_identity
 from wsss.metrics.segmentation import confusion_matrix, iou_per_class
+from wsss.progress import progress
 from wsss.refine.affinity_labels import affinity_labels
 from wsss.refine.random_walk import pseudo_mask
 from wsss.saliency.maps import read_saliency
@@ -106,7 +107,7 @@ def make_pseudo_masks(ctx) -> dict:
 def label_confusion(ds, labels: ArtifactDir, num_labels: int, confident_only: bool = False) -> torch.Tensor:
     """(K, K) confusion of label PNGs against the ground truth; `confident_only` skips predicted 255 pixels."""
     total = torch.zeros(num_labels, num_labels, dtype=torch.long)
-    for image_id in ds.ids:
+    for image_id in progress(ds.ids, f"evaluate {labels.root}", total=len(ds.ids)):
         gt = ground_truth_mask(ds, image_id)
         pred = labels.read_png(image_id)
         if pred.shape != gt.shape:

@@ -29,6 +29,7 @@ import torch
 
 from wsss.artifacts import ArtifactDir
 from wsss.metrics.segmentation import IGNORE, confusion_matrices, confusion_matrix, iou_per_class
+from wsss.progress import progress
 from wsss.saliency.maps import read_saliency
 
 
@@ -131,7 +132,7 @@ def evaluate_saliency(dataset, maps: ArtifactDir, thresholds: Sequence[float] | 
     cls = torch.zeros(len(ts), k + 1, k + 1, dtype=torch.float64, device=device)
     cam_conf = torch.zeros(k + 1, k + 1, dtype=torch.long, device=device)
     n = 0
-    for image_id in dataset.ids:
+    for image_id in progress(dataset.ids, f"evaluate {maps.root}", total=len(dataset.ids)):
         mask_np = dataset.load_mask(image_id)
         if mask_np is None:
             continue

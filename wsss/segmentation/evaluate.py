@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from wsss.artifacts import ArtifactDir
 from wsss.data.ground_truth import ground_truth_mask
 from wsss.metrics.segmentation import confusion_matrix, iou_per_class
+from wsss.progress import progress
 
 
 class _PredictionPairs(Dataset):
@@ -66,7 +67,7 @@ def evaluate_predictions(dataset, predictions_dir: str | Path, device: str = "cp
     preds = ArtifactDir(predictions_dir, ".png")
     loader = DataLoader(_PredictionPairs(dataset, preds), batch_size=None, num_workers=num_workers)
     confusion = torch.zeros(num_labels, num_labels, dtype=torch.long, device=device)
-    for pred, mask in loader:
+    for pred, mask in progress(loader, f"evaluate {preds.root}", total=len(loader.dataset)):
         confusion += confusion_matrix(pred.to(device), mask.to(device), num_labels)
     ious = iou_per_class(confusion)
     return SegmentationScores(["background", *dataset.classes], [float(v) for v in ious],
