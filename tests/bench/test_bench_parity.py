@@ -62,3 +62,19 @@ def test_train_step_ceiling_reaches_the_weights_of_our_trainer(tmp_path):
     from wsss.stages.classifier import ClassifierStage
 
     assert b.parity(cfg, ClassifierStage, b.make_batches(cfg, 2)) <= 1e-6
+
+
+@pytest.mark.parametrize(
+    "stage, size, accumulate",
+    [("saliency", 32, 2), ("affinity", 64, 1), ("deeplab", 32, 1)],
+)
+def test_train_step_ceiling_of_the_dense_stages(tmp_path, stage, size, accumulate):
+    """The same for the saliency network (gradients accumulated over 2 batches, its backbone BatchNorm frozen),
+    AffinityNet and DeepLab: three batches, the same weights and BatchNorm statistics on both sides."""
+    import bench_train_step as b
+    from hydra.utils import get_class
+
+    cfg = b.stage_config(stage, size, 2, tmp_path, accumulate)
+    assert b.accumulation(cfg) == accumulate
+    stage_cls = get_class(cfg["stage"]["_target_"])
+    assert b.parity(cfg, stage_cls, b.make_batches(cfg, 3)) <= 1e-5
