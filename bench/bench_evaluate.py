@@ -61,8 +61,8 @@ def in_memory(split, cam_dir: Path) -> list[tuple]:
     cams, out = ArtifactDir(cam_dir, ".npz"), []
     for image_id in split.ids:
         z = cams.read_npz(image_id)
-        mask = torch.from_numpy(ground_truth_mask(split, image_id).astype(np.int64))
-        maps = torch.from_numpy(z["cams"].astype(np.float32))
+        mask = torch.from_numpy(ground_truth_mask(split, image_id))  # as stored: uint8, float16
+        maps = torch.from_numpy(z["cams"])
         keys = torch.from_numpy(z["keys"])
         out.append((maps, keys, mask, threshold_predictions(maps, keys, ts, tuple(mask.shape))))
     return out

@@ -78,3 +78,33 @@ def test_train_step_ceiling_of_the_dense_stages(tmp_path, stage, size, accumulat
     assert b.accumulation(cfg) == accumulate
     stage_cls = get_class(cfg["stage"]["_target_"])
     assert b.parity(cfg, stage_cls, b.make_batches(cfg, 3)) <= 1e-5
+
+
+def test_sweep_reading_stored_types_counts_what_float32_and_int64_count(tmp_path):
+    """The threshold sweep hands the float16 CAMs and uint8 masks to the counting as stored (no numpy
+    conversion): its mIoU curve equals the per-map counting of float32 CAMs and int64 masks, void included."""
+    import numpy as np
+    from PIL import Image
+
+    import bench_evaluate
+    from bench_data import write_voc
+    from wsss.cams.evaluate import default_thresholds, sweep, threshold_predictions
+    from wsss.data.voc import VOCDataset
+    from wsss.metrics.segmentation import confusion_matrices, iou_per_class
+
+    root = write_voc(tmp_path / "VOC2012", 3)
+    first = root / "SegmentationClassAug" / "2007_000000.png"
+    mask = np.array(Image.open(first))
+    mask[:20] = 255
+    Image.fromarray(mask, mode="L").save(first)
+    split = VOCDataset(root, "train_aug")
+    bench_evaluate.write_cams(split, tmp_path / "cams")
+    got = sweep(split, tmp_path / "cams").miou
+    ts, confusion = torch.tensor(default_thresholds()), 0
+    for image_id in split.ids:
+        z = np.load(tmp_path / "cams" / f"{image_id}.npz")
+        target = torch.from_numpy(np.array(Image.open(root / "SegmentationClassAug" / f"{image_id}.png")))
+        cams = torch.from_numpy(z["cams"].astype(np.float32))
+        preds = threshold_predictions(cams, torch.from_numpy(z["keys"]), ts, tuple(target.shape))
+        confusion = confusion + confusion_matrices(preds, target.long(), split.num_classes + 1)
+    assert got == [float(v) for v in iou_per_class(confusion).nanmean(-1)]
