@@ -70,12 +70,12 @@ def normalised(batches: list[dict], mean, std) -> list[dict]:
     return [{**b, "image": (b["image"] - m) / s} for b in batches]
 
 
-def predict_ours(module, batches: list[dict], out: Path) -> float:
-    """Median seconds per image of `trainer.predict`, npz files written under `out`."""
+def predict_ours(module, batches: list[dict], out: Path, suffix: str = ".npz") -> float:
+    """Median seconds per image of `trainer.predict`, the stage's files (`suffix`) written under `out`."""
     from wsss.artifacts import ArtifactDir
 
     clock = BatchClock()
-    module.writer = ArtifactDir(out, ".npz")
+    module.writer = ArtifactDir(out, suffix)
     out.mkdir(parents=True, exist_ok=True)
     trainer = L.Trainer(
         accelerator="cpu",

@@ -108,3 +108,20 @@ def test_sweep_reading_stored_types_counts_what_float32_and_int64_count(tmp_path
         preds = threshold_predictions(cams, torch.from_numpy(z["keys"]), ts, tuple(target.shape))
         confusion = confusion + confusion_matrices(preds, target.long(), split.num_classes + 1)
     assert got == [float(v) for v in iou_per_class(confusion).nanmean(-1)]
+
+
+def test_saliency_predict_ceiling_merges_its_forwards_as_ours_does():
+    """bench_predict_saliency's independent merge of the bare forwards equals our multi-scale + flip
+    saliency (sigmoid, mean over the views) to the grey level."""
+    import bench_predict_saliency as b
+    from wsss.saliency.inference import multiscale_saliency, to_uint8
+
+    torch.manual_seed(0)
+    net = torch.nn.Conv2d(3, 1, 3, stride=2, padding=1)
+    image = torch.randn(1, 3, 24, 40)
+    with torch.no_grad():
+        want = to_uint8(multiscale_saliency(net, image, b.SCALES, True, "sigmoid")[0])
+        _, outs = b.forwards(net, b.views_of([{"image": image}]))
+    got = b.merged(outs[0], (24, 40))
+    assert max_difference({"s": torch.from_numpy(want).double()}, {"s": torch.from_numpy(got)}) <= 1.0
+    assert got.std() > 0  # not a constant map that any merge would reproduce

@@ -1,0 +1,113 @@
+"""The saliency network's multi-scale + flip prediction against its forwards alone on the same inputs.
+
+ours:    `trainer.predict` of the saliency stage: resizing each scale (bilinear, the stage's default), the
+         PoolNet forwards, sigmoid, flips and scales averaged at the image size, each image's PNG written.
+ceiling: the network's forwards alone on the same resized (and flipped) inputs, made beforehand.
+The ceiling's logits, merged here independently (sigmoid, bilinear to the image, flips added back, mean over
+the views), must match the PNGs ours wrote within one grey level.
+
+    python bench/bench_predict_saliency.py                 # 96 x 128 images, scales 0.5-2 + flip
+    python bench/bench_predict_saliency.py --height 375 --width 500 --images 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_predict import GOAL, SCALES, make_batches, normalised, predict_ours  # noqa: E402
+from common import check_equal, compose, interleaved, machine, now, quiet_torch  # noqa: E402
+
+
+def views_of(batches: list[dict]) -> list[list[torch.Tensor]]:
+    """Each image at every scale (bilinear on the normalised tensor), the flipped copy beside it."""
+    out = []
+    for b in batches:
+        x, (h, w) = b["image"], b["image"].shape[-2:]
+        per_scale = []
+        for s in SCALES:
+            size = (max(1, round(h * s)), max(1, round(w * s)))
+            v = x if size == (h, w) else F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+            per_scale.append(torch.cat([v, v.flip(-1)]))
+        out.append(per_scale)
+    return out
+
+
+def forwards(net, views: list[list[torch.Tensor]]) -> tuple[float, list[list[torch.Tensor]]]:
+    """Median seconds per image of the forwards alone, and their logits."""
+    times, outs = [], []
+    with torch.inference_mode():
+        for per_scale in views:
+            t = now()
+            outs.append([net(v) for v in per_scale])
+            times.append(now() - t)
+    return sorted(times)[len(times) // 2], outs
+
+
+def merged(outs: list[torch.Tensor], size: tuple[int, int]) -> np.ndarray:
+    """Mean over scales and flips of σ(logits) at the image size, as uint8 grey levels."""
+    total = 0
+    for logits in outs:
+        full = F.interpolate(torch.sigmoid(logits.float()), size=size, mode="bilinear", align_corners=False)
+        total = total + full[:1] + full[1:].flip(-1)
+    return ((total[0, 0] / (2 * len(outs))).clamp(0, 1) * 255).round().numpy()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--height", type=int, default=96)
+    p.add_argument("--width", type=int, default=128)
+    p.add_argument("--images", type=int, default=4, help="images per timed block")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+    quiet_torch(args.threads)
+    from wsss.stages.saliency import SaliencyStage
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        cfg = compose(
+            [
+                "stage=saliency",
+                "experiment=synthetic",
+                "debug=tiny",
+                f"stage.inference.scales={list(SCALES)}",
+                "stage.inference.flip=true",
+            ],
+            work / "run",
+        )
+        torch.manual_seed(0)
+        module = SaliencyStage(cfg).eval()
+        batches = normalised(make_batches(args.images, args.height, args.width, 1), module.norm_mean,
+                             module.norm_std)
+        views = views_of(batches)
+        predict_ours(module, batches[:1], work / "check", ".png")
+        _, outs = forwards(module.net, views[:1])
+        want = merged(outs[0], (args.height, args.width))
+        got = np.asarray(Image.open(work / "check" / "img0.png")).astype(np.float64)
+        diff = check_equal("saliency predict", {"saliency": torch.from_numpy(got)},
+                           {"saliency": torch.from_numpy(want)}, 1.0)
+        r = interleaved(
+            lambda: predict_ours(module, batches, work / "out", ".png"),
+            lambda: forwards(module.net, views)[0],
+            args.repeats,
+        )
+        print(
+            f"# saliency predict, ours / forwards alone; {machine()}; PoolNet on ResNet-18, {args.height} x "
+            f"{args.width} images, scales {list(SCALES)} + flip, bilinear resize, 32-true, CPU"
+        )
+        print("| what | ours / image | ceiling / image | ceiling / ours (range) | goal |\n|---|---|---|---|---|")
+        print(r.row(f"saliency predict (max \\|Δ\\| {diff:.0f} grey level)", f"≥ {GOAL}"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
