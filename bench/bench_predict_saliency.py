@@ -12,7 +12,6 @@ the views), must match the PNGs ours wrote within one grey level.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 from pathlib import Path
@@ -23,7 +22,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_predict import GOAL, SCALES, make_batches, normalised, predict_ours  # noqa: E402
+from bench_predict import GOAL, SCALES, TABLE_HEAD, arguments, make_batches, normalised, predict_ours  # noqa: E402
 from common import check_equal, compose, interleaved, machine, now, quiet_torch  # noqa: E402
 
 
@@ -62,13 +61,7 @@ def merged(outs: list[torch.Tensor], size: tuple[int, int]) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--height", type=int, default=96)
-    p.add_argument("--width", type=int, default=128)
-    p.add_argument("--images", type=int, default=4, help="images per timed block")
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--threads", type=int, default=1)
-    args = p.parse_args(argv)
+    args = arguments(__doc__).parse_args(argv)
     quiet_torch(args.threads)
     from wsss.stages.saliency import SaliencyStage
 
@@ -104,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             f"# saliency predict, ours / forwards alone; {machine()}; PoolNet on ResNet-18, {args.height} x "
             f"{args.width} images, scales {list(SCALES)} + flip, bilinear resize, 32-true, CPU"
         )
-        print("| what | ours / image | ceiling / image | ceiling / ours (range) | goal |\n|---|---|---|---|---|")
+        print(TABLE_HEAD)
         print(r.row(f"saliency predict (max \\|Δ\\| {diff:.0f} grey level)", f"≥ {GOAL}"))
     return 0
 

@@ -267,11 +267,14 @@ def main(argv: list[str] | None = None) -> int:
         write_oc(work, args.size, args.batch)
         print(
             f"# training steps, ours / ceiling; {machine()}; ResNet-18 from scratch, {args.size} px, "
-            f"batch {args.batch}{f' x {args.accumulate} accumulated' if args.accumulate > 1 else ''}, 32-true, CPU"
+            f"batch {args.batch}{f' x {args.accumulate} accumulated' if args.accumulate > 1 else ''}, "
+            "32-true, CPU"
         )
         print("| what | ours | ceiling | ceiling / ours (range) | goal |\n|---|---|---|---|---|")
         for stage in args.stages:
-            row, _ = bench_stage(stage, args.size, args.batch, args.steps, args.repeats, work, args.accumulate)
+            row, _ = bench_stage(
+                stage, args.size, args.batch, args.steps, args.repeats, work, args.accumulate
+            )
             print(row, flush=True)
     return 0
 

@@ -69,8 +69,8 @@ def test_train_step_ceiling_reaches_the_weights_of_our_trainer(tmp_path):
     [("saliency", 32, 2), ("affinity", 64, 1), ("deeplab", 32, 1)],
 )
 def test_train_step_ceiling_of_the_dense_stages(tmp_path, stage, size, accumulate):
-    """The same for the saliency network (gradients accumulated over 2 batches, its backbone BatchNorm frozen),
-    AffinityNet and DeepLab: three batches, the same weights and BatchNorm statistics on both sides."""
+    """The same for the saliency network (gradients accumulated over 2 batches, its backbone BatchNorm
+    frozen), AffinityNet and DeepLab: three batches, the same weights and BatchNorm statistics on both sides."""
     import bench_train_step as b
     from hydra.utils import get_class
 
