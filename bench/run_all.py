@@ -23,6 +23,7 @@ COMMANDS = (
     "python bench/bench_train_step.py",
     "python bench/bench_predict.py",
     "python bench/bench_predict_saliency.py",
+    "python bench/bench_predict_deeplab.py",
     "python bench/bench_evaluate.py",
     "python bench/bench_data.py",
     "python bench/bench_memory.py",

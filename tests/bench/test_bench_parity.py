@@ -70,7 +70,8 @@ def test_train_step_ceiling_reaches_the_weights_of_our_trainer(tmp_path):
 )
 def test_train_step_ceiling_of_the_dense_stages(tmp_path, stage, size, accumulate):
     """The same for the saliency network (gradients accumulated over 2 batches, its backbone BatchNorm
-    frozen), AffinityNet and DeepLab: three batches, the same weights and BatchNorm statistics on both sides."""
+    frozen), AffinityNet and DeepLab: three batches, the same weights and BatchNorm statistics on both
+    sides."""
     import bench_train_step as b
     from hydra.utils import get_class
 
@@ -125,3 +126,20 @@ def test_saliency_predict_ceiling_merges_its_forwards_as_ours_does():
     got = b.merged(outs[0], (24, 40))
     assert max_difference({"s": torch.from_numpy(want).double()}, {"s": torch.from_numpy(got)}) <= 1.0
     assert got.std() > 0  # not a constant map that any merge would reproduce
+
+
+def test_deeplab_predict_ceiling_merges_its_forwards_as_ours_does():
+    """bench_predict_deeplab's independent merge of the bare forwards gives our multi-scale + flip label
+    map (mean of the views' softmax) at every pixel, on a map of several classes."""
+    import bench_predict_deeplab as b
+    from bench_predict_saliency import forwards, views_of
+    from wsss.segmentation.inference import multiscale_probabilities
+
+    torch.manual_seed(0)
+    net = torch.nn.Conv2d(3, 4, 3, stride=2, padding=1)
+    image = torch.randn(1, 3, 24, 40)
+    with torch.no_grad():
+        want = multiscale_probabilities(net, image, b.SCALES, True, "softmax")[0].argmax(0)
+        _, outs = forwards(net, views_of([{"image": image}], b.SCALES))
+    got = torch.from_numpy(b.merged(outs[0], (24, 40)))
+    assert torch.equal(got, want) and len(got.unique()) > 2
