@@ -25,6 +25,7 @@ COMMANDS = (
     "python bench/bench_predict_saliency.py",
     "python bench/bench_predict_deeplab.py",
     "python bench/bench_evaluate.py",
+    "python bench/bench_affinity_labels.py",
     "python bench/bench_data.py",
     "python bench/bench_memory.py",
     "python bench/bench_crf.py",
