@@ -61,8 +61,8 @@ def in_memory(split, cam_dir: Path) -> list[tuple]:
     cams, out = ArtifactDir(cam_dir, ".npz"), []
     for image_id in split.ids:
         z = cams.read_npz(image_id)
-        mask = torch.from_numpy(ground_truth_mask(split, image_id).astype(np.int64))
-        maps = torch.from_numpy(z["cams"].astype(np.float32))
+        mask = torch.from_numpy(ground_truth_mask(split, image_id))  # as stored: uint8, float16
+        maps = torch.from_numpy(z["cams"])
         keys = torch.from_numpy(z["keys"])
         out.append((maps, keys, mask, threshold_predictions(maps, keys, ts, tuple(mask.shape))))
     return out
@@ -88,17 +88,28 @@ def map_bincount(pairs, num_labels: int) -> tuple[float, list[float]]:
     return seconds, [float(v) for v in iou_per_class(confusion).nanmean(-1)]
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--images", type=int, default=16)
-    p.add_argument("--repeats", type=int, default=5)
-    args = p.parse_args(argv)
-    torch.set_num_threads(1)
+def voc_arguments(doc: str, images: int, repeats: int) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--images", type=int, default=images)
+    p.add_argument("--repeats", type=int, default=repeats)
+    return p
+
+
+def voc_with_cams(work: Path, images: int):
+    """A VOC-layout train_aug split of `images` 500 x 375 images under `work`, with CAMs in `work/cams`."""
     from wsss.data.voc import VOCDataset
 
+    split = VOCDataset(write_voc(work / "VOC2012", images), "train_aug")
+    write_cams(split, work / "cams")
+    return split
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = voc_arguments(__doc__, images=16, repeats=5).parse_args(argv)
+    torch.set_num_threads(1)
+
     with tempfile.TemporaryDirectory() as tmp:
-        split = VOCDataset(write_voc(Path(tmp) / "VOC2012", args.images), "train_aug")
-        write_cams(split, Path(tmp) / "cams")
+        split = voc_with_cams(Path(tmp), args.images)
         pairs = in_memory(split, Path(tmp) / "cams")
         k = split.num_classes + 1
         curve = {"miou": torch.tensor(ours(split, Path(tmp) / "cams")[1])}

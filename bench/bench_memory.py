@@ -49,7 +49,7 @@ for b in range(2):
 
 CRF = """
 import numpy as np
-from wsss.refine.crf import crf_probabilities
+from wsss.ops.crf import crf_probabilities
 rng = np.random.default_rng(0)
 image = rng.integers(0, 256, (375, 500, 3), dtype=np.uint8)
 probs = rng.random((21, 375, 500)).astype(np.float32); probs /= probs.sum(0)

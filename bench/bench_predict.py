@@ -70,12 +70,12 @@ def normalised(batches: list[dict], mean, std) -> list[dict]:
     return [{**b, "image": (b["image"] - m) / s} for b in batches]
 
 
-def predict_ours(module, batches: list[dict], out: Path) -> float:
-    """Median seconds per image of `trainer.predict`, npz files written under `out`."""
+def predict_ours(module, batches: list[dict], out: Path, suffix: str = ".npz") -> float:
+    """Median seconds per image of `trainer.predict`, the stage's files (`suffix`) written under `out`."""
     from wsss.artifacts import ArtifactDir
 
     clock = BatchClock()
-    module.writer = ArtifactDir(out, ".npz")
+    module.writer = ArtifactDir(out, suffix)
     out.mkdir(parents=True, exist_ok=True)
     trainer = L.Trainer(
         accelerator="cpu",
@@ -136,14 +136,23 @@ def merged(outs: list[torch.Tensor], label: torch.Tensor, size: tuple[int, int],
     return (maps / (maps.amax(dim=(1, 2), keepdim=True) + 1e-5)).numpy()
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def arguments(doc: str) -> argparse.ArgumentParser:
+    """The options the predict benchmarks share: image size, images a block, repeats, torch threads."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--height", type=int, default=96)
     p.add_argument("--width", type=int, default=128)
     p.add_argument("--images", type=int, default=4, help="images per timed block")
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--image-resize", default="pil_bicubic", choices=("pil_bicubic", "bilinear"))
     p.add_argument("--threads", type=int, default=1)
+    return p
+
+
+TABLE_HEAD = "| what | ours / image | ceiling / image | ceiling / ours (range) | goal |\n|---|---|---|---|---|"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = arguments(__doc__)
+    p.add_argument("--image-resize", default="pil_bicubic", choices=("pil_bicubic", "bilinear"))
     args = p.parse_args(argv)
     quiet_torch(args.threads)
     from wsss.stages.classifier import ClassifierStage
@@ -189,9 +198,7 @@ def main(argv: list[str] | None = None) -> int:
             f"# predict, ours / forwards alone; {machine()}; ResNet-18, {args.height} x {args.width} images, "
             f"scales {list(SCALES)} + flip, {args.image_resize} resize, 32-true, CPU"
         )
-        print(
-            "| what | ours / image | ceiling / image | ceiling / ours (range) | goal |\n|---|---|---|---|---|"
-        )
+        print(TABLE_HEAD)
         print(r.row(f"CAM predict (max \\|Δ\\| {diff:.1e})", f"≥ {GOAL}"))
     return 0
 

@@ -20,9 +20,12 @@ ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 COMMANDS = (
-    "python bench/bench_train_step.py --stages classifier puzzle occse poc pnoc ccam",
+    "python bench/bench_train_step.py",
     "python bench/bench_predict.py",
+    "python bench/bench_predict_saliency.py",
+    "python bench/bench_predict_deeplab.py",
     "python bench/bench_evaluate.py",
+    "python bench/bench_affinity_labels.py",
     "python bench/bench_data.py",
     "python bench/bench_memory.py",
     "python bench/bench_crf.py",

@@ -62,3 +62,84 @@ def test_train_step_ceiling_reaches_the_weights_of_our_trainer(tmp_path):
     from wsss.stages.classifier import ClassifierStage
 
     assert b.parity(cfg, ClassifierStage, b.make_batches(cfg, 2)) <= 1e-6
+
+
+@pytest.mark.parametrize(
+    "stage, size, accumulate",
+    [("saliency", 32, 2), ("affinity", 64, 1), ("deeplab", 32, 1)],
+)
+def test_train_step_ceiling_of_the_dense_stages(tmp_path, stage, size, accumulate):
+    """The same for the saliency network (gradients accumulated over 2 batches, its backbone BatchNorm
+    frozen), AffinityNet and DeepLab: three batches, the same weights and BatchNorm statistics on both
+    sides."""
+    import bench_train_step as b
+    from hydra.utils import get_class
+
+    cfg = b.stage_config(stage, size, 2, tmp_path, accumulate)
+    assert b.accumulation(cfg) == accumulate
+    stage_cls = get_class(cfg["stage"]["_target_"])
+    assert b.parity(cfg, stage_cls, b.make_batches(cfg, 3)) <= 1e-5
+
+
+def test_sweep_reading_stored_types_counts_what_float32_and_int64_count(tmp_path):
+    """The threshold sweep hands the float16 CAMs and uint8 masks to the counting as stored (no numpy
+    conversion): its mIoU curve equals the per-map counting of float32 CAMs and int64 masks, void included."""
+    import numpy as np
+    from PIL import Image
+
+    import bench_evaluate
+    from bench_data import write_voc
+    from wsss.cams.evaluate import default_thresholds, sweep, threshold_predictions
+    from wsss.data.voc import VOCDataset
+    from wsss.metrics.segmentation import confusion_matrices, iou_per_class
+
+    root = write_voc(tmp_path / "VOC2012", 3)
+    first = root / "SegmentationClassAug" / "2007_000000.png"
+    mask = np.array(Image.open(first))
+    mask[:20] = 255
+    Image.fromarray(mask, mode="L").save(first)
+    split = VOCDataset(root, "train_aug")
+    bench_evaluate.write_cams(split, tmp_path / "cams")
+    got = sweep(split, tmp_path / "cams").miou
+    ts, confusion = torch.tensor(default_thresholds()), 0
+    for image_id in split.ids:
+        z = np.load(tmp_path / "cams" / f"{image_id}.npz")
+        target = torch.from_numpy(np.array(Image.open(root / "SegmentationClassAug" / f"{image_id}.png")))
+        cams = torch.from_numpy(z["cams"].astype(np.float32))
+        preds = threshold_predictions(cams, torch.from_numpy(z["keys"]), ts, tuple(target.shape))
+        confusion = confusion + confusion_matrices(preds, target.long(), split.num_classes + 1)
+    assert got == [float(v) for v in iou_per_class(confusion).nanmean(-1)]
+
+
+def test_saliency_predict_ceiling_merges_its_forwards_as_ours_does():
+    """bench_predict_saliency's independent merge of the bare forwards equals our multi-scale + flip
+    saliency (sigmoid, mean over the views) to the grey level."""
+    import bench_predict_saliency as b
+    from wsss.saliency.inference import multiscale_saliency, to_uint8
+
+    torch.manual_seed(0)
+    net = torch.nn.Conv2d(3, 1, 3, stride=2, padding=1)
+    image = torch.randn(1, 3, 24, 40)
+    with torch.no_grad():
+        want = to_uint8(multiscale_saliency(net, image, b.SCALES, True, "sigmoid")[0])
+        _, outs = b.forwards(net, b.views_of([{"image": image}]))
+    got = b.merged(outs[0], (24, 40))
+    assert max_difference({"s": torch.from_numpy(want).double()}, {"s": torch.from_numpy(got)}) <= 1.0
+    assert got.std() > 0  # not a constant map that any merge would reproduce
+
+
+def test_deeplab_predict_ceiling_merges_its_forwards_as_ours_does():
+    """bench_predict_deeplab's independent merge of the bare forwards gives our multi-scale + flip label
+    map (mean of the views' softmax) at every pixel, on a map of several classes."""
+    import bench_predict_deeplab as b
+    from bench_predict_saliency import forwards, views_of
+    from wsss.segmentation.inference import multiscale_probabilities
+
+    torch.manual_seed(0)
+    net = torch.nn.Conv2d(3, 4, 3, stride=2, padding=1)
+    image = torch.randn(1, 3, 24, 40)
+    with torch.no_grad():
+        want = multiscale_probabilities(net, image, b.SCALES, True, "softmax")[0].argmax(0)
+        _, outs = forwards(net, views_of([{"image": image}], b.SCALES))
+    got = torch.from_numpy(b.merged(outs[0], (24, 40)))
+    assert torch.equal(got, want) and len(got.unique()) > 2

@@ -90,6 +90,16 @@ def test_frozen_backbone_batchnorm_keeps_running_stats():
     assert not torch.equal(trainable.backbone.body.bn1.running_mean, before)
 
 
+def test_frozen_batchnorm_holds_from_construction():
+    """Lightning's fit does not call train() on the module: a PoolNet just built must already keep its
+    backbone's running statistics."""
+    model = build()
+    bn = model.backbone.body.bn1
+    before = bn.running_mean.clone()
+    model(torch.randn(2, 3, 64, 64))
+    assert model.training and not bn.training and torch.equal(bn.running_mean, before)
+
+
 def test_new_modules_exclude_backbone():
     model = build()
     head = {id(p) for m in model.new_modules() for p in m.parameters()}

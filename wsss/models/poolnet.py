@@ -152,6 +152,7 @@ class PoolNet(nn.Module):
                         nn.init.normal_(conv.weight, 0.0, 0.01)
                         if conv.bias is not None:
                             nn.init.zeros_(conv.bias)
+        self.train()  # Lightning's fit never calls train(): the frozen BatchNorms are in eval mode from here
 
     def new_modules(self) -> list[nn.Module]:
         """Everything but the backbone."""
