@@ -26,7 +26,11 @@ def _quiet() -> None:
                     ".*The number of training batches.*", ".*predict_dataloader.*workers.*",
                     ".*sync_dist=True.*", ".*is_global_zero.*", ".*Checkpoint directory .* exists.*",
                     ".*The `srun` command is available.*", ".*NumPy array is not writable.*",
-                    ".*predict returned None.*", ".*Experiment logs directory.*exists and is not empty.*"):
+                    ".*predict returned None.*", ".*Experiment logs directory.*exists and is not empty.*",
+                    # by design: frozen parts (OC-CSE's oc, PoolNet's and AffinityNet's backbone BatchNorms)
+                    # are built in eval mode; stages without validation share the data module's val loader
+                    ".*module\\(s\\) in eval mode at the start of training.*",
+                    ".*no `validation_step`. Skipping val loop.*"):
         warnings.filterwarnings("ignore", message=pattern)
 
 
