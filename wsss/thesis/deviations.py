@@ -8,6 +8,7 @@ A replaced config group is named once (`backbone=resnet18`) rather than key by k
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from wsss.config_diff import MISSING
@@ -65,7 +66,13 @@ def changed(ours: Any, recipe: Any, prefix: str = "") -> list[str]:
 
 
 def recipe_config(command: list[str]) -> dict:
-    """The resolved configuration of `python run.py <command>` (`stage=<stage> experiment=<recipe>`)."""
+    """The resolved configuration of `python run.py <command>` (`stage=<stage> experiment=<recipe>`); read
+    only: a recipe shared by several runs (an xai run's classifier) is composed once."""
+    return composed(tuple(command))
+
+
+@lru_cache(maxsize=None)
+def composed(command: tuple[str, ...]) -> dict:
     from wsss.compose import StepComposer
     from wsss.resolvers import register
 
