@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from wsss.thesis.deviations import departures
-from wsss.thesis.report import lookup
+from wsss.thesis.report import lookup, ours
 from wsss.thesis.rows import Matcher
 from wsss.thesis.runs import read_run
 
@@ -104,6 +104,50 @@ def test_an_xai_recipe_classifier_gets_table_5(tmp_path):
     config["stage"]["kur"]["alpha"] = "num_classes"   # KUR-α: no Table 5 column
     (folder / "config.yaml").write_text(yaml.safe_dump(config))
     assert Matcher().match(read_run(folder)).cells == []
+
+
+def xai_run(root, recipe: str | None, kur: dict | None = None, methods=("cam", "gradcam", "minmax_cam")):
+    """An xai run explaining the last.ckpt of a classifier run of `recipe`."""
+    kur = kur or {"enabled": False, "alpha": 1.0}
+    classifier = run_folder(root, "classifier", "classifier", recipe, kur=kur)
+    folder = run_folder(root, "xai", "xai", None, checkpoint=str(classifier / "checkpoints" / "last.ckpt"),
+                        methods=list(methods))
+    (folder / "metrics.json").write_text(json.dumps({"xai/cam/ic": 30.0, "xai/minmax_cam/ad": 12.5}))
+    return read_run(folder)
+
+
+def test_an_xai_run_gets_the_xai_table_row_of_its_classifiers_recipe(tmp_path):
+    run = xai_run(tmp_path, "xai_voc07_resnet101")
+    match = Matcher().match(run)
+    assert match.rows == [(4, f"{m} VOC07") for m in ("%IC", "%AD", "%ADO", "%AR", "%ARO", "F1-", "F1+")]
+    assert {c.column for c in match.cells} == {"CAM", "MinMax-CAM"}   # the thesis has no Grad-CAM column
+    assert match.recipe == ["stage=xai", "dataset=voc07", "backbone=resnet101", "stage.split=val"]
+    assert [r.folder for r in match.upstream.values()] == [tmp_path / "classifier"]
+    cell = next(c for c in match.cells if (c.row, c.column) == ("%IC VOC07", "CAM"))
+    assert ours(run, cell) == 30.0   # the stage logs percentages: not scaled again
+
+
+@pytest.mark.parametrize("recipe,kur,rows", [
+    ("xai_voc07_vgg16", None, "VGG16"), ("xai_voc07_efficientnet_b6", None, "Eb6"),
+    ("xai_coco17_resnet101", {"enabled": True, "alpha": 1.0}, "COCO17"),
+    ("xai_planet_resnet101", None, "P:UAS")])
+def test_the_table_follows_the_net_data_set_and_kur_of_the_recipe(tmp_path, recipe, kur, rows):
+    table = 6 if kur else 4 if recipe.endswith("resnet101") else 3
+    assert Matcher().match(xai_run(tmp_path, recipe, kur)).rows[0] == (table, f"%IC {rows}")
+
+
+@pytest.mark.parametrize("recipe,kur", [
+    ("xai_voc07_resnet101", {"enabled": True, "alpha": "num_classes"}),   # KUR-α: the tables use α = 1
+    ("xai_voc07_vgg16", {"enabled": True, "alpha": 1.0})])                # Table 6 is RN101 only
+def test_an_xai_recipe_outside_the_tables_is_said_why(tmp_path, recipe, kur):
+    match = Matcher().match(xai_run(tmp_path, recipe, kur))
+    assert match.cells == [] and "no Table 3, 4 or 6" in match.why_not
+
+
+@pytest.mark.parametrize("recipe", [None, "voc12_rs269"])
+def test_an_xai_run_of_another_classifier_has_no_row(tmp_path, recipe):
+    match = Matcher().match(xai_run(tmp_path, recipe))
+    assert match.cells == [] and match.why_not is None
 
 
 @pytest.mark.parametrize("missing", ["run.json", "config.yaml"])

@@ -1,4 +1,4 @@
-"""The xai table files: the Table-4 layout, and the thesis's values with ours − thesis under each metric row."""
+"""The xai table files: the Table-4 layout of this run's numbers only (the thesis report adds the thesis)."""
 import math
 
 import pytest
@@ -13,7 +13,6 @@ def results(values: dict[str, float]) -> dict:
 
 
 RESULTS = {"cam": results({"ic": 30.0, "ad": 20.0}), "gradcam": results({"ic": 40.0, "ad": float("nan")})}
-THESIS = {"cam": {"ic": 27.68, "ad": 25.24}}  # Table 4, RN101 on VOC07; the thesis has no Grad-CAM column
 
 
 def test_without_the_thesis_one_row_per_metric():
@@ -23,23 +22,11 @@ def test_without_the_thesis_one_row_per_metric():
     assert rows[1][2] == {0}  # lower %AD is better; nan never wins
 
 
-def test_thesis_and_difference_rows_under_each_metric():
-    rows = table_rows(RESULTS, ["cam", "gradcam"], THESIS)
-    assert len(rows) == 21
-    (ic, ic_values, _), (thesis, published, best), (diff, differences, _) = rows[:3]
-    assert (ic, thesis, diff) == ("%IC ↑", "thesis", "ours − thesis")
-    assert published == [27.68, None] and best == set()  # no bold in the thesis's rows
-    assert differences[0] == pytest.approx(30.0 - 27.68) and differences[1] is None
-    assert rows[5][1][0] == pytest.approx(20.0 - 25.24)
-    md = table_markdown(RESULTS, ["cam", "gradcam"], "caption", THESIS).splitlines()
-    assert md[4:7] == ["| %IC ↑ | 30.00 | **40.00** |", "| thesis | 27.68 | — |", "| ours − thesis | 2.32 | — |"]
-    csv = table_csv(RESULTS, ["cam", "gradcam"], THESIS).splitlines()
-    assert csv[1:4] == ["%IC ↑,30.00,40.00", "thesis,27.68,—", "ours − thesis,2.32,—"]
-
-
-def test_metrics_json_holds_the_thesis_and_ours_minus_thesis():
-    got = metrics_of(RESULTS, THESIS)
-    assert got["xai/cam/thesis_ic"] == 27.68 and got["xai/cam/thesis_diff_ad"] == pytest.approx(20.0 - 25.24)
-    assert not any(k.startswith("xai/gradcam/thesis") for k in got)
-    assert not any("thesis" in k for k in metrics_of(RESULTS))
-    assert math.isnan(metrics_of(RESULTS)["xai/gradcam/ad"])
+def test_table_files_and_metrics_hold_our_values_only():
+    md = table_markdown(RESULTS, ["cam", "gradcam"], "caption").splitlines()
+    assert md[0] == "caption" and md[4:6] == ["| %IC ↑ | 30.00 | **40.00** |", "| %AD ↓ | **20.00** | nan |"]
+    csv = table_csv(RESULTS, ["cam", "gradcam"]).splitlines()
+    assert csv[1:3] == ["%IC ↑,30.00,40.00", "%AD ↓,20.00,nan"] and len(csv) == 8
+    got = metrics_of(RESULTS)
+    assert got["xai/cam/ic"] == 30.0 and math.isnan(got["xai/gradcam/ad"])
+    assert not any("thesis" in k for k in got)

@@ -51,7 +51,6 @@ from wsss.xai import MultiLabelCamMetrics, SplitModel, build_method, update_cam_
 from wsss.xai.figure import display_image, figure_png
 from wsss.xai.methods import REGISTRY
 from wsss.xai.methods.base import eval_mode, resize_maps
-from wsss.thesis import xai_source, xai_values
 from wsss.xai.report import log_results, method_results, metrics_of, print_table, results_path, table_csv, \
     table_markdown
 
@@ -174,7 +173,6 @@ class XAIStage(Stage):
         self.methods = {name: build_method(name, **method_options(s, name)) for name in self.method_names}
         state, trained = read_classifier_checkpoint(s.checkpoint, self.num_classes,
                                                     cfg["dataset"]["name"], cfg["paths"].get("runs_dir"))
-        self.trained_cfg = trained  # the classifier's training config (the thesis column's match reads it)
         self.image_size = explained_size(s.image_size, trained, cfg["dataset"])
         self.net = self.rebuild_net(trained, has_bias="head.bias" in state)
         self.net.load_state_dict(state)
@@ -335,13 +333,10 @@ def explain(ctx) -> dict:
     s, p = module.scfg, ctx.plain
     title = (f"xai · {p['dataset']['name']} {module.split_name} · {p['backbone']['name']}"
              f"{' + KUR' if module.net.head.kur else ''} · labels: {s.label_source}")
-    source = xai_source(p, module.trained_cfg, module.net.head.kur, module.net.head.kur_alpha, module.split_name)
-    thesis = xai_values(source, methods)
-    caption = f"{title} (macro %, eq. 12–16)" + (f"; thesis: Table {source[0]}, {source[1]}" if source else "")
     out_dir = ctx.run_dir / "xai"
-    atomic_write_text(out_dir / "table.csv", table_csv(results, methods, thesis))
-    atomic_write_text(out_dir / "table.md", table_markdown(results, methods, caption, thesis))
-    metrics = metrics_of(results, thesis)
+    atomic_write_text(out_dir / "table.csv", table_csv(results, methods))
+    atomic_write_text(out_dir / "table.md", table_markdown(results, methods, f"{title} (macro %, eq. 12–16)"))
+    metrics = metrics_of(results)
     metrics.update({"xai/images": len(module.explained_ids()), "xai/label_source": s.label_source,
                     "xai/seconds": time.perf_counter() - started})
     figure = s.figure
@@ -352,7 +347,7 @@ def explain(ctx) -> dict:
             atomic_write_bytes(out_dir / "figure.png", png)
             images["xai/figure"] = out_dir / "figure.png"
     log_results(ctx.trainer.loggers, metrics, results, methods, images)
-    print_table(results, methods, title + (f" · thesis: Table {source[0]}, {source[1]}" if source else ""), thesis)
+    print_table(results, methods, title)
     return metrics
 
 

@@ -8,6 +8,7 @@ A replaced config group is named once (`backbone=resnet18`) rather than key by k
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from wsss.config_diff import MISSING
@@ -18,7 +19,8 @@ HOW_IT_RAN = ("paths.", "logger.", "hydra.", "wandb.", "num_workers", "run_name"
               "trainer.enable_progress_bar", "trainer.accelerator", "trainer.devices", "trainer.num_nodes",
               "trainer.strategy", "trainer.log_every_n_steps", "trainer.enable_model_summary",
               "trainer.process_group_backend", "stage.predict_splits", "stage.eval_splits",
-              "dataset.predict_splits", "dataset.eval_splits", "stage.export.")
+              "dataset.predict_splits", "dataset.eval_splits", "stage.export.", "stage.classifier_run",
+              "stage.figure.", "callbacks.progress_bar.")
 
 
 def is_path(value: Any) -> bool:
@@ -63,11 +65,17 @@ def changed(ours: Any, recipe: Any, prefix: str = "") -> list[str]:
     return [f"{prefix}: {short(recipe)} → {short(ours)}"]
 
 
-def recipe_config(stage: str, recipe: str) -> dict:
-    """The resolved configuration of `python run.py stage=<stage> experiment=<recipe>`."""
+def recipe_config(command: list[str]) -> dict:
+    """The resolved configuration of `python run.py <command>` (`stage=<stage> experiment=<recipe>`); read
+    only: a recipe shared by several runs (an xai run's classifier) is composed once."""
+    return composed(tuple(command))
+
+
+@lru_cache(maxsize=None)
+def composed(command: tuple[str, ...]) -> dict:
     from wsss.compose import StepComposer
     from wsss.resolvers import register
 
     register()
-    plain, _ = StepComposer()([f"stage={stage}", f"experiment={recipe}"])
+    plain, _ = StepComposer()(list(command))
     return plain

@@ -1,5 +1,5 @@
-"""The thesis beside what was run: every run folder that reproduces a row of the thesis's Tables 2, 7, 8, 9
-or 10 (wsss/thesis/rows.py), the published values beside ours, and the settings by which the run departs from
+"""The thesis beside what was run: every run folder that reproduces a row of the thesis's Tables 2-10
+(wsss/thesis/rows.py), the published values beside ours, and the settings by which the run departs from
 its recipe (wsss/thesis/deviations.py). It only reads finished runs:
 
     python -m wsss.thesis <runs folder or pipeline folder>
@@ -17,7 +17,7 @@ from pathlib import Path
 from wsss.artifacts import atomic_write_json, atomic_write_text
 from wsss.thesis import value
 from wsss.thesis.deviations import departures, recipe_config
-from wsss.thesis.rows import Match, Matcher
+from wsss.thesis.rows import Cell, Match, Matcher
 from wsss.thesis.runs import Run, find_runs, monitored_epochs
 
 log = logging.getLogger(__name__)
@@ -38,11 +38,14 @@ class Section:
     rows: list[tuple[int, str]]
     lines: list[Line]
     departures: list[str]
+    recipe: list[str]       # the command line of the recipe it departs from
+    heading: str | None     # the rows as the heading names them
 
 
-def ours(run: Run, metric: str | None) -> float | None:
+def ours(run: Run, cell: Cell) -> float | None:
     """Our value (percent) of a cell's metric: a metrics.json key, a path into its nested values
     (`cams/train/iou/cat`), or `epochs/<n>` / `epochs/max` (the monitored per-epoch CAM mIoU)."""
+    metric = cell.metric
     if metric is None:
         return None
     if metric.startswith("epochs/"):
@@ -52,7 +55,7 @@ def ours(run: Run, metric: str | None) -> float | None:
                                                              and int(which) <= len(epochs) else None)
         return None if got is None else 100 * got
     got = lookup(run.metrics, metric)
-    return None if got is None else 100 * float(got)
+    return None if got is None else cell.scale * float(got)
 
 
 def lookup(metrics: dict, key: str):
@@ -68,12 +71,19 @@ def lookup(metrics: dict, key: str):
 
 
 def section(match: Match) -> Section:
-    lines = [Line(c.table, c.row, c.column, value(c.table, c.row, c.column), ours(match.run, c.metric))
+    lines = [Line(c.table, c.row, c.column, value(c.table, c.row, c.column), ours(match.run, c))
              for c in match.cells]
     epochs_run = [x for x in lines if x.ours is not None or not x.column.startswith("E")]
     lines = [x for x in epochs_run if x.thesis is not None]
-    recipe = recipe_config(match.run.stage, match.run.recipe)
-    return Section(match.run, match.rows, lines, departures(match.run.config, recipe))
+    departed = departures(match.run.config, recipe_config(recipe_command(match.run, match.recipe)))
+    for role, run in match.upstream.items():
+        departed += [f"{role}: {d}" for d in departures(run.config, recipe_config(recipe_command(run)))]
+    return Section(match.run, match.rows, lines, departed, recipe_command(match.run, match.recipe),
+                   match.heading)
+
+
+def recipe_command(run: Run, given: list[str] | None = None) -> list[str]:
+    return given or [f"stage={run.stage}", f"experiment={run.recipe}"]
 
 
 def build(runs: list[Run]) -> tuple[list[Section], list[Match]]:
@@ -90,11 +100,13 @@ def cell(v: float | None) -> str:
 def markdown(sections: list[Section], unmatched: list[Match]) -> str:
     out = ["## The thesis beside these runs", ""]
     if not sections:
-        out.append("No run here reproduces a row of the thesis's Tables 2, 7, 8, 9 or 10 (their recipes are "
-                   "the conf/experiment/voc12_* files; `pipeline=wsss experiment=voc12_rs269` runs them).")
+        out.append("No run here reproduces a row of the thesis's Tables 2-10 (their recipes are the "
+                   "conf/experiment/voc12_* and xai_* files; `pipeline=wsss experiment=voc12_rs269` runs the "
+                   "first).")
     for s in sections:
-        rows = ", ".join(f'Table {t} "{r}"' for t, r in s.rows if t != 8) or "Table 8"
-        out += [f"### {s.run.stage} · experiment={s.run.recipe}: {rows}", "",
+        rows = s.heading or ", ".join(f'Table {t} "{r}"' for t, r in s.rows if t != 8) or "Table 8"
+        recipe = " ".join(c for c in s.recipe if not c.startswith("stage="))
+        out += [f"### {s.run.stage} · {recipe}: {rows}", "",
                 f"Run folder: `{s.run.folder}`", ""]
         if s.departures:
             out += ["Departs from its recipe by:", "", *(f"- {d}" for d in s.departures), ""]
@@ -112,6 +124,7 @@ def markdown(sections: list[Section], unmatched: list[Match]) -> str:
 
 def as_json(sections: list[Section], unmatched: list[Match]) -> dict:
     return {"runs": [{"run_dir": str(s.run.folder), "stage": s.run.stage, "recipe": s.run.recipe,
+                      "recipe_command": s.recipe,
                       "rows": [{"table": t, "row": r} for t, r in s.rows], "departures": s.departures,
                       "values": [vars(x) for x in s.lines]} for s in sections],
             "unmatched": [{"run_dir": str(m.run.folder), "recipe": m.run.recipe, "why": m.why_not}

@@ -12,6 +12,10 @@ that read other runs' artifacts, the rows of the runs that wrote them (the produ
   the evaluation server's, which no run here scores.
 - The XAI benchmark's classifiers (Table 5): an `xai_*` recipe's classifier, its validation F-score (F2 on
   P:UAS); column `baseline`, or `KUR` with α = 1.
+- The XAI benchmark (Tables 3, 4 and 6): an `xai` run explaining the classifier of an `xai_<data set>_<net>`
+  recipe (the run beside its `stage.checkpoint`); its recipe is the documented command `stage=xai
+  dataset=<data set> backbone=<net> stage.split=<the split the thesis explains>`, and the classifier's
+  departures from its own recipe are the row's too.
 """
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from wsss.artifacts import run_folder_of
-from wsss.thesis import CLASSIFIER_ROWS, kur_variant
+from wsss.thesis import CLASSIFIER_ROWS, XAI_METHODS, XAI_METRICS, XAI_SPLITS, kur_variant, xai_table
 from wsss.thesis.runs import Run, read_run
 
 #: (recipe, stage) -> the generator's name in Tables 7 and 8
@@ -49,6 +53,7 @@ class Cell:
     row: str
     column: str
     metric: str | None   # our metrics.json key (a `/`-path into nested values); None: no run here scores it
+    scale: float = 100.0  # ours in percent: the metric × scale (the xai stage logs percentages already)
 
 
 @dataclass
@@ -57,6 +62,9 @@ class Match:
     cells: list[Cell] = field(default_factory=list)
     why_not: str | None = None   # a recipe run whose inputs reproduce no row: why
     name: str | None = None      # the generator (Tables 7-8), the Table 9 row stem, or the Table 10 row
+    recipe: list[str] | None = None   # the recipe's command line; None: `stage=<stage> experiment=<recipe>`
+    upstream: dict[str, Run] = field(default_factory=dict)   # runs whose departures are the row's too
+    heading: str | None = None   # its rows as a report's heading names them; None: each (table, row)
 
     @property
     def rows(self) -> list[tuple[int, str]]:
@@ -91,6 +99,8 @@ class Matcher:
             return self.segmentation(run)
         if (run.recipe or "").startswith("xai_") and run.stage == "classifier":
             return classifier_scores(run)
+        if run.stage == "xai":
+            return explained(run)
         return Match(run)
 
     def saliency(self, run: Run, column: str) -> Match:
@@ -154,3 +164,27 @@ def classifier_scores(run: Run) -> Match:
     if row is None or variant is None:
         return Match(run, why_not=f"Table 5 has no row for {d.get('name')} {d.get('val_split')}, this KUR")
     return Match(run, [Cell(5, row[0], variant, f"val/{row[1]}")], name=row[0])
+
+
+def explained(run: Run) -> Match:
+    """Table 3, 4 or 6 of an `xai` run: the row of the data set or net of its classifier's `xai_*` recipe, one
+    column per method the thesis reports (CAM, Grad-CAM++, Score-CAM, MinMax-CAM, D-MinMax-CAM)."""
+    writer = run_folder_of(run.config["stage"]["checkpoint"])
+    classifier = read_run(writer) if writer else None
+    recipe = classifier.recipe if classifier else None
+    if classifier is None or classifier.stage != "classifier" or not (recipe or "").startswith("xai_"):
+        return Match(run)   # not the classifier of an `xai_*` recipe: no thesis row, nothing to say
+    dataset, _, architecture = recipe.removeprefix("xai_").partition("_")
+    kur = classifier.config["stage"].get("kur") or {}
+    source = xai_table(dataset, architecture, bool(kur.get("enabled")), kur.get("alpha", 1.0))
+    if source is None:
+        return Match(run, why_not=f"its classifier ({writer}, experiment={recipe}, KUR {kur}) is in no Table "
+                                  "3, 4 or 6 (KUR only with RN101 and α = 1)")
+    table, part = source
+    methods = [m for m in run.config["stage"]["methods"] if m in XAI_METHODS]
+    cells = [Cell(table, f"{label} {part}", XAI_METHODS[m], f"xai/{m}/{key}", scale=1.0)
+             for key, label in XAI_METRICS.items() for m in methods]
+    command = ["stage=xai", f"dataset={dataset}", f"backbone={architecture}",
+               f"stage.split={XAI_SPLITS[dataset]}"]
+    return Match(run, cells, name=part, recipe=command, heading=f'Table {table} "{part}"',
+                 upstream={f"classifier (experiment={recipe})": classifier})

@@ -1,10 +1,7 @@
 """The xai stage's results as files and logs: the Table-4 layout (methods as columns, %IC %AD %ADO %AR %ARO
 F1− F1+ as rows, the best value of each row in bold), `xai/results.json`, the entries of metrics.json, and the
-table and scalars sent to the loggers.
-
-When the run reproduces one of the thesis's XAI tables (`wsss.thesis.xai_source`), `thesis` holds the published
-values ({method: {metric: percent}}) and every metric row is followed by a `thesis` row and an `ours − thesis`
-row (— where the thesis has no such method)."""
+table and scalars sent to the loggers. Only this run's numbers: the thesis's Tables 3, 4 and 6 are put beside
+them by the thesis report (`python -m wsss.thesis <runs folder>`)."""
 from __future__ import annotations
 
 import math
@@ -53,48 +50,35 @@ def best_columns(values: Sequence[float], higher_is_better: bool) -> set[int]:
     return {i for i, v in enumerate(values) if math.isfinite(v) and round(v, 2) == round(best, 2)}
 
 
-Thesis = dict[str, dict[str, float]]  # {method: {metric key: published percent}}
-THESIS_ROWS = ("thesis", "ours − thesis")
-
-
-def table_rows(results: dict[str, dict], methods: Sequence[str], thesis: Thesis | None = None
-               ) -> list[tuple[str, list[float | None], set[int]]]:
-    """(row label, one macro value per method, columns holding the best value) per Table-4 metric, each
-    followed by the thesis's values and ours − thesis when `thesis` is given (None: no published value)."""
+def table_rows(results: dict[str, dict], methods: Sequence[str]) -> list[tuple[str, list[float], set[int]]]:
+    """(row label, one macro value per method, columns holding the best value) per Table-4 metric."""
     rows = []
     for key, label, higher in TABLE_ROWS:
         values = [float(results[m]["macro"][key]) for m in methods]
         rows.append((label, values, best_columns(values, higher)))
-        if thesis:
-            published = [thesis.get(m, {}).get(key) for m in methods]
-            rows.append((THESIS_ROWS[0], published, set()))
-            rows.append((THESIS_ROWS[1], [None if t is None else v - t for v, t in zip(values, published)], set()))
     return rows
 
 
-def fmt(value: float | None) -> str:
-    if value is None:
-        return "—"
+def fmt(value: float) -> str:
     return f"{value:.2f}" if math.isfinite(value) else "nan"
 
 
-def table_csv(results: dict[str, dict], methods: Sequence[str], thesis: Thesis | None = None) -> str:
+def table_csv(results: dict[str, dict], methods: Sequence[str]) -> str:
     lines = [",".join(["metric", *(DISPLAY_NAMES.get(m, m) for m in methods)])]
-    lines += [",".join([label, *map(fmt, values)]) for label, values, _ in table_rows(results, methods, thesis)]
+    lines += [",".join([label, *map(fmt, values)]) for label, values, _ in table_rows(results, methods)]
     return "\n".join(lines) + "\n"
 
 
-def table_markdown(results: dict[str, dict], methods: Sequence[str], caption: str = "",
-                   thesis: Thesis | None = None) -> str:
+def table_markdown(results: dict[str, dict], methods: Sequence[str], caption: str = "") -> str:
     head = "| Metric | " + " | ".join(DISPLAY_NAMES.get(m, m) for m in methods) + " |\n"
     head += "|---|" + "---:|" * len(methods) + "\n"
     body = "".join("| " + label + " | " + " | ".join(f"**{fmt(v)}**" if i in best else fmt(v)
                                                      for i, v in enumerate(values)) + " |\n"
-                   for label, values, best in table_rows(results, methods, thesis))
+                   for label, values, best in table_rows(results, methods))
     return (f"{caption}\n\n" if caption else "") + head + body
 
 
-def print_table(results: dict[str, dict], methods: Sequence[str], title: str, thesis: Thesis | None = None) -> None:
+def print_table(results: dict[str, dict], methods: Sequence[str], title: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -103,24 +87,21 @@ def print_table(results: dict[str, dict], methods: Sequence[str], title: str, th
     names = [DISPLAY_NAMES.get(m, m) for m in methods]
     for name in names:
         table.add_column(name, justify="right", no_wrap=True, min_width=len(name))
-    for label, values, best in table_rows(results, methods, thesis):
+    for label, values, best in table_rows(results, methods):
         cells = (f"[bold green]{fmt(v)}[/]" if i in best else fmt(v) for i, v in enumerate(values))
-        table.add_row(label, *cells, style="dim" if label in THESIS_ROWS else None)
+        table.add_row(label, *cells)
     console = Console()
     needed = 10 + sum(len(n) + 3 for n in names)  # full method names even on a narrow terminal or a log file
     console.width = max(console.width, needed)
     console.print(table)
 
 
-def metrics_of(results: dict[str, dict], thesis: Thesis | None = None) -> dict:
-    """The entries of metrics.json: `xai/<method>/<metric>` floats, micro and per-class dicts, and with
-    `thesis` `xai/<method>/thesis_<metric>` and `xai/<method>/thesis_diff_<metric>` (ours − thesis)."""
+def metrics_of(results: dict[str, dict]) -> dict:
+    """The entries of metrics.json: `xai/<method>/<metric>` floats (macro, percent), micro and per-class
+    dicts."""
     out: dict = {}
     for m, r in results.items():
         out.update({f"xai/{m}/{k}": float(v) for k, v in r["macro"].items()})
-        for k, published in (thesis or {}).get(m, {}).items():
-            out[f"xai/{m}/thesis_{k}"] = published
-            out[f"xai/{m}/thesis_diff_{k}"] = float(r["macro"][k]) - published
         out[f"xai/{m}/micro"] = r["micro"]
         out[f"xai/{m}/per_class"] = r["per_class"]
     out["xai/pairs"] = {m: int(sum(r["pairs"].values())) for m, r in results.items()}
