@@ -149,7 +149,8 @@ def type_problems(name: str, stage: dict) -> list[str]:
         default = known[path]
         kind = expected_type(path, default)
         if value is None:
-            if default is not None and path not in NULLABLE and not _step_budget(path, stage):
+            nullable = path in NULLABLE or _step_budget(path, stage)
+            if default is not None and not nullable:
                 problems.append(f"stage.{path}=null: expected {TYPE_WORDS[kind]} (conf/stage/{name}.yaml: "
                                 f"{_show(default)}; null is not one of its values)")
             continue
