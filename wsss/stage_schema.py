@@ -134,6 +134,11 @@ def _show(value) -> str:
     return str(value)
 
 
+def _step_budget(path: str, stage: dict) -> bool:
+    """`max_epochs: null` is the epoch count derived from `max_steps` optimiser steps (wsss/tasks.py)."""
+    return path == "max_epochs" and stage.get("max_steps") is not None
+
+
 def type_problems(name: str, stage: dict) -> list[str]:
     """Values of `stage` (resolved) whose type is not their default's."""
     known = stage_keys(name)
@@ -144,7 +149,8 @@ def type_problems(name: str, stage: dict) -> list[str]:
         default = known[path]
         kind = expected_type(path, default)
         if value is None:
-            if default is not None and path not in NULLABLE:
+            nullable = path in NULLABLE or _step_budget(path, stage)
+            if default is not None and not nullable:
                 problems.append(f"stage.{path}=null: expected {TYPE_WORDS[kind]} (conf/stage/{name}.yaml: "
                                 f"{_show(default)}; null is not one of its values)")
             continue

@@ -31,6 +31,13 @@ def test_wrong_types_are_named_with_the_expected_type(make_cfg):
     ])
 
 
+def test_max_epochs_may_be_null_only_under_a_budget_in_optimiser_steps(make_cfg):
+    assert composed_config_problems(make_cfg("stage=deeplab", "stage.max_epochs=null",
+                                             "stage.max_steps=150")) == []
+    assert composed_config_problems(make_cfg("stage=deeplab", "stage.max_epochs=null")) == [
+        "stage.max_epochs=null: expected an integer (conf/stage/deeplab.yaml: 15; null is not one of its values)"]
+
+
 def test_ranges_are_checked_once_the_types_are_right(make_cfg):
     assert composed_config_problems(make_cfg("stage=pnoc", "stage.lr=-1")) == [
         "stage.lr=-1: expected a number >= 0"]
