@@ -48,7 +48,7 @@ def stage_config(stage: str, size: int, batch: int, work: Path, accumulate: int 
         stage == "ccam"
     ):  # the polarity decision after the last epoch reads the data module's images: not a step
         over.append("stage.polarity.rule=none")
-    if stage == "affinity":  # AffinityNet from scratch here, not from the pnoc run's backbone
+    if stage in ("affinity", "deeplab"):  # from scratch here, not from the pnoc run's backbone
         over.append("stage.backbone_checkpoint=null")
     if stage in ("occse", "poc", "pnoc"):
         over.append(f"stage.oc_checkpoint={work / 'oc.ckpt'}")
