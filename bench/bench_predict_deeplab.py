@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        module = predicting_stage("deeplab", SCALES, work, "stage.inference.crf=null")
+        module = predicting_stage(
+            "deeplab", SCALES, work, "stage.inference.crf=null", "stage.backbone_checkpoint=null")
         batches = normalised(make_batches(args.images, args.height, args.width, module.num_classes),
                              module.norm_mean, module.norm_std)
         views = views_of(batches, SCALES)

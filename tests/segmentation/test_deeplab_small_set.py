@@ -3,9 +3,10 @@
 the synthetic pipeline's DeepLab settings, on pseudo masks of the pipeline's quality (degraded ground truth).
 
 Scored against the ground truth here, independently of the stage's evaluation: all background, the pseudo
-masks it trained on, and its val predictions, plain (what the pipeline reports) and with the argmax
-restricted to each image's classes (an analysis number: the set's classes come in pairs of one colour, k and
-k ± 5, told apart by shape alone; docs/synthetic.md).
+masks it trained on, its predictions on train_aug and val. Each class has its own colour
+(`distinct_colours=True`): in the default set classes k and k ± 5 share one and differ by shape alone, which
+about four images a class do not teach a network that, unlike the pseudo masks, has no image labels
+(docs/synthetic.md measures both).
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ def miou(pairs) -> float:
     return float(mean_iou(total))
 
 
-def deeplab_predictions(run_dir: Path, ds: VOCDataset, restricted: bool) -> dict[str, np.ndarray]:
+def deeplab_predictions(run_dir: Path, ds: VOCDataset) -> dict[str, np.ndarray]:
     from wsss.stages.deeplab import DeepLabStage
 
     checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
@@ -53,17 +54,14 @@ def deeplab_predictions(run_dir: Path, ds: VOCDataset, restricted: bool) -> dict
     for image_id in ds.ids:
         image = torch.from_numpy(ds.load_image(image_id).copy()).permute(2, 0, 1)[None].float() / 255
         probs = multiscale_probabilities(stage.net, (image - mean) / std, [1.0], flip=False)[0]
-        if restricted:
-            present = torch.cat([torch.ones(1), torch.from_numpy(ds.label(image_id)).float()]) > 0
-            probs[~present] = -1
         out[image_id] = probs.argmax(0).numpy()
     return out
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)   # about 170 s of CPU; far more wall time on a loaded machine
-def test_deeplab_learns_on_80_images_from_the_classifiers_backbone(tmp_path, data_dir):
-    root = make_small_voc(tmp_path / "VOC2012", train_aug=80, val=20, size=96, seed=0)
+def test_deeplab_reaches_its_pseudo_masks_on_80_images_from_the_classifiers_backbone(tmp_path, data_dir):
+    root = make_small_voc(tmp_path / "VOC2012", train_aug=80, val=20, size=96, seed=0, distinct_colours=True)
     pseudo = write_pseudo_masks(root, tmp_path / "pseudo_masks")
     data = small_voc_overrides(root)
     classifier = fit(tmp_path, data_dir, "classifier", ["stage=classifier", *data, "tasks=[fit]"])
@@ -72,14 +70,14 @@ def test_deeplab_learns_on_80_images_from_the_classifiers_backbone(tmp_path, dat
         f"stage.backbone_checkpoint={classifier}/checkpoints/last.ckpt"])   # 30 epochs: 150 steps
 
     train, val = VOCDataset(root, "train_aug"), VOCDataset(root, "val")
-    gt = {i: val.load_mask(i) for i in val.ids}
-    all_background = miou((np.zeros_like(m), m) for m in gt.values())
-    pseudo_train = miou((np.array(Image.open(pseudo / "train_aug" / f"{i}.png")), train.load_mask(i))
-                        for i in train.ids)
-    plain = miou((p, gt[i]) for i, p in deeplab_predictions(deeplab, val, restricted=False).items())
-    restricted = miou((p, gt[i]) for i, p in deeplab_predictions(deeplab, val, restricted=True).items())
+    gt = {**{i: train.load_mask(i) for i in train.ids}, **{i: val.load_mask(i) for i in val.ids}}
+    all_background = miou((np.zeros_like(gt[i]), gt[i]) for i in val.ids)
+    pseudo_train = miou((np.array(Image.open(pseudo / "train_aug" / f"{i}.png")), gt[i]) for i in train.ids)
+    on_train = miou((p, gt[i]) for i, p in deeplab_predictions(deeplab, train).items())
+    on_val = miou((p, gt[i]) for i, p in deeplab_predictions(deeplab, val).items())
 
     assert all_background < 0.06 and 0.40 < pseudo_train < 0.60   # the set is what the docs measured
-    assert plain > all_background + 0.12, (plain, all_background)   # seeds 0 / 1: 23.4 / 18.4 against 4.2
-    # what is left is telling the colour twins apart: given the image's classes it gains 18+ points
-    assert restricted > plain + 0.10, (restricted, plain)
+    assert on_val > all_background + 0.30, (on_val, all_background)   # 52.4 against 4.2
+    # within 5 points of the pseudo masks it learned from (49.1 on train_aug): 56.0 on train_aug, 52.4 on val
+    assert on_train > pseudo_train - 0.05, (on_train, pseudo_train)
+    assert on_val > pseudo_train - 0.05, (on_val, pseudo_train)
