@@ -112,13 +112,14 @@ def views_of(module, batches: list[dict], inf: dict) -> list[list[torch.Tensor]]
     return out
 
 
-def forwards(module, views: list[list[torch.Tensor]]) -> tuple[float, list[list[torch.Tensor]]]:
-    """Median seconds per image of the forwards alone, and their outputs."""
+def forwards(forward, views: list[list[torch.Tensor]]) -> tuple[float, list[list[torch.Tensor]]]:
+    """Median seconds per image of `forward` alone (the network's call) over each image's views, and its
+    outputs."""
     times, outs = [], []
     with torch.inference_mode():
         for per_scale in views:
             t = now()
-            outs.append([module.raw_cams(v) for v in per_scale])
+            outs.append([forward(v) for v in per_scale])
             times.append(now() - t)
     return sorted(times)[len(times) // 2], outs
 
@@ -182,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         views = views_of(module, batches, inf)
         predict_ours(module, batches[:1], work / "check")
-        _, outs = forwards(module, views[:1])
+        _, outs = forwards(module.raw_cams, views[:1])
         stride = int(cfg["stage"]["inference"].get("upsample_stride", 16))
         want = merged(outs[0], batches[0]["label"], (args.height, args.width), stride)
         got = np.load(work / "check" / "img0.npz")["cams"]
@@ -191,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         r = interleaved(
             lambda: predict_ours(module, batches, work / "out"),
-            lambda: forwards(module, views)[0],
+            lambda: forwards(module.raw_cams, views)[0],
             args.repeats,
         )
         print(

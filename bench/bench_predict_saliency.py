@@ -27,11 +27,12 @@ from bench_predict import (  # noqa: E402
     SCALES,
     TABLE_HEAD,
     arguments,
+    forwards,
     make_batches,
     normalised,
     predict_ours,
 )
-from common import check_equal, compose, interleaved, machine, now, quiet_torch  # noqa: E402
+from common import check_equal, compose, interleaved, machine, quiet_torch  # noqa: E402
 
 
 def views_of(batches: list[dict], scales=SCALES) -> list[list[torch.Tensor]]:
@@ -46,17 +47,6 @@ def views_of(batches: list[dict], scales=SCALES) -> list[list[torch.Tensor]]:
             per_scale.append(torch.cat([v, v.flip(-1)]))
         out.append(per_scale)
     return out
-
-
-def forwards(net, views: list[list[torch.Tensor]]) -> tuple[float, list[list[torch.Tensor]]]:
-    """Median seconds per image of the forwards alone, and their logits."""
-    times, outs = [], []
-    with torch.inference_mode():
-        for per_scale in views:
-            t = now()
-            outs.append([net(v) for v in per_scale])
-            times.append(now() - t)
-    return sorted(times)[len(times) // 2], outs
 
 
 def merged(outs: list[torch.Tensor], size: tuple[int, int]) -> np.ndarray:
