@@ -1,6 +1,7 @@
 import hashlib
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,22 @@ os.environ.setdefault("WANDB_SILENT", "true")
 def data_dir(tmp_path_factory) -> Path:
     """One synthetic-data cache for the whole session (the set is written once per spec)."""
     return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture(scope="module")
+def module_tmp(tmp_path_factory, request):
+    """`module_tmp(name)`: a new folder for one test module's shared fixtures, removed with everything in it
+    when the module's tests are done, unless one of them failed. Each run folder holds checkpoints of
+    100-600 MB; kept to the session's end, the suite's would fill about 19 GB of disk."""
+    root = tmp_path_factory.mktemp(request.module.__name__.rpartition(".")[2])
+    failed_before = request.session.testsfailed
+
+    def make(name: str) -> Path:
+        return Path(tempfile.mkdtemp(prefix=f"{name}-", dir=root))
+
+    yield make
+    if request.session.testsfailed == failed_before:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

@@ -46,10 +46,10 @@ def scored_val(root: Path) -> tuple[int, int]:
 
 
 @pytest.fixture(scope="module")
-def chain(tmp_path_factory):
+def chain(module_tmp):
     from tests.fixtures.coco_layout import make_coco_tree
 
-    base = tmp_path_factory.mktemp("coco_chain")
+    base = module_tmp("coco_chain")
     root = make_coco_tree(base / "coco14", train=16, val=8)
     runs = base / "runs"
     common = [*TINY_CHAIN, f"dataset.args.root={root}", f"paths.runs_dir={runs}", f"paths.data_dir={runs}"]

@@ -18,8 +18,8 @@ from wsss.data.prepare import coco14
 
 
 @pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
-    base = tmp_path_factory.mktemp("coco")
+def prepared(module_tmp):
+    base = module_tmp("coco")
     raw = make_coco_download(base / "download")
     root = base / "coco14"
     report = coco14.prepare(root, {s: raw / s for s in coco14.SPLITS}, [raw / "annotations"], check=False)

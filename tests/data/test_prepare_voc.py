@@ -23,8 +23,8 @@ def md5(path):
 
 
 @pytest.fixture(scope="module")
-def archives(tmp_path_factory):
-    return make_voc12_archives(tmp_path_factory.mktemp("voc_archives"))
+def archives(module_tmp):
+    return make_voc12_archives(module_tmp("voc_archives"))
 
 
 def voc12_args(archives, out, *extra):

@@ -23,8 +23,8 @@ TINY = ["pipeline=wsss", "experiment=synthetic", "dataset=voc12", "backbone=resn
 
 
 @pytest.fixture(scope="module")
-def voc_root(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("prepared")
+def voc_root(module_tmp):
+    folder = module_tmp("prepared")
     archives = make_voc12_archives(folder / "archives")
     root = folder / "VOC2012"
     assert prepare_main(["voc12", "--voc", str(archives.voc), "--sbd", str(archives.sbd), "--out", str(root),

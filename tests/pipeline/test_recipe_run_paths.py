@@ -22,10 +22,10 @@ FED = re.compile(r"^(stage\.[\w.]+)=\$\{(?:oc\.select:)?outputs\.(\w+)")
 
 
 @pytest.fixture(scope="module")
-def composed(tmp_path_factory) -> dict[str, dict]:
+def composed(module_tmp) -> dict[str, dict]:
     from tests.helpers import compose_config
 
-    data = tmp_path_factory.mktemp("data")
+    data = module_tmp("data")
     out = {}
     commands = {**{name: [f"experiment={name}"] for name in RECIPES}, **EXTRA_PRODUCERS}
     for name, overrides in commands.items():

@@ -51,8 +51,8 @@ def void_free_pixels(root: Path, split: str) -> tuple[int, int]:
 
 
 @pytest.fixture(scope="module")
-def chain(tmp_path_factory, voc_root):
-    runs = tmp_path_factory.mktemp("voc_runs")
+def chain(module_tmp, voc_root):
+    runs = module_tmp("voc_runs")
     common = [*TEST_SIZE, f"dataset.args.root={voc_root}", f"paths.runs_dir={runs}", f"paths.data_dir={runs}"]
     cams = f"++stage.evaluation.cams={runs}/pnoc/voc12/resnet18/default/cams"   # the recipes name RS269's
     done = run_py("pipeline=wsss", *common, *LATER_STEPS, cams, timeout=1800)  # a loaded machine

@@ -68,9 +68,9 @@ class WriteSpy:
 
 
 @pytest.fixture(scope="module")
-def spied_run(tmp_path_factory):
+def spied_run(tmp_path_factory, module_tmp):
     data_dir = tmp_path_factory.getbasetemp() / "data-reliability"
-    run_dir = tmp_path_factory.mktemp("atomic") / "run"
+    run_dir = module_tmp("atomic") / "run"
     with pytest.MonkeyPatch.context() as mp:
         spy = WriteSpy(mp)
         run_in_process(run_dir, data_dir, *RUN)

@@ -29,8 +29,8 @@ MID_EPOCH = ["stage.batch_size=2", "checkpoint_every_n_steps=3"]
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    return tmp_path_factory.mktemp("runs")
+def runs(module_tmp):
+    return module_tmp("runs")
 
 
 @pytest.fixture(scope="module")

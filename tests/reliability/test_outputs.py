@@ -13,9 +13,9 @@ RUN = ["tasks=[fit,predict]", "stage.max_epochs=1", "dataset.predict_splits=[val
 
 
 @pytest.fixture(scope="module")
-def two_runs(tmp_path_factory):
+def two_runs(tmp_path_factory, module_tmp):
     data_dir = tmp_path_factory.getbasetemp() / "data-reliability"
-    base = tmp_path_factory.mktemp("det")
+    base = module_tmp("det")
     dirs = [base / "a", base / "b"]
     for d in dirs:
         run_in_process(d, data_dir, *RUN)

@@ -30,10 +30,10 @@ def run_in(folder: Path, data_dir: Path, *overrides: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def chain(tmp_path_factory, data_dir, trained_classifier):
+def chain(module_tmp, data_dir, trained_classifier):
     """A classifier run (this module's copy of the shared one: the CAMs) and the whole affinity stage on its
     CAMs."""
-    root = tmp_path_factory.mktemp("affinity")
+    root = module_tmp("affinity")
     trained_classifier(root / "oc")
     common = [*TINY_AFFINITY, f"stage.inputs.cams={root / 'oc' / 'cams'}",
               f"stage.backbone_checkpoint={root / 'oc' / 'checkpoints' / 'last.ckpt'}"]

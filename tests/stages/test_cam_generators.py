@@ -17,10 +17,10 @@ FAST = ["+stage.predict_splits=[val]", "+stage.eval_splits=[val]", "trainer.limi
 
 
 @pytest.fixture(scope="module")
-def oc_checkpoint(tmp_path_factory, trained_classifier) -> Path:
+def oc_checkpoint(module_tmp, trained_classifier) -> Path:
     """A trained classifier (this module's copy of the shared one): the ordinary classifier of occse / poc /
     pnoc."""
-    return trained_classifier(tmp_path_factory.mktemp("oc") / "run") / "checkpoints" / "last.ckpt"
+    return trained_classifier(module_tmp("oc") / "run") / "checkpoints" / "last.ckpt"
 
 
 def flat(module: torch.nn.Module) -> torch.Tensor:

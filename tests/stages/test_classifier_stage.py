@@ -12,11 +12,11 @@ from tests.helpers import ROOT, TINY
 
 
 @pytest.fixture(scope="module")
-def classifier_run(tmp_path_factory, data_dir):
+def classifier_run(module_tmp, data_dir):
     from tests.helpers import compose_config
     from wsss.tasks import run
 
-    cfg = compose_config(tmp_path_factory.mktemp("cls") / "run", data_dir, ["stage.kur.enabled=true"])
+    cfg = compose_config(module_tmp("cls") / "run", data_dir, ["stage.kur.enabled=true"])
     metrics = run(cfg)
     from pathlib import Path
 

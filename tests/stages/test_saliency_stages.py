@@ -24,8 +24,8 @@ CCAM = ["stage=ccam", "stage.crop_size=64", "stage.batch_size=8", "stage.inferen
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, data_dir):
-    root = tmp_path_factory.mktemp("saliency_runs")
+def runs(module_tmp, data_dir):
+    root = module_tmp("saliency_runs")
 
     def go(*overrides: str, run_name: str):
         cfg = compose_config(root / run_name, data_dir, list(overrides))
@@ -35,9 +35,9 @@ def runs(tmp_path_factory, data_dir):
 
 
 @pytest.fixture(scope="module")
-def classifier(tmp_path_factory, trained_classifier):
+def classifier(module_tmp, trained_classifier):
     """This module's copy of the shared trained classifier (the hint CAMs)."""
-    return trained_classifier(tmp_path_factory.mktemp("saliency_oc") / "oc")
+    return trained_classifier(module_tmp("saliency_oc") / "oc")
 
 
 @pytest.fixture(scope="module")

@@ -24,11 +24,11 @@ FAST = ["stage=xai", "stage.batch_size=4", "stage.method_options.scorecam.max_ch
 
 
 @pytest.fixture(scope="module")
-def classifier_ckpt(tmp_path_factory, data_dir) -> Path:
+def classifier_ckpt(module_tmp, data_dir) -> Path:
     """A one-epoch ResNet-18 classifier trained with KUR-α (α = C)."""
     from wsss.tasks import run
 
-    cfg = compose_config(tmp_path_factory.mktemp("xai_cls") / "run", data_dir,
+    cfg = compose_config(module_tmp("xai_cls") / "run", data_dir,
                          ["stage.kur.enabled=true", "stage.kur.alpha=num_classes", "stage.tasks=[fit]"])
     run(cfg)
     return Path(cfg.paths.run_dir) / "checkpoints" / "last.ckpt"
@@ -40,22 +40,22 @@ def xai_cfg(tmp_path: Path, data_dir: Path, ckpt: Path, *overrides: str):
 
 
 @pytest.fixture(scope="module")
-def detected_run(tmp_path_factory, data_dir, classifier_ckpt):
+def detected_run(module_tmp, data_dir, classifier_ckpt):
     from wsss.tasks import run
 
     # the one-epoch classifier's probabilities lie near 0.2–0.5: a lower threshold gives detections
-    cfg = xai_cfg(tmp_path_factory.mktemp("xai_det"), data_dir, classifier_ckpt, "stage.figure.num_images=2",
+    cfg = xai_cfg(module_tmp("xai_det"), data_dir, classifier_ckpt, "stage.figure.num_images=2",
                   f"stage.threshold={THRESHOLD}")
     return run(cfg), Path(cfg.paths.run_dir), cfg
 
 
 @pytest.fixture(scope="module")
-def labels_run(tmp_path_factory, data_dir, classifier_ckpt):
+def labels_run(module_tmp, data_dir, classifier_ckpt):
     from wsss.tasks import run
 
     from wsss.logging_utils import finish_wandb
 
-    cfg = xai_cfg(tmp_path_factory.mktemp("xai_gt"), data_dir, classifier_ckpt, "stage.label_source=labels",
+    cfg = xai_cfg(module_tmp("xai_gt"), data_dir, classifier_ckpt, "stage.label_source=labels",
                   "stage.methods=[cam,minmax_cam]", "stage.figure.num_images=1", "logger=wandb",
                   "logger.wandb.mode=offline")
     try:
