@@ -4,6 +4,7 @@ and the load at the time.
 
     python bench/run_all.py              # all, then docs/benchmarks.md rewritten between the markers
     python bench/run_all.py --no-write   # print only
+    python bench/run_all.py --smoke      # every script at its smallest sizes, print only: do they all still run?
 """
 
 from __future__ import annotations
@@ -31,13 +32,30 @@ COMMANDS = (
     "python bench/bench_crf.py",
 )
 
+#: what `--smoke` appends to each command: the smallest sizes at which it still times both sides and checks
+#: that they agree (tests/bench/test_run_all.py runs them all)
+SMOKE = {
+    "python bench/bench_train_step.py": "--size 64 --batch 2 --steps 2 --repeats 1",
+    "python bench/bench_predict.py": "--height 32 --width 48 --images 1 --repeats 1",
+    "python bench/bench_predict_saliency.py": "--height 32 --width 48 --images 1 --repeats 1",
+    "python bench/bench_predict_deeplab.py": "--height 32 --width 48 --images 1 --repeats 1",
+    "python bench/bench_evaluate.py": "--images 4 --repeats 1 --workers 1",
+    "python bench/bench_affinity_labels.py": "--images 1 --repeats 1",
+    "python bench/bench_data.py": "--recipes voc12_rs269 --images 4",
+    "python bench/bench_memory.py": "--recipes voc12_rs269 --skip-stages",
+    "python bench/bench_crf.py": "--images 2 --size 64 --iterations 1 --processes 1",
+}
+
 
 def run(command: str) -> str:
     """The command's output tables, under a heading with its date, machine and load before and after."""
     before = os.getloadavg()[0]
     start = datetime.datetime.now(datetime.timezone.utc)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    out = subprocess.run(command.split(), cwd=ROOT, env=env, capture_output=True, text=True)
+    program, *args = command.split()
+    if program == "python":  # the interpreter running this script (its venv), whatever `python` is on PATH
+        program = sys.executable
+    out = subprocess.run([program, *args], cwd=ROOT, env=env, capture_output=True, text=True)
     if out.returncode:
         raise SystemExit(f"{command} failed:\n{out.stderr[-3000:]}")
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith(("|", "#", "  "))]
@@ -61,13 +79,16 @@ def write(section: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--no-write", action="store_true")
+    p.add_argument("--smoke", action="store_true", help="smallest sizes (SMOKE); implies --no-write")
     args = p.parse_args(argv)
     parts = []
     for command in COMMANDS:
+        if args.smoke:
+            command = f"{command} {SMOKE[command]}"
         print(f"== {command}", flush=True)
         parts.append(run(command))
         print(parts[-1], flush=True)
-    if not args.no_write:
+    if not (args.no_write or args.smoke):
         write("\n".join(parts))
     return 0
 
