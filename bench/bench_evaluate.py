@@ -9,11 +9,11 @@ The mIoU curves must agree exactly. VOC-sized images (500 x 375), two present cl
 
 The first two rows read the files in the timed process itself (CPU seconds, no loader worker): the decoding
 of each npz and PNG counts against ours. The third row's ceiling reads each file once too, in a bare loop (the
-same read calls, then the counting): what the sweep adds beyond the reading it cannot avoid. The last row times the sweep as the evaluation tasks run it, with
-`--workers` loader processes (the config's `num_workers`, 2 by default) decoding while the main process
-counts: wall seconds an image at steady state, (t(all images) - t(half)) / half, so the workers' start-up,
-paid once a sweep, is left out; against the counting alone, also wall seconds. Run it on an otherwise idle
-machine: wall time counts every other job.
+same read calls, then the counting): what the sweep adds beyond the reading it cannot avoid. The last row
+times the sweep as the evaluation tasks run it, with `--workers` loader processes (the config's
+`num_workers`, 2 by default) decoding while the main process counts: wall seconds an image at steady state,
+(t(all images) - t(half)) / half, so the workers' start-up, paid once a sweep, is left out; against the
+counting alone, also wall seconds. Run it on an otherwise idle machine: wall time counts every other job.
 
     python bench/bench_evaluate.py
     python bench/bench_evaluate.py --images 32 --repeats 5 --workers 2
@@ -82,19 +82,23 @@ def ours_as_run(split, cam_dir: Path, workers: int) -> tuple[float, list[float]]
     return (t_all - t_half) / (len(split.ids) - len(half.ids)), result.miou
 
 
+def read(split, cams, image_id: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One image's CAMs, keys and mask as stored (float16, uint8), read with the calls the sweep makes."""
+    from wsss.data.ground_truth import ground_truth_mask
+
+    z = cams.read_npz(image_id)
+    mask = torch.from_numpy(ground_truth_mask(split, image_id))
+    return torch.from_numpy(z["cams"]), torch.from_numpy(z["keys"]), mask
+
+
 def in_memory(split, cam_dir: Path) -> list[tuple]:
     """Each image's CAMs, keys, mask and thresholded maps (T, H, W)."""
     from wsss.artifacts import ArtifactDir
     from wsss.cams.evaluate import default_thresholds, threshold_predictions
-    from wsss.data.ground_truth import ground_truth_mask
 
-    ts = torch.tensor(default_thresholds())
-    cams, out = ArtifactDir(cam_dir, ".npz"), []
+    ts, cams, out = torch.tensor(default_thresholds()), ArtifactDir(cam_dir, ".npz"), []
     for image_id in split.ids:
-        z = cams.read_npz(image_id)
-        mask = torch.from_numpy(ground_truth_mask(split, image_id))  # as stored: uint8, float16
-        maps = torch.from_numpy(z["cams"])
-        keys = torch.from_numpy(z["keys"])
+        maps, keys, mask = read(split, cams, image_id)
         out.append((maps, keys, mask, threshold_predictions(maps, keys, ts, tuple(mask.shape))))
     return out
 
@@ -115,16 +119,13 @@ def reading_and_counting(split, cam_dir: Path, num_labels: int) -> tuple[float, 
     checks, no progress. What ours must do at least."""
     from wsss.artifacts import ArtifactDir
     from wsss.cams.evaluate import default_thresholds, threshold_confusions
-    from wsss.data.ground_truth import ground_truth_mask
     from wsss.metrics.segmentation import iou_per_class
 
     ts, cams = torch.tensor(default_thresholds()), ArtifactDir(cam_dir, ".npz")
     t = now()
     confusion = 0
     for image_id in split.ids:
-        z = cams.read_npz(image_id)
-        mask = torch.from_numpy(ground_truth_mask(split, image_id))
-        maps, keys = torch.from_numpy(z["cams"]), torch.from_numpy(z["keys"])
+        maps, keys, mask = read(split, cams, image_id)
         confusion = confusion + threshold_confusions(maps, keys, ts, mask, num_labels)
     seconds = (now() - t) / len(split.ids)
     return seconds, [float(v) for v in iou_per_class(confusion).nanmean(-1)]
